@@ -1,0 +1,139 @@
+"""The `kvmnet` command. The only module that prints or chooses an exit code.
+
+Exit codes: 0 success; 1 the profile has problems, or `build --check` found drift;
+2 usage error; 70 internal error (a bug in kvmnet: run with --debug and report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from generator import __version__
+from generator.errors import KvmnetError
+from generator.model import Profile
+from generator.pipeline import Built, build, plan_profile
+from generator.resources import default_profile
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kvmnet",
+        description="Turn one YAML profile of a KVM fleet into what builds, boots and checks it.",
+    )
+    parser.add_argument("--version", action="version", version=f"kvmnet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def profile_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "profile", nargs="?", type=Path, help="profile YAML (default: the bundled default profile)"
+        )
+
+    b = commands.add_parser("build", help="render every artifact into the output directory")
+    profile_arg(b)
+    b.add_argument(
+        "-o", "--output", type=Path, default=Path("output"), help="output directory (default: ./output)"
+    )
+    b.add_argument(
+        "--check", action="store_true", help="write nothing; list what would change and exit 1 on drift"
+    )
+
+    v = commands.add_parser("validate", help="check a profile and report every problem")
+    profile_arg(v)
+
+    p = commands.add_parser("plan", help="print the plan: every derived value")
+    profile_arg(p)
+    p.add_argument("--json", action="store_true", required=True, help="print as JSON")
+
+    commands.add_parser("schema", help="print the JSON Schema of the profile (for editors)")
+    return parser
+
+
+def _profile(args: argparse.Namespace) -> Path:
+    return args.profile if args.profile is not None else default_profile()
+
+
+def _report_build(console: Console, built: Built, output: Path, check: bool) -> int:
+    files = len(built.artifacts)
+    hosts = len(built.planned.plan.hosts)
+    if check:
+        for change in built.changes:
+            sign = {"add": "+", "remove": "-", "modify": "~", "mode": "m"}[change.kind]
+            console.print(
+                f"{sign} {change.path}{' ' + change.detail if change.detail else ''}", highlight=False
+            )
+        if built.changes:
+            console.print(f"{len(built.changes)} file(s) would change in {output}", highlight=False)
+            return EXIT_PROBLEMS
+        console.print(f"{output} is up to date ({files} files)", highlight=False)
+        return EXIT_OK
+    if built.changes:
+        console.print(
+            f"wrote {output}: {files} files for {hosts} host(s), {len(built.changes)} changed",
+            highlight=False,
+        )
+    else:
+        console.print(f"{output} is up to date ({files} files); nothing written", highlight=False)
+    return EXIT_OK
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    out = Console(highlight=False, soft_wrap=True, markup=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return int(exc.code or 0)
+    try:
+        if args.command == "schema":
+            schema = Profile.model_json_schema(by_alias=True)
+            schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+            schema["title"] = "kvmnet profile"
+            sys.stdout.write(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+            return EXIT_OK
+        profile = _profile(args)
+        if args.command == "validate":
+            planned = plan_profile(profile)
+            out.print(
+                f"{profile}: ok ({len(planned.plan.hosts)} host(s), {len(planned.plan.overlays)} overlay(s))"
+            )
+            return EXIT_OK
+        if args.command == "plan":
+            planned = plan_profile(profile)
+            sys.stdout.write(json.dumps(dataclasses.asdict(planned.plan), indent=2, sort_keys=True) + "\n")
+            return EXIT_OK
+        built = build(profile, args.output, check=args.check)
+        return _report_build(out, built, args.output, args.check)
+    except KvmnetError as exc:
+        for diagnostic in exc.diagnostics:
+            err.print(diagnostic.format(), markup=False)
+        count = len(exc.diagnostics)
+        err.print(f"kvmnet: {count} problem{'s' if count != 1 else ''}; nothing was written", markup=False)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: say so briefly, unless asked for the traceback
+        if args.debug:
+            raise
+        err.print(
+            f"kvmnet: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback, and please report it)",
+            markup=False,
+        )
+        return EXIT_INTERNAL
+
+
+def main() -> int:
+    return run(sys.argv[1:])

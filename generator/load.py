@@ -1,0 +1,312 @@
+"""Stage 1: read a profile file as safe YAML, remembering where every node came from.
+
+What this stage guarantees to the next one:
+- only plain YAML: no tag can build a Python object (`!!python/...` is refused);
+- duplicate keys are errors (PyYAML silently keeps the last one);
+- scalars are kept as the text the user wrote, except nulls, and are converted per
+  field by the model, as netplan does. So an unquoted MAC address such as
+  52:54:00:12:34:56 stays a MAC address instead of becoming a YAML 1.1 base-60 integer,
+  and a key named `no` stays the string "no";
+- anchors, aliases and `<<` merge keys work, but an alias expansion bomb is refused
+  after a bounded amount of work, as are recursive aliases and absurd nesting;
+- every value and every key has a line/column mark, addressed by its key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from generator.errors import Diagnostic, KeyPath, LoadError, Location
+
+# libyaml makes composing ~10x faster; PyYAML wheels ship it, but fall back if absent.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: Deepest nesting accepted. Real profiles stay below 12; PyYAML's composer is
+#: recursive, so without this bound a deeply nested file ends in a RecursionError.
+MAX_DEPTH = 64
+#: Nodes that aliases may add on top of the nodes written in the file: a fixed
+#: allowance plus a multiple of the file's own size. A "billion laughs" file needs
+#: 10^9; honest reuse of an anchor across a large fleet stays far below.
+ALIAS_ALLOWANCE = 10_000
+ALIAS_RATIO = 10
+
+_NULL_TAG = "tag:yaml.org,2002:null"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "timestamp"))
+
+_COLLECTION_TAGS = frozenset(("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"))
+
+Data = Any  # str | None | Mapping[str, Data] | tuple[Data, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded profile: read-only data plus the position of every key and value."""
+
+    name: str  # how errors name the file
+    data: Data  # read-only: mappings are MappingProxyType, sequences are tuples
+    value_marks: Mapping[KeyPath, Mark]
+    key_marks: Mapping[KeyPath, Mark]
+    digest: str  # sha256 of the file's bytes
+
+    def locate(self, path: KeyPath, *, on_key: bool = False) -> Location:
+        """Where `path` is written; the nearest written ancestor if the path itself is not."""
+        for end in range(len(path), -1, -1):
+            prefix = path[:end]
+            mark = (self.key_marks.get(prefix) if on_key and end == len(path) else None) or (
+                self.value_marks.get(prefix)
+            )
+            if mark is not None:
+                return Location(self.name, mark.line, mark.column)
+        return Location(self.name, 1, 1)
+
+    def place(self, diagnostic: Diagnostic) -> Diagnostic:
+        """The same diagnostic, located in this document by its key path."""
+        if diagnostic.location is not None:
+            return diagnostic
+        return replace(diagnostic, location=self.locate(diagnostic.path, on_key=diagnostic.on_key))
+
+
+def _mark(m: yaml.Mark) -> Mark:
+    return Mark(m.line + 1, m.column + 1)
+
+
+def _error(name: str, mark: Any, message: str) -> Diagnostic:
+    loc = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
+    return Diagnostic(message, (), loc)
+
+
+def load(path: Path, name: str | None = None) -> Document:
+    """Read `path`; errors name it as `name` (default: the path as given)."""
+    shown = name or str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(
+            [Diagnostic(f"cannot read profile: {exc.strerror or exc}", (), Location(shown, 1, 1))]
+        ) from None
+    return parse(raw, shown)
+
+
+def parse(raw: bytes, name: str) -> Document:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise LoadError([Diagnostic("file is not valid UTF-8", (), Location(name, line, col))]) from None
+    digest = hashlib.sha256(raw).hexdigest()
+    _check_shape(text, name)
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        raise LoadError([_yaml_error(name, exc)]) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - libyaml reports everything as marked
+        raise LoadError([_error(name, None, f"invalid YAML: {exc}")]) from None
+    walker = _Walker(name)
+    data = walker.build(root)
+    if walker.problems:
+        raise LoadError(walker.problems)
+    return Document(
+        name=name,
+        data=data,
+        value_marks=MappingProxyType(walker.value_marks),
+        key_marks=MappingProxyType(walker.key_marks),
+        digest=digest,
+    )
+
+
+def _yaml_error(name: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or "invalid YAML"
+    if (
+        exc.context
+        and exc.context_mark
+        and exc.problem_mark
+        and exc.context_mark.line != exc.problem_mark.line
+    ):
+        problem = f"{problem} ({exc.context} at line {exc.context_mark.line + 1})"
+    elif exc.context:
+        problem = f"{exc.context}: {problem}" if problem else exc.context
+    return _error(name, mark, f"YAML syntax error: {problem}")
+
+
+def _check_shape(text: str, name: str) -> None:
+    """Refuse absurd nesting before the recursive composer sees it (events are iterative)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise LoadError(
+                        [
+                            _error(
+                                name,
+                                event.start_mark,
+                                f"nesting deeper than {MAX_DEPTH} levels is not accepted",
+                            )
+                        ]
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        raise LoadError([_yaml_error(name, exc)]) from None
+
+
+class _Walker:
+    """Turns the composed node graph into read-only data and a mark table."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.value_marks: dict[KeyPath, Mark] = {}
+        self.key_marks: dict[KeyPath, Mark] = {}
+        self.problems: list[Diagnostic] = []
+        self._seen: set[int] = set()
+        self._visits = 0
+        self._budget: int | None = None
+        self._stack: set[int] = set()
+
+    def build(self, root: yaml.Node | None) -> Data:
+        if root is None:
+            return None
+        self._budget = ALIAS_ALLOWANCE + ALIAS_RATIO * _count_nodes(root)
+        return self._node(root, ())
+
+    def _node(self, node: yaml.Node, path: KeyPath) -> Data:
+        key = id(node)
+        if key in self._stack:
+            raise LoadError([_error(self.name, node.start_mark, "recursive alias: a node contains itself")])
+        self._visits += 1
+        if key in self._seen and self._budget is not None and self._visits > self._budget:
+            raise LoadError([self._bomb(path)])
+        self._seen.add(key)
+        self.value_marks[path] = _mark(node.start_mark)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        if node.tag not in _COLLECTION_TAGS:
+            self.problems.append(self._bad_tag(node, path))
+            return None
+        self._stack.add(key)
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return tuple(self._node(item, (*path, i)) for i, item in enumerate(node.value))
+            assert isinstance(node, yaml.MappingNode)
+            return self._mapping(node, path)
+        finally:
+            self._stack.discard(key)
+
+    def _scalar(self, node: yaml.ScalarNode, path: KeyPath) -> str | None:
+        if node.tag == _NULL_TAG:
+            return None
+        if node.tag not in _PLAIN_TAGS:
+            self.problems.append(self._bad_tag(node, path))
+            return None
+        value: str = node.value
+        return value
+
+    def _bad_tag(self, node: yaml.Node, path: KeyPath) -> Diagnostic:
+        tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+        return Diagnostic(
+            f"YAML tag {tag!r} is not allowed: profiles are plain YAML "
+            "(strings, numbers, booleans, lists, mappings)",
+            path,
+            Location(self.name, node.start_mark.line + 1, node.start_mark.column + 1),
+        )
+
+    def _bomb(self, path: KeyPath) -> Diagnostic:
+        # The composed graph no longer knows where the alias was written; the nearest
+        # key written in the file on the way to it is the useful place to point at.
+        for end in range(len(path), -1, -1):
+            mark = self.key_marks.get(path[:end])
+            if mark is not None:
+                return Diagnostic(
+                    f"aliases expand to more than {self._budget} nodes; refusing a possible "
+                    "alias expansion bomb (use fewer nested aliases)",
+                    path[:end],
+                    Location(self.name, mark.line, mark.column),
+                )
+        return _error(self.name, None, "aliases expand too far; refusing a possible alias expansion bomb")
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> Mapping[str, Data]:
+        result: dict[str, Data] = {}
+        merges: list[yaml.Node] = []
+        explicit: list[tuple[str, yaml.Node, yaml.Node]] = []
+        first_seen: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL_TAG:
+                self.problems.append(
+                    _error(self.name, key_node.start_mark, "mapping keys must be plain strings")
+                )
+                continue
+            key = str(key_node.value)
+            if key in first_seen:
+                first = first_seen[key].start_mark
+                self.problems.append(
+                    Diagnostic(
+                        f"duplicate key {key!r} (first defined at line {first.line + 1}, "
+                        f"column {first.column + 1}); each key may appear once",
+                        (*path, key),
+                        Location(self.name, key_node.start_mark.line + 1, key_node.start_mark.column + 1),
+                    )
+                )
+                continue
+            first_seen[key] = key_node
+            explicit.append((key, key_node, value_node))
+        # YAML merge keys: earlier merged mappings win over later ones, explicit keys win over all.
+        for merge in merges:
+            sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
+            for source in reversed(sources):
+                if not isinstance(source, yaml.MappingNode):
+                    self.problems.append(
+                        _error(
+                            self.name,
+                            source.start_mark,
+                            "a '<<' merge key takes a mapping or a list of mappings",
+                        )
+                    )
+                    continue
+                merged = self._node(source, path)
+                if isinstance(merged, Mapping):
+                    for k in merged:
+                        result[k] = merged[k]
+        for key, key_node, value_node in explicit:
+            sub = (*path, key)
+            self.key_marks[sub] = _mark(key_node.start_mark)
+            result[key] = self._node(value_node, sub)
+        self.value_marks[path] = _mark(node.start_mark)
+        return MappingProxyType(result)
+
+
+def _count_nodes(root: yaml.Node) -> int:
+    """Distinct nodes in the graph (aliases point at existing nodes and are not counted twice)."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                todo.append(k)
+                todo.append(v)
+    return len(seen)

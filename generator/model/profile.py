@@ -1,0 +1,99 @@
+"""The whole profile: defaults, hosts, guests and fleet overlays, keyed by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+from generator.model.base import Entries, StrictModel
+from generator.model.network import Network
+from generator.model.types import (
+    DeviceId,
+    Flag,
+    InterfaceName,
+    IPAddress,
+    Label,
+    MtuOrAuto,
+    Ttl,
+    UdpPort,
+    Vni,
+    fail,
+    ranged,
+)
+
+
+class Host(StrictModel):
+    """A hypervisor. Every key is optional: `hosts: {hv1: {}}` is a valid profile."""
+
+    network: Network = Field(default_factory=Network)
+
+
+class Guest(StrictModel):
+    """A virtual machine. Only its placement exists yet; the guests issue fills in the rest."""
+
+    host: Label
+
+
+class HostDefaults(Host):
+    """Merged under every host: mappings key by key, lists and values replaced."""
+
+
+class Defaults(StrictModel):
+    host: HostDefaults = Field(default_factory=HostDefaults)
+
+
+class OverlayMember(StrictModel):
+    #: The member's underlay device id, when it differs from the overlay's.
+    underlay: DeviceId | None = None
+    #: The VTEP address; by default the underlay's first static address.
+    local: IPAddress | None = None
+
+
+def _members(value: Any) -> Any:
+    """`hosts: [hv1, hv2]` is shorthand for `hosts: {hv1: {}, hv2: {}}`."""
+    if isinstance(value, list | tuple):
+        seen: dict[Any, Any] = {}
+        for item in value:
+            if not isinstance(item, str):
+                raise fail(f"overlay members are host names, got {item!r}")
+            if item in seen:
+                raise fail(f"host {item!r} is listed twice")
+            seen[item] = {}
+        return seen
+    if isinstance(value, Mapping):
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    return value
+
+
+class Overlay(StrictModel):
+    """kvmnet extension: one VXLAN segment across hosts, declared once.
+
+    On every member kvmnet writes the VXLAN netdev bound to the underlay, attaches it to
+    `bridge` (creating the bridge unless the host declares it) and adds one static
+    `[BridgeFDB]` entry per other member (all-zero MAC -> that member's VTEP), so
+    broadcast and unknown traffic reaches every peer without multicast.
+    """
+
+    vni: Vni
+    hosts: Annotated[dict[Label, OverlayMember], BeforeValidator(_members)]
+    underlay: DeviceId | None = None
+    bridge: InterfaceName
+    #: Name of the VXLAN device; default `vx<vni>`.
+    device: InterfaceName | None = None
+    #: IANA's VXLAN port; Linux would otherwise use 8472, which other VTEPs do not expect.
+    port: UdpPort = 4789
+    ttl: Ttl | None = None
+    mtu: MtuOrAuto = "auto"
+    mac_learning: Flag = True
+
+
+class Profile(StrictModel):
+    """The validated profile every later stage reads."""
+
+    version: Annotated[int, ranged(1, 1, "profile version", " (the only version so far)")] = 1
+    defaults: Defaults = Field(default_factory=Defaults)
+    hosts: Entries[Label, Host] = Field(default_factory=dict)
+    guests: Entries[Label, Guest] = Field(default_factory=dict)
+    overlays: Entries[Label, Overlay] = Field(default_factory=dict)

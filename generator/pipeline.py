@@ -1,0 +1,54 @@
+"""The pipeline, read top to bottom as the design draws it:
+
+profile.yaml -load-> Document -validate-> Profile -plan-> Plan -render-> [Artifact] -write-> output/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.errors import Diagnostic, PlanError
+from generator.load import Document, load
+from generator.model import Profile, validate, with_defaults
+from generator.plan import Plan, make_plan
+from generator.renderers import Artifact, render_all
+from generator.write import Change, diff, manifest, write
+
+
+@dataclass(frozen=True)
+class Planned:
+    document: Document
+    profile: Profile
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Built:
+    planned: Planned
+    artifacts: tuple[Artifact, ...]  # manifest included
+    changes: tuple[Change, ...]
+
+
+def plan_profile(path: Path, name: str | None = None) -> Planned:
+    document = with_defaults(load(path, name))
+    profile = validate(document)
+    try:
+        plan = make_plan(profile)
+    except PlanError as exc:
+        located = sorted((document.place(d) for d in exc.diagnostics), key=Diagnostic.sort_key)
+        raise PlanError(located) from None
+    return Planned(document, profile, plan)
+
+
+def artifacts_for(planned: Planned) -> tuple[Artifact, ...]:
+    artifacts = render_all(planned.plan)
+    return (*artifacts, manifest(artifacts, planned.document.digest))
+
+
+def build(path: Path, output: Path, *, check: bool = False, name: str | None = None) -> Built:
+    """Plan, render and write (or with `check`, only compare) the output tree."""
+    planned = plan_profile(path, name)
+    artifacts = artifacts_for(planned)
+    changes = diff(output, artifacts) if check else write(output, artifacts)
+    return Built(planned, artifacts, tuple(changes))

@@ -1,0 +1,323 @@
+"""Stage 3: Profile -> Plan. Every cross-object rule and every derived value lives here."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from generator.errors import Diagnostic, PlanError
+from generator.model.network import Bond, Bridge, Ethernet, GretapTunnel, GreTunnel, Vlan, VxlanTunnel
+from generator.model.network import Route as RouteSpec
+from generator.model.profile import Profile
+from generator.plan.chain import MtuSolver
+from generator.plan.devices import Dev, HostDevices, collect, port_options
+from generator.plan.overlays import OverlayDraft, expand, tunnel_settings
+from generator.plan.types import (
+    BondSettings,
+    BridgeSettings,
+    GuestPlan,
+    HostPlan,
+    Interface,
+    Kind,
+    LinkSettings,
+    Match,
+    OverlayMember,
+    OverlayPlan,
+    Plan,
+    Route,
+    TunnelSettings,
+)
+
+#: netplan key -> systemd.link key, for the offloads an ethernet may switch.
+OFFLOADS = (
+    ("receive_checksum_offload", "ReceiveChecksumOffload"),
+    ("transmit_checksum_offload", "TransmitChecksumOffload"),
+    ("tcp_segmentation_offload", "TCPSegmentationOffload"),
+    ("tcp6_segmentation_offload", "TCP6SegmentationOffload"),
+    ("generic_segmentation_offload", "GenericSegmentationOffload"),
+    ("generic_receive_offload", "GenericReceiveOffload"),
+    ("large_receive_offload", "LargeReceiveOffload"),
+)
+
+
+def make_plan(profile: Profile) -> Plan:
+    problems: list[Diagnostic] = []
+    tables = {name: collect(name, host.network, problems) for name, host in sorted(profile.hosts.items())}
+    drafts = expand(dict(profile.overlays), tables, problems)
+    for table in tables.values():
+        port_options(table, problems)
+        _unique_vnis(table, problems)
+        _filtered_vlans(table, problems)
+    solver = MtuSolver(tables, drafts, problems)
+    hosts = tuple(
+        HostPlan(
+            name,
+            tuple(_interface(table, table.devs[i], solver, drafts, problems) for i in sorted(table.devs)),
+        )
+        for name, table in tables.items()
+    )
+    overlays = tuple(_overlay(d, solver) for d in drafts)
+    guests = []
+    for name, guest in sorted(profile.guests.items()):
+        if guest.host not in tables:
+            problems.append(
+                Diagnostic(
+                    f"host {guest.host!r} is not defined (hosts: {', '.join(sorted(tables)) or 'none'})",
+                    ("guests", name, "host"),
+                )
+            )
+        guests.append(GuestPlan(name, guest.host))
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise PlanError(unique)
+    return Plan(hosts=hosts, overlays=overlays, guests=tuple(guests))
+
+
+def _unique_vnis(table: HostDevices, problems: list[Diagnostic]) -> None:
+    seen: dict[int, str] = {}
+    for dev in table.devs.values():
+        vni = dev.vni
+        if vni is None:
+            continue
+        first = seen.setdefault(vni, dev.id)
+        if first != dev.id:
+            problems.append(
+                Diagnostic(
+                    f"VNI {vni} is already used on host {table.host} by {first}; "
+                    "VNIs must be unique per host",
+                    (*dev.origin, "id") if dev.spec is not None else (*dev.origin, "vni"),
+                )
+            )
+
+
+def _filtered_vlans(table: HostDevices, problems: list[Diagnostic]) -> None:
+    """A VLAN device on a VLAN-filtering bridge only sees VLANs the bridge's own port carries."""
+    for dev in table.devs.values():
+        if not isinstance(dev.spec, Vlan) or dev.lower is None:
+            continue
+        bridge = table.devs[dev.lower]
+        if not isinstance(bridge.spec, Bridge) or not (
+            bridge.spec.kvmnet and bridge.spec.kvmnet.vlan_filtering
+        ):
+            continue
+        own = bridge.port_vlans
+        carried = {v for lo, hi in (own.vlans if own else ()) for v in range(lo, hi + 1)}
+        if dev.spec.id not in carried:
+            problems.append(
+                Diagnostic(
+                    f"{dev.id} (VLAN {dev.spec.id}) sits on VLAN-filtering bridge {bridge.id}, whose own "
+                    f"port does not carry VLAN {dev.spec.id}; add it to bridges.{bridge.id}.kvmnet.vlans",
+                    (*dev.origin, "id"),
+                )
+            )
+
+
+def _overlay(draft: OverlayDraft, solver: MtuSolver) -> OverlayPlan:
+    return OverlayPlan(
+        name=draft.name,
+        vni=draft.spec.vni,
+        device=draft.device,
+        bridge=draft.spec.bridge,
+        port=draft.spec.port,
+        mtu=solver.segment(draft.name),
+        overhead=70 if draft.ipv6 else 50,
+        members=tuple(OverlayMember(h, u, local) for h, u, local in draft.members),
+    )
+
+
+def _routes(
+    routes: tuple[RouteSpec, ...], path: tuple[str | int, ...], problems: list[Diagnostic]
+) -> tuple[Route, ...]:
+    out = []
+    for index, route in enumerate(routes):
+        via = ipaddress.ip_address(route.via) if route.via else None
+        if route.to == "default":
+            destination = "::/0" if via is not None and via.version == 6 else "0.0.0.0/0"
+        else:
+            destination = str(ipaddress.ip_interface(route.to).network)
+            if via is not None and ipaddress.ip_interface(route.to).version != via.version:
+                problems.append(
+                    Diagnostic(
+                        f"route to {route.to} via {route.via} mixes IPv4 and IPv6", (*path, index, "via")
+                    )
+                )
+        out.append(
+            Route(
+                destination=destination,
+                gateway=route.via,
+                preferred_source=route.from_,
+                metric=route.metric,
+                on_link=route.on_link,
+                table=route.table,
+                scope=route.scope if route.scope != "global" else None,
+                type=route.type if route.type != "unicast" else None,
+            )
+        )
+    return tuple(out)
+
+
+def _link_local(dev: Dev) -> str:
+    if dev.master is not None:
+        return "no"  # ports carry frames for their master; an address of their own would be noise
+    spec = dev.spec
+    if spec is None or spec.link_local is None:
+        return "ipv6"  # netplan's default
+    families = set(spec.link_local)
+    if families == {"ipv4", "ipv6"}:
+        return "yes"
+    return families.pop() if families else "no"
+
+
+def _interface(
+    table: HostDevices, dev: Dev, solver: MtuSolver, drafts: list[OverlayDraft], problems: list[Diagnostic]
+) -> Interface:
+    mtu = solver.of(table.host, dev.id)
+    spec = dev.spec
+    master = table.devs.get(dev.master) if dev.master else None
+    master_spec = master.spec if master else None
+    params = master_spec.parameters if isinstance(master_spec, Bridge) else None
+    gateways: tuple[str, ...] = ()
+    if spec is not None:
+        for key, version in (("gateway4", 4), ("gateway6", 6)):
+            gateway = getattr(spec, key)
+            if gateway is not None and ipaddress.ip_address(gateway).version != version:
+                problems.append(Diagnostic(f"{key} must be an IPv{version} address", (*dev.origin, key)))
+        gateways = tuple(g for g in (spec.gateway4, spec.gateway6) if g)
+    return Interface(
+        id=dev.id,
+        kind=dev.kind,
+        origin=dev.origin,
+        name=dev.name,
+        match=_match(dev),
+        mtu=mtu.mtu,
+        mtu_written=mtu.written,
+        mtu_chain=mtu.chain,
+        link=_link_settings(dev),
+        macaddress=spec.macaddress if spec else None,
+        addresses=spec.addresses if spec else (),
+        gateways=gateways,
+        routes=_routes(spec.routes, (*dev.origin, "routes"), problems) if spec else (),
+        dns=spec.nameservers.addresses if spec and spec.nameservers else (),
+        domains=spec.nameservers.search if spec and spec.nameservers else (),
+        dhcp=_dhcp(dev),
+        link_local=_link_local(dev),
+        accept_ra=spec.accept_ra if spec else None,
+        required_for_online=not (spec.optional if spec else False),
+        configure_without_carrier=dev.kind.is_netdev,
+        master=dev.master,
+        master_kind=master.kind if master else None,
+        primary_port=isinstance(master_spec, Bond)
+        and master_spec.parameters is not None
+        and master_spec.parameters.primary == dev.id,
+        port_cost=params.path_cost.get(dev.id) if params else None,
+        port_priority=params.port_priority.get(dev.id) if params else None,
+        port_vlans=dev.port_vlans,
+        stacked=tuple(sorted(dev.stacked)),
+        fdb=tuple(dev.fdb),
+        lower=dev.lower,
+        bridge=_bridge(dev),
+        bond=_bond(spec) if isinstance(spec, Bond) else None,
+        vlan_id=spec.id if isinstance(spec, Vlan) else None,
+        tunnel=_tunnel(dev, drafts),
+    )
+
+
+def _dhcp(dev: Dev) -> str | None:
+    spec = dev.spec
+    if spec is None:
+        return None
+    if spec.dhcp4 and spec.dhcp6:
+        return "yes"
+    if spec.dhcp4:
+        return "ipv4"
+    return "ipv6" if spec.dhcp6 else None
+
+
+def _match(dev: Dev) -> Match:
+    spec = dev.spec
+    if isinstance(spec, Ethernet) and spec.match is not None:
+        return Match(name=spec.set_name or spec.match.name, mac=spec.match.macaddress)
+    return Match(name=dev.id)
+
+
+def _link_settings(dev: Dev) -> LinkSettings | None:
+    spec = dev.spec
+    if not isinstance(spec, Ethernet):
+        return None
+    offloads = tuple((key, getattr(spec, attr)) for attr, key in OFFLOADS if getattr(spec, attr) is not None)
+    # netplan writes a .link only when udev has something to do before networkd runs.
+    if not (spec.set_name or spec.mtu or spec.wakeonlan or offloads):
+        return None
+    match = Match(name=spec.match.name, mac=spec.match.macaddress) if spec.match else Match(name=dev.id)
+    return LinkSettings(
+        match=match, name=spec.set_name, wake_on_lan=spec.wakeonlan, mtu=spec.mtu, offloads=offloads
+    )
+
+
+def _bridge(dev: Dev) -> BridgeSettings | None:
+    if dev.kind is not Kind.BRIDGE:
+        return None
+    spec = dev.spec
+    if not isinstance(spec, Bridge):
+        return BridgeSettings()
+    p = spec.parameters
+    ext = spec.kvmnet
+    return BridgeSettings(
+        stp=p.stp if p else None,
+        forward_delay_ms=p.forward_delay if p else None,
+        hello_time_ms=p.hello_time if p else None,
+        max_age_ms=p.max_age if p else None,
+        ageing_time_ms=p.ageing_time if p else None,
+        priority=p.priority if p else None,
+        vlan_filtering=bool(ext and ext.vlan_filtering),
+        default_pvid=ext.default_pvid if ext else None,
+    )
+
+
+def _bond(spec: Bond) -> BondSettings:
+    p = spec.parameters
+    if p is None:
+        return BondSettings()
+    return BondSettings(
+        mode=p.mode,
+        lacp_rate=p.lacp_rate,
+        mii_monitor_ms=p.mii_monitor_interval,
+        min_links=p.min_links,
+        transmit_hash_policy=p.transmit_hash_policy,
+        ad_select=p.ad_select,
+        all_slaves_active=p.all_slaves_active,
+        arp_interval_ms=p.arp_interval,
+        arp_ip_targets=p.arp_ip_targets,
+        arp_validate=p.arp_validate,
+        arp_all_targets=p.arp_all_targets,
+        up_delay_ms=p.up_delay,
+        down_delay_ms=p.down_delay,
+        fail_over_mac_policy=p.fail_over_mac_policy,
+        gratuitous_arp=p.gratuitous_arp,
+        packets_per_slave=p.packets_per_slave,
+        primary_reselect_policy=p.primary_reselect_policy,
+        resend_igmp=p.resend_igmp,
+        learn_packet_interval_s=p.learn_packet_interval,
+    )
+
+
+def _tunnel(dev: Dev, drafts: list[OverlayDraft]) -> TunnelSettings | None:
+    spec = dev.spec
+    if dev.overlay is not None and dev.kind is Kind.VXLAN:
+        draft = next(d for d in drafts if d.name == dev.overlay)
+        return tunnel_settings(draft, dev.local or "")
+    if isinstance(spec, VxlanTunnel):
+        remote = ipaddress.ip_address(spec.remote) if spec.remote else None
+        multicast = remote is not None and remote.is_multicast
+        return TunnelSettings(
+            local=spec.local,
+            remote=None if multicast else spec.remote,
+            group=spec.remote if multicast else None,
+            ttl=spec.ttl,
+            vni=spec.id,
+            port=spec.port,
+            mac_learning=spec.mac_learning,
+            independent=spec.link is None,
+        )
+    if isinstance(spec, GreTunnel | GretapTunnel):
+        return TunnelSettings(local=spec.local, remote=spec.remote, ttl=spec.ttl, independent=True)
+    return None

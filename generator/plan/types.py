@@ -1,0 +1,231 @@
+"""The plan: every derived value, resolved and checked, ready for renderers to format.
+
+Plain frozen dataclasses with tuples only, so a plan cannot change after `make_plan`
+and serialises to JSON as is (`kvmnet plan --json`). Field names say what a value
+means on the machine, not which profile key it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from generator.errors import KeyPath
+
+VlanSpan = tuple[int, int]  # inclusive first, last
+
+
+class Kind(StrEnum):
+    """Device kinds, spelled as systemd-networkd's `Kind=` (ethernet has no netdev)."""
+
+    ETHERNET = "ether"
+    BOND = "bond"
+    BRIDGE = "bridge"
+    VLAN = "vlan"
+    VXLAN = "vxlan"
+    GRE = "gre"
+    GRETAP = "gretap"
+
+    @property
+    def is_netdev(self) -> bool:
+        return self is not Kind.ETHERNET
+
+    @property
+    def carries_ethernet(self) -> bool:
+        """Layer-2 devices: they can be bridge ports and carry VLAN tags."""
+        return self is not Kind.GRE
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    destination: str
+    gateway: str | None = None
+    preferred_source: str | None = None
+    metric: int | None = None
+    on_link: bool | None = None
+    table: int | None = None
+    scope: str | None = None  # only when not the default "global"
+    type: str | None = None  # only when not the default "unicast"
+
+
+@dataclass(frozen=True, slots=True)
+class PortVlans:
+    """`[BridgeVLAN]` of one bridge port (or of the bridge itself)."""
+
+    vlans: tuple[VlanSpan, ...] = ()
+    pvid: int | None = None
+    untagged: tuple[VlanSpan, ...] = ()
+
+    def tagged(self) -> bool:
+        """True if any VLAN leaves this port with an 802.1Q tag."""
+        untagged = {v for lo, hi in self.untagged for v in range(lo, hi + 1)}
+        return any(v not in untagged for lo, hi in self.vlans for v in range(lo, hi + 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Fdb:
+    """A static forwarding entry on a VXLAN port: frames for `mac` go to VTEP `destination`."""
+
+    mac: str
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    name: str | None = None  # a name or a shell glob
+    mac: str | None = None  # permanent MAC address
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """What udev applies through a `.link` file before networkd sees the device."""
+
+    match: Match
+    name: str | None  # rename to this
+    wake_on_lan: bool
+    mtu: int | None
+    offloads: tuple[tuple[str, bool], ...]  # (networkd key, value)
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    stp: bool | None = None
+    forward_delay_ms: int | None = None
+    hello_time_ms: int | None = None
+    max_age_ms: int | None = None
+    ageing_time_ms: int | None = None
+    priority: int | None = None
+    vlan_filtering: bool = False
+    default_pvid: int | str | None = None  # a VLAN id or "none"
+
+
+@dataclass(frozen=True, slots=True)
+class BondSettings:
+    mode: str | None = None
+    lacp_rate: str | None = None
+    mii_monitor_ms: int | None = None
+    min_links: int | None = None
+    transmit_hash_policy: str | None = None
+    ad_select: str | None = None
+    all_slaves_active: bool | None = None
+    arp_interval_ms: int | None = None
+    arp_ip_targets: tuple[str, ...] = ()
+    arp_validate: str | None = None
+    arp_all_targets: str | None = None
+    up_delay_ms: int | None = None
+    down_delay_ms: int | None = None
+    fail_over_mac_policy: str | None = None
+    gratuitous_arp: int | None = None
+    packets_per_slave: int | None = None
+    primary_reselect_policy: str | None = None
+    resend_igmp: int | None = None
+    learn_packet_interval_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSettings:
+    """VXLAN, GRE and gretap endpoints. `remote` of a VXLAN may be a multicast group."""
+
+    local: str | None = None
+    remote: str | None = None
+    group: str | None = None
+    ttl: int | None = None
+    vni: int | None = None  # VXLAN only
+    port: int | None = None  # VXLAN only
+    mac_learning: bool | None = None  # VXLAN only
+    independent: bool = False  # not bound to an underlay device
+
+
+@dataclass(frozen=True, slots=True)
+class MtuStep:
+    """One line of the MTU arithmetic, kept so `plan --json` and errors can show it."""
+
+    device: str
+    mtu: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    id: str  # the profile's key (netplan's "id")
+    kind: Kind
+    origin: KeyPath  # where the profile declares it
+    name: str | None  # kernel name, when known at generation time
+    match: Match  # what networkd's [Match] selects
+    mtu: int  # the MTU the device will have
+    mtu_written: int | None  # written as MTUBytes= (configured, or derived for `auto`)
+    mtu_chain: tuple[MtuStep, ...] = ()
+    link: LinkSettings | None = None  # a .link file is needed
+    macaddress: str | None = None
+    addresses: tuple[str, ...] = ()
+    gateways: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()
+    dns: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    dhcp: str | None = None  # "yes" | "ipv4" | "ipv6"
+    link_local: str = "ipv6"  # networkd LinkLocalAddressing=
+    accept_ra: bool | None = None
+    required_for_online: bool = True
+    configure_without_carrier: bool = False
+    master: str | None = None  # id of the bridge or bond this device is a port of
+    master_kind: Kind | None = None
+    primary_port: bool = False  # the bond's primary
+    port_cost: int | None = None
+    port_priority: int | None = None
+    port_vlans: PortVlans | None = None
+    stacked: tuple[tuple[str, str], ...] = ()  # (networkd key, device) riding on this one
+    fdb: tuple[Fdb, ...] = ()
+    lower: str | None = None  # id of the device this one is carried by
+    bridge: BridgeSettings | None = None
+    bond: BondSettings | None = None
+    vlan_id: int | None = None
+    tunnel: TunnelSettings | None = None
+
+    @property
+    def netdev_name(self) -> str:
+        """Name of a virtual device (its id; netdevs are always named by their id)."""
+        return self.name or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayMember:
+    host: str
+    underlay: str  # device id on that host
+    local: str  # VTEP address
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayPlan:
+    name: str
+    vni: int
+    device: str
+    bridge: str
+    port: int
+    mtu: int
+    overhead: int
+    members: tuple[OverlayMember, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostPlan:
+    name: str
+    interfaces: tuple[Interface, ...]  # sorted by id
+
+    def get(self, ident: str) -> Interface:
+        for iface in self.interfaces:
+            if iface.id == ident:
+                return iface
+        raise KeyError(ident)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestPlan:
+    name: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    hosts: tuple[HostPlan, ...]
+    overlays: tuple[OverlayPlan, ...] = ()
+    guests: tuple[GuestPlan, ...] = ()

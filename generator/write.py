@@ -1,0 +1,238 @@
+"""Stage 5: the one place that touches the file system.
+
+The new tree is written beside the old one (same directory, so the same file system),
+flushed to disk, and swapped in with one atomic `renameat2(RENAME_EXCHANGE)`. A build
+that fails or is killed at any point leaves the previous tree exactly as it was; its
+leftovers are hidden temporary directories that the next build removes. Modes are
+set explicitly, so the result does not depend on the caller's umask.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator import __version__
+from generator.errors import Diagnostic, Location, WriteError
+from generator.renderers.artifact import MODE_FILE, Artifact
+
+MANIFEST = "manifest.json"
+_TMP_NEW = ".kvmnet-new-"
+_TMP_OLD = ".kvmnet-old-"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: str  # "add" | "remove" | "modify" | "mode"
+    path: str
+    detail: str = ""
+
+
+def manifest(artifacts: Sequence[Artifact], profile_digest: str) -> Artifact:
+    """`manifest.json`: every file with its sha256 and mode, the profile digest, the version."""
+    files = [
+        {
+            "path": a.path,
+            "sha256": hashlib.sha256(a.content).hexdigest(),
+            "mode": f"{a.mode:04o}",
+            "size": len(a.content),
+        }
+        for a in sorted(artifacts, key=lambda a: a.path)
+    ]
+    document = {
+        "generator": "kvmnet",
+        "version": __version__,
+        "profile_sha256": profile_digest,
+        "files": files,
+    }
+    return Artifact.text(MANIFEST, json.dumps(document, indent=2, sort_keys=True) + "\n", MODE_FILE)
+
+
+def _on_disk(root: Path) -> dict[str, tuple[bytes, int]]:
+    found: dict[str, tuple[bytes, int]] = {}
+    if not root.is_dir():
+        return found
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for filename in filenames:
+            full = Path(dirpath) / filename
+            rel = full.relative_to(root).as_posix()
+            info = full.lstat()
+            content = full.read_bytes() if stat.S_ISREG(info.st_mode) else b""
+            found[rel] = (content, stat.S_IMODE(info.st_mode))
+    return found
+
+
+def diff(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
+    """What writing `artifacts` to `root` would change."""
+    existing = _on_disk(root)
+    changes: list[Change] = []
+    wanted = {a.path: a for a in artifacts}
+    for path in sorted(set(existing) | set(wanted)):
+        have = existing.get(path)
+        want = wanted.get(path)
+        if have is None:
+            changes.append(Change("add", path))
+        elif want is None:
+            changes.append(Change("remove", path))
+        elif have[0] != want.content:
+            changes.append(Change("modify", path))
+        elif have[1] != want.mode:
+            changes.append(Change("mode", path, f"{have[1]:04o} -> {want.mode:04o}"))
+    return changes
+
+
+def _error(root: Path, message: str) -> WriteError:
+    return WriteError([Diagnostic(message, (), Location(str(root), 0, 0))])
+
+
+def _refuse_foreign(root: Path) -> None:
+    """Never swap away a directory kvmnet did not make (think `-o /etc`)."""
+    if root.is_symlink():
+        raise _error(root, "the output path is a symlink; give the directory it points to")
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise _error(root, "the output path exists and is not a directory")
+    if not any(root.iterdir()):
+        return
+    try:
+        data = json.loads((root / MANIFEST).read_text())
+        if isinstance(data, dict) and data.get("generator") == "kvmnet":
+            return
+    except (OSError, ValueError):
+        pass
+    raise _error(
+        root,
+        "refusing to replace this directory: it is not empty and has no kvmnet manifest.json; "
+        "choose another output directory or empty it",
+    )
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One build at a time per output directory."""
+    lock = root.parent / f".{root.name}.kvmnet.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _error(root, "another kvmnet build is writing this output directory") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _clean_leftovers(root: Path) -> None:
+    for prefix in (_TMP_NEW, _TMP_OLD):
+        for stale in root.parent.glob(f".{root.name}{prefix}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _write_tree(base: Path, artifacts: Sequence[Artifact]) -> None:
+    made: set[Path] = {base}
+    os.chmod(base, 0o755)
+    for artifact in artifacts:
+        target = base / artifact.path
+        for parent in reversed(target.relative_to(base).parents[:-1]):
+            directory = base / parent
+            if directory not in made:
+                directory.mkdir()
+                os.chmod(directory, 0o755)
+                made.add(directory)
+        # Created with the final mode or less (umask only removes bits), then set exactly,
+        # so a 0600 file is never readable by others, not even for a moment.
+        fd = os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, artifact.mode
+        )
+        try:
+            os.fchmod(fd, artifact.mode)
+            view = memoryview(artifact.content)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+
+def _sync(path: Path) -> None:
+    """Flush the new tree once (one syncfs instead of an fsync per file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _exchange(new: Path, root: Path) -> bool:
+    """Atomically swap `new` and `root`; False if the kernel or file system cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(new), _AT_FDCWD, os.fsencode(root), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(root))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
+    """Replace the tree at `root` with exactly `artifacts`; return what changed."""
+    root = Path(os.path.abspath(root))
+    _refuse_foreign(root)
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _error(root, f"cannot create the output's parent directory: {exc.strerror}") from None
+    with _locked(root):
+        _clean_leftovers(root)
+        changes = diff(root, artifacts)
+        if not changes:
+            return []
+        new = root.parent / f".{root.name}{_TMP_NEW}{os.getpid()}"
+        try:
+            new.mkdir()
+            _write_tree(new, artifacts)
+            _sync(new)
+            if root.exists():
+                if _exchange(new, root):
+                    shutil.rmtree(new)  # `new` now holds the previous tree
+                else:
+                    old = root.parent / f".{root.name}{_TMP_OLD}{os.getpid()}"
+                    os.rename(root, old)
+                    os.rename(new, root)
+                    shutil.rmtree(old)
+            else:
+                os.rename(new, root)
+            _fsync_dir(root.parent)
+        except OSError as exc:
+            shutil.rmtree(new, ignore_errors=True)
+            raise _error(
+                root, f"could not write the output ({exc.strerror or exc}); the previous output is unchanged"
+            ) from None
+        return changes
