@@ -64,6 +64,7 @@ class Document:
 
     def locate(self, path: KeyPath, *, on_key: bool = False) -> Location:
         """Where `path` is written; the nearest written ancestor if the path itself is not."""
+        path = self._as_written(path)
         for end in range(len(path), -1, -1):
             prefix = path[:end]
             mark = (self.key_marks.get(prefix) if on_key and end == len(path) else None) or (
@@ -72,6 +73,21 @@ class Document:
             if mark is not None:
                 return Location(self.name, mark.line, mark.column)
         return Location(self.name, 1, 1)
+
+    def _as_written(self, path: KeyPath) -> KeyPath:
+        """Later stages address `hosts: [hv1, hv2]` by name (`hosts.hv2`); the file has an index."""
+        node = self.data
+        out: list[str | int] = []
+        for part in path:
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, tuple) and isinstance(part, str) and part in node:
+                part = node.index(part)
+                node = node[part]
+            else:
+                node = None
+            out.append(part)
+        return tuple(out)
 
     def place(self, diagnostic: Diagnostic) -> Diagnostic:
         """The same diagnostic, located in this document by its key path."""

@@ -36,19 +36,17 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _whole(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise fail(f"{what} must be a whole number, got {_show(value)}")
-    if isinstance(value, int):
+def _whole(value: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
         return int(value)
-    raise fail(f"{what} must be a whole number, got {_show(value)}")
+    raise fail(f"{what} must be a whole number from {lo} to {hi}, got {_show(value)}")
 
 
 def int_range(lo: int, hi: int, what: str, why: str = "") -> Callable[[Any], int]:
     def check(value: Any) -> int:
-        number = _whole(value, what)
+        number = _whole(value, what, lo, hi)
         if not lo <= number <= hi:
             raise fail(f"{what} must be {lo}–{hi}{why}, got {number}")
         return number

@@ -143,8 +143,21 @@ class MtuSolver:
                     )
                 )
             return MtuResult(req, req, (*below, MtuStep(dev.id, req, "configured")))
-        mtu = smallest[0] if smallest else KERNEL_DEFAULT_MTU
-        return MtuResult(mtu, None, (*below, MtuStep(dev.id, mtu, "kernel: smallest port")))
+        if smallest is None:
+            step = MtuStep(dev.id, KERNEL_DEFAULT_MTU, "kernel default")
+            return MtuResult(KERNEL_DEFAULT_MTU, None, (step,))
+        kernel = min(self.of(table.host, port).mtu for port in dev.ports)
+        if kernel > smallest[0]:
+            # The kernel sizes a bridge by its ports' MTUs; it does not know that tagged
+            # frames grow by 4 bytes inside a tunnel port.
+            self.problems.append(
+                Diagnostic(
+                    f"{dev.id} would get MTU {kernel} from its ports, but tagged frames inside "
+                    f"{smallest[1]} need 4 more bytes: at most {smallest[0]} fits; set mtu: auto",
+                    dev.origin,
+                )
+            )
+        return MtuResult(kernel, None, (*below, MtuStep(dev.id, kernel, "kernel: smallest port")))
 
     def _tagged_tunnel(self, table: HostDevices, lower: Dev) -> str | None:
         """The L2 tunnel inside which frames tagged on `lower` travel, if any."""

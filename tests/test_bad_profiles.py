@@ -1,0 +1,74 @@
+"""Bad profiles, each paired with the exact lines a user sees.
+
+Every file in tests/bad/ runs through the real command line; stderr must equal its
+`.expected` file, the exit code must be 1, and nothing may be written. The expected
+files are reviewed by hand: regenerate with `pytest --update-golden` only to review
+the diff, never to make a failure go away.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BAD = sorted((REPO / "tests" / "bad").glob("*.yaml"))
+
+
+def _kvmnet(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_corpus_is_there() -> None:
+    assert len(BAD) >= 10
+    assert all(p.with_suffix(".expected").exists() for p in BAD), "every bad profile needs its .expected"
+
+
+@pytest.mark.parametrize("profile", BAD, ids=[p.stem for p in BAD])
+def test_bad_profile_reports_exact_errors(profile: Path, update_golden: bool, tmp_path: Path) -> None:
+    relative = profile.relative_to(REPO).as_posix()
+    result = _kvmnet("validate", relative)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    expected = profile.with_suffix(".expected")
+    if update_golden:
+        expected.write_text(result.stderr)
+    assert result.stderr == expected.read_text()
+    # Every line but the summary is `file:line:col: [key.path: ]message`.
+    for line in result.stderr.splitlines()[:-1]:
+        assert line.startswith(f"{relative}:"), line
+        _, row, col, _ = line.split(":", 3)
+        assert row.isdigit() and col.isdigit(), line
+
+
+@pytest.mark.parametrize("profile", BAD, ids=[p.stem for p in BAD])
+def test_bad_profile_writes_nothing(profile: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _kvmnet("build", str(profile), "-o", str(out))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary tree or lock left behind either
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    import time
+
+    from generator.errors import LoadError
+    from generator.load import load
+
+    started = time.perf_counter()
+    with pytest.raises(LoadError):
+        load(REPO / "tests" / "bad" / "alias-bomb.yaml")
+    assert time.perf_counter() - started < 1.0
