@@ -79,14 +79,15 @@ class Document:
         node = self.data
         out: list[str | int] = []
         for part in path:
+            step: str | int = part
             if isinstance(node, Mapping) and part in node:
                 node = node[part]
             elif isinstance(node, tuple) and isinstance(part, str) and part in node:
-                part = node.index(part)
-                node = node[part]
+                step = node.index(part)
+                node = node[step]
             else:
                 node = None
-            out.append(part)
+            out.append(step)
         return tuple(out)
 
     def place(self, diagnostic: Diagnostic) -> Diagnostic:
