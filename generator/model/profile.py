@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from generator.model.base import Entries, StrictModel
 from generator.model.network import Network
@@ -77,7 +77,18 @@ class Overlay(StrictModel):
     """
 
     vni: Vni
-    hosts: Annotated[dict[Label, OverlayMember], BeforeValidator(_members)]
+    hosts: Annotated[
+        dict[Label, OverlayMember],
+        BeforeValidator(_members),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                    {"type": "object", "additionalProperties": OverlayMember.model_json_schema()},
+                ]
+            }
+        ),
+    ]
     underlay: DeviceId | None = None
     bridge: InterfaceName
     #: Name of the VXLAN device; default `vx<vni>`.

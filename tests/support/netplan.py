@@ -48,6 +48,14 @@ class Netplan:
         )
 
 
+def apt_download(packages: tuple[str, ...], into: Path) -> None:
+    """`apt-get download`, refreshing the package index once if it is missing or stale."""
+    command = ["apt-get", "download", *packages]
+    if subprocess.run(command, cwd=into, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        subprocess.run(command, cwd=into, check=True, capture_output=True)
+
+
 def fetch() -> Netplan:
     """Download and unpack netplan 0.106 once; later calls reuse the cache."""
     root = cache_dir() / "netplan-0.106"
@@ -57,7 +65,7 @@ def fetch() -> Netplan:
     downloads.mkdir(parents=True, exist_ok=True)
     if shutil.which("apt-get") is None:
         raise RuntimeError("apt-get is needed to fetch Debian's netplan.io")
-    subprocess.run(["apt-get", "download", *PACKAGES], cwd=downloads, check=True, capture_output=True)
+    apt_download(PACKAGES, downloads)
     staging = root.with_name(root.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     for deb in sorted(downloads.glob("*.deb")):

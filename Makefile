@@ -1,0 +1,40 @@
+# Two commands for a newcomer on a fresh Debian 12 machine (as root):
+#   make build   set up .venv, install kvmnet, build the bundled default profile into output/
+#   make test    install what the tests need (apt and pip), then run the whole default suite
+# Both are idempotent; CI (.ci/run) runs `make test`.
+
+PYTHON ?= python3
+VENV   := .venv
+PIP    := $(VENV)/bin/pip
+# Programs the consumer tests run for real (netplan and udevadm are fetched by the tests
+# themselves with `apt-get download`, refreshing the package index if they must).
+APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd
+
+.PHONY: build test venv test-deps bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+build: venv
+	$(VENV)/bin/kvmnet build -o output
+
+test-deps: venv
+	@missing=$$(for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: test-deps
+	$(VENV)/bin/pytest
+
+bench: venv
+	$(VENV)/bin/python -m bench.render_vs_netplan
+	$(VENV)/bin/python -m bench.fleet_scaling
+
+clean:
+	rm -rf output .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,209 @@
+"""The command line and the writer: exit codes, --check, atomic replacement, modes, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generator import __version__, write
+from generator.cli import run
+from generator.renderers.artifact import Artifact
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO / "profiles" / "default.yaml"
+PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mode & 0o7777)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def kvmnet(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_build_writes_tree_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert run(["build", str(DEFAULT), "-o", str(out)]) == 0
+    files = snapshot(out)
+    manifest = json.loads(files.pop("manifest.json")[0])
+    assert manifest["generator"] == "kvmnet"
+    assert manifest["version"] == __version__
+    assert len(manifest["profile_sha256"]) == 64
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert set(listed) == set(files)
+    import hashlib
+
+    for path, (content, mode) in files.items():
+        assert listed[path]["sha256"] == hashlib.sha256(content).hexdigest()
+        assert listed[path]["mode"] == f"{mode:04o}" == "0644"
+    assert "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-vx10010.netdev" in files
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_no_profile_builds_the_bundled_default(tmp_path: Path) -> None:
+    result = kvmnet("build", "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "hosts" / "hv2").is_dir()
+
+
+def test_second_build_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    run(["build", str(DEFAULT), "-o", str(out)])
+    inode = out.stat().st_ino
+    capsys.readouterr()
+    assert run(["build", str(DEFAULT), "-o", str(out)]) == 0
+    assert "nothing written" in capsys.readouterr().out
+    assert out.stat().st_ino == inode
+
+
+def test_check_reports_drift_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert run(["build", str(DEFAULT), "-o", str(out), "--check"]) == 1  # nothing there yet
+    assert not out.exists()
+    run(["build", str(DEFAULT), "-o", str(out)])
+    capsys.readouterr()
+    assert run(["build", str(DEFAULT), "-o", str(out), "--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    edited = out / "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-eno1.network"
+    edited.write_text(edited.read_text() + "MTUBytes=1400\n")
+    (out / "stray.txt").write_text("hand-made\n")
+    (out / "hosts/hv2/rootfs/etc/systemd/network/10-kvmnet-eno2.link").unlink()
+    os.chmod(out / "hosts/hv2/rootfs/etc/systemd/network/10-kvmnet-eno1.link", 0o600)
+    before = snapshot(out)
+    assert run(["build", str(DEFAULT), "-o", str(out), "--check"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "~ hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-eno1.network" in lines
+    assert "- stray.txt" in lines
+    assert "+ hosts/hv2/rootfs/etc/systemd/network/10-kvmnet-eno2.link" in lines
+    assert "m hosts/hv2/rootfs/etc/systemd/network/10-kvmnet-eno1.link 0600 -> 0644" in lines
+    assert lines[-1] == f"4 file(s) would change in {out}"
+    assert snapshot(out) == before
+
+
+def test_failed_build_leaves_previous_output_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(["build", str(DEFAULT), "-o", str(out)])
+    before = snapshot(out)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEFAULT.read_text().replace("vni: 10010", "vni: 0"))
+    result = kvmnet("build", str(bad), "-o", str(out))
+    assert result.returncode == 1
+    assert "VXLAN VNI must be 1–16777215" in result.stderr
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.kvmnet.lock", "bad.yaml", "out"]
+
+
+def test_crash_while_writing_leaves_previous_output_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    run(["build", str(DEFAULT), "-o", str(out)])
+    before = snapshot(out)
+    real = write._write_tree
+
+    def half_then_fail(base: Path, artifacts: Sequence[Artifact]) -> None:
+        real(base, artifacts[: len(artifacts) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(write, "_write_tree", half_then_fail)
+    changed = DEFAULT.read_text().replace("vni: 10010", "vni: 10011")
+    (tmp_path / "changed.yaml").write_text(changed)
+    assert run(["build", str(tmp_path / "changed.yaml"), "-o", str(out)]) == 1
+    assert snapshot(out) == before
+    assert not [p for p in tmp_path.iterdir() if ".kvmnet-new-" in p.name]
+
+
+def test_refuses_to_replace_a_foreign_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    precious = tmp_path / "etc"
+    precious.mkdir()
+    (precious / "passwd").write_text("root:x:0:0\n")
+    assert run(["build", str(DEFAULT), "-o", str(precious)]) == 1
+    assert "not empty and has no kvmnet manifest.json" in capsys.readouterr().err
+    assert snapshot(precious) == {"passwd": (b"root:x:0:0\n", 0o644)}
+
+
+def test_modes_do_not_depend_on_umask(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["sh", "-c", f"umask 077 && {sys.executable} -m generator build {DEFAULT} -o {out}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert {mode for _, mode in snapshot(out).values()} == {0o644}
+    assert out.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_output_is_identical_across_hash_seeds(profile: Path, tmp_path: Path) -> None:
+    trees = []
+    for seed in ("0", "12345"):
+        out = tmp_path / f"out{seed}"
+        result = kvmnet("build", str(profile), "-o", str(out), env={"PYTHONHASHSEED": seed})
+        assert result.returncode == 0, result.stderr
+        trees.append(snapshot(out))
+    assert trees[0] == trees[1]
+
+
+def test_validate_plan_schema_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["validate", str(DEFAULT)]) == 0
+    assert "ok (2 host(s), 1 overlay(s))" in capsys.readouterr().out
+    assert run(["plan", str(DEFAULT), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [h["name"] for h in plan["hosts"]] == ["hv1", "hv2"]
+    assert plan["overlays"][0]["mtu"] == 8950
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"kvmnet {__version__}"
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([]) == 2
+    assert run(["frobnicate"]) == 2
+    assert run(["plan", str(DEFAULT)]) == 2  # --json is required
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_schema_accepts_every_bundled_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test dependency")
+    assert run(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for profile in PROFILES:
+        # Editors see YAML 1.1 types (quoted MACs, numbers as numbers): so does this check.
+        errors = list(validator.iter_errors(yaml.safe_load(profile.read_text())))
+        assert not errors, (profile.name, [e.message for e in errors])
+    bad = yaml.safe_load("hosts: {hv1: {network: {vlans: {v: {id: 4095, link: x}}}}}")
+    assert list(validator.iter_errors(bad))
+
+
+def test_missing_profile_is_a_located_error(tmp_path: Path) -> None:
+    result = kvmnet("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"{tmp_path / 'nope.yaml'}:1:1: cannot read profile: No such file or directory"
+    )

@@ -1,0 +1,253 @@
+"""The plan: MTU chain arithmetic, overlay expansion, cross-object rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from generator.errors import KvmnetError, PlanError
+from generator.load import parse
+from generator.model import validate, with_defaults
+from generator.plan import Plan, make_plan
+from generator.plan.types import Interface, Kind
+
+
+def plan_of(text: str) -> Plan:
+    doc = with_defaults(parse(text.encode(), "p.yaml"))
+    try:
+        return make_plan(validate(doc))
+    except PlanError as exc:
+        raise PlanError([doc.place(d) for d in exc.diagnostics]) from None
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(KvmnetError) as info:
+        plan_of(text)
+    return [d.format() for d in info.value.diagnostics]
+
+
+def iface(plan: Plan, host: str, ident: str) -> Interface:
+    return next(h for h in plan.hosts if h.name == host).get(ident)
+
+
+UNDERLAY = """
+hosts:
+  hv1:
+    network:
+      ethernets:
+        eno1: {{mtu: {mtu}, addresses: [{addr}]}}
+      tunnels:
+        t1: {{mode: {mode}, {extra} local: {local}, remote: {remote}, mtu: auto}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "addr", "local", "remote", "mtu", "expected"),
+    [
+        ("vxlan", "id: 5,", "192.0.2.1/24", "192.0.2.1", "192.0.2.2", 1500, 1450),
+        ("vxlan", "id: 5,", "2001:db8::1/64", "2001:db8::1", "2001:db8::2", 1500, 1430),
+        ("vxlan", "id: 5,", "192.0.2.1/24", "192.0.2.1", "192.0.2.2", 9000, 8950),
+        ("gre", "", "192.0.2.1/24", "192.0.2.1", "192.0.2.2", 1500, 1476),
+        ("gretap", "", "192.0.2.1/24", "192.0.2.1", "192.0.2.2", 1500, 1462),
+    ],
+)
+def test_auto_mtu_subtracts_the_encapsulation(
+    mode: str, extra: str, addr: str, local: str, remote: str, mtu: int, expected: int
+) -> None:
+    text = UNDERLAY.format(mode=mode, extra=extra, addr=addr, local=local, remote=remote, mtu=mtu)
+    tunnel = iface(plan_of(text), "hv1", "t1")
+    assert tunnel.mtu == tunnel.mtu_written == expected
+    assert tunnel.lower == "eno1"
+
+
+def test_mtu_that_cannot_fit_shows_the_arithmetic() -> None:
+    text = UNDERLAY.format(
+        mode="gretap", extra="", addr="192.0.2.1/24", local="192.0.2.1", remote="192.0.2.2", mtu=1500
+    ).replace("mtu: auto", "mtu: 1500")
+    assert errors_of(text) == [
+        "p.yaml:8:71: hosts.hv1.network.tunnels.t1.mtu: MTU 1500 does not fit: eno1 carries 1500 and "
+        "gretap adds 38 bytes, so at most 1500 - 38 = 1462 fits; lower the MTU, use mtu: auto, or raise "
+        "eno1's MTU to 1538"
+    ]
+
+
+def test_vlan_on_a_nic_keeps_the_parent_mtu() -> None:
+    plan = plan_of(
+        "hosts: {hv1: {network: {ethernets: {eno1: {mtu: 9000}}, vlans: {v5: {id: 5, link: eno1, mtu: auto}}}}}"
+    )
+    assert iface(plan, "hv1", "v5").mtu == 9000
+
+
+def test_vlan_inside_a_tunnel_loses_four_bytes() -> None:
+    plan = plan_of(
+        """
+hosts:
+  hv1:
+    network:
+      ethernets: {eno1: {addresses: [192.0.2.1/24]}}
+      tunnels: {vx7: {mode: vxlan, id: 7, link: eno1}}
+      bridges: {br7: {interfaces: [vx7]}}
+      vlans: {v20: {id: 20, link: br7, mtu: auto}}
+"""
+    )
+    assert iface(plan, "hv1", "vx7").mtu == 1450  # kernel: underlay - 50, not written
+    assert iface(plan, "hv1", "vx7").mtu_written is None
+    assert iface(plan, "hv1", "br7").mtu == 1450
+    assert iface(plan, "hv1", "v20").mtu == 1446
+    assert [s.device for s in iface(plan, "hv1", "v20").mtu_chain] == ["eno1", "vx7", "br7", "v20"]
+
+
+def test_unbound_vxlan_is_fine_where_1500_fits() -> None:
+    plan = plan_of(
+        """
+hosts:
+  hv1:
+    network:
+      ethernets: {eno1: {mtu: 9000, addresses: [192.0.2.1/24]}}
+      tunnels: {vx7: {mode: vxlan, id: 7, local: 192.0.2.1}}
+"""
+    )
+    vx = iface(plan, "hv1", "vx7")
+    assert (vx.mtu, vx.mtu_written, vx.tunnel and vx.tunnel.independent) == (1500, None, True)
+
+
+FLEET = """
+hosts:
+  a:
+    network: {ethernets: {eno1: {mtu: 9000, addresses: [192.0.2.1/24]}}}
+  b:
+    network: {ethernets: {eno1: {mtu: 1600, addresses: [192.0.2.2/24, "2001:db8::2/64"]}}}
+  c:
+    network:
+      ethernets: {eno1: {mtu: 9000, addresses: [192.0.2.3/24]}}
+      bridges: {br-ovl: {addresses: [198.18.0.3/24]}}
+overlays:
+  ovl:
+    vni: 42
+    hosts: [a, b, c]
+    underlay: eno1
+    bridge: br-ovl
+"""
+
+
+def test_overlay_segment_mtu_is_the_smallest_member_limit() -> None:
+    plan = plan_of(FLEET)
+    (overlay,) = plan.overlays
+    assert overlay.mtu == 1550  # b's 1600 - 50, for every member
+    for host in "abc":
+        assert iface(plan, host, "vx42").mtu_written == 1550
+        assert iface(plan, host, "br-ovl").mtu == 1550
+
+
+def test_overlay_fdb_is_a_full_mesh_to_the_other_vteps() -> None:
+    plan = plan_of(FLEET)
+    vteps = {"a": "192.0.2.1", "b": "192.0.2.2", "c": "192.0.2.3"}
+    for host, own in vteps.items():
+        vx = iface(plan, host, "vx42")
+        assert vx.tunnel is not None
+        assert vx.tunnel.local == own  # first IPv4 of the underlay
+        assert vx.tunnel.port == 4789
+        assert sorted(e.destination for e in vx.fdb) == sorted(v for h, v in vteps.items() if h != host)
+        assert {e.mac for e in vx.fdb} == {"00:00:00:00:00:00"}
+        assert vx.master == "br-ovl"
+        assert ("VXLAN", "vx42") in iface(plan, host, "eno1").stacked
+
+
+def test_overlay_uses_a_declared_bridge_and_creates_a_missing_one() -> None:
+    plan = plan_of(FLEET)
+    assert iface(plan, "c", "br-ovl").addresses == ("198.18.0.3/24",)
+    assert iface(plan, "c", "br-ovl").origin == ("hosts", "c", "network", "bridges", "br-ovl")
+    assert iface(plan, "a", "br-ovl").origin == ("overlays", "ovl", "bridge")
+    assert iface(plan, "a", "br-ovl").kind is Kind.BRIDGE
+
+
+def test_overlay_members_cannot_mix_families() -> None:
+    text = FLEET.replace("hosts: [a, b, c]", "hosts: {a: {}, b: {local: '2001:db8::2'}, c: {}}")
+    assert errors_of(text) == [
+        "p.yaml:13:5: overlays.ovl: members mix IPv4 and IPv6 VTEP addresses; a VXLAN segment uses one family"
+    ]
+
+
+def test_defaults_are_merged_and_hosts_win() -> None:
+    plan = plan_of(
+        """
+defaults:
+  host:
+    network:
+      ethernets:
+        eno1: {mtu: 9000, dhcp4: true}
+hosts:
+  a: {}
+  b:
+    network:
+      ethernets:
+        eno1: {mtu: 1500}
+"""
+    )
+    assert (iface(plan, "a", "eno1").mtu, iface(plan, "a", "eno1").dhcp) == (9000, "ipv4")
+    assert (iface(plan, "b", "eno1").mtu, iface(plan, "b", "eno1").dhcp) == (1500, "ipv4")
+
+
+def test_error_in_a_default_points_at_the_default_once() -> None:
+    errors = errors_of(
+        "defaults: {host: {network: {ethernets: {eno1: {mtu: 99999}}}}}\nhosts: {a: {}, b: {}}\n"
+    )
+    assert errors == [
+        "p.yaml:1:53: defaults.host.network.ethernets.eno1.mtu: MTU must be 68–65535 "
+        "(68 is the IPv4 minimum), got 99999"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [
+        (
+            "{ethernets: {eno1: {}}, bridges: {b1: {interfaces: [eno1]}, b2: {interfaces: [b1]}}}",
+            "inside a bridge",
+        ),
+        (
+            "{ethernets: {eno1: {addresses: [192.0.2.1/24]}}, "
+            "tunnels: {g: {mode: gre, local: 192.0.2.1, remote: 192.0.2.2}}, bridges: {b: {interfaces: [g]}}}",
+            "layer-3 GRE tunnel and cannot be a bridge port",
+        ),
+        (
+            "{ethernets: {eno1: {}}, bridges: {b1: {interfaces: [eno1]}, b2: {interfaces: [eno1]}}}",
+            "one master",
+        ),
+        ("{ethernets: {a-sixteen-bytes1: {}}}", "is 16 bytes"),
+        ("{ethernets: {eno1: {}, eno2: {match: {name: eno1}}}}", "interface names must be unique"),
+        (
+            "{ethernets: {eno1: {}}, bonds: {bo: {interfaces: [eno1], parameters: {primary: eno2}}}}",
+            "primary",
+        ),
+        (
+            "{ethernets: {eno1: {}}, bridges: {br: {interfaces: [eno1], parameters: {stp: true, forward-delay: 0}}}}",
+            "forward-delay must be 2–30 seconds",
+        ),
+        (
+            "{ethernets: {eno1: {}}, bridges: {br: {interfaces: [eno1], kvmnet: {vlan-filtering: true, vlans: [10]}}},"
+            " vlans: {v20: {id: 20, link: br}}}",
+            "does not carry VLAN 20",
+        ),
+        (
+            "{ethernets: {eno1: {}}, bridges: {br: {interfaces: [eno1], kvmnet: {vlans: [10]}}}}",
+            "need `vlan-filtering: true`",
+        ),
+        (
+            "{ethernets: {eno1: {}}, bridges: {br: {interfaces: [eno1], kvmnet: {vlan-filtering: true, "
+            "ports: {eno1: {vlans: [10], untagged: [11]}}}}}}",
+            "untagged VLAN 11 is not carried",
+        ),
+        ("{ethernets: {eno1: {}}, bridges: {br: {mtu: auto}}}", "needs at least one port"),
+        ("{tunnels: {vx: {mode: vxlan, id: 3}}}", "needs local: (one of the host's addresses) or link:"),
+        ("{ethernets: {eno1: {routes: [{to: 10.0.0.0/8, via: '2001:db8::1'}]}}}", "mixes IPv4 and IPv6"),
+    ],
+)
+def test_cross_object_rules(network: str, message: str) -> None:
+    errors = errors_of(f"hosts: {{hv1: {{network: {network}}}}}\n")
+    assert any(message in e for e in errors), errors
+
+
+def test_plan_does_not_depend_on_key_order() -> None:
+    one = plan_of(FLEET)
+    reordered = FLEET.replace("hosts: [a, b, c]", "hosts: [c, a, b]")
+    assert plan_of(reordered) == one
