@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -136,4 +137,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> int:
+    # A build allocates hundreds of thousands of small, acyclic objects; collecting the
+    # youngest generation every 700 allocations costs ~10% of a large build for nothing.
+    gc.set_threshold(100_000, 50, 100)
     return run(sys.argv[1:])

@@ -8,7 +8,7 @@ What this stage guarantees to the next one:
   52:54:00:12:34:56 stays a MAC address instead of becoming a YAML 1.1 base-60 integer,
   and a key named `no` stays the string "no";
 - anchors, aliases and `<<` merge keys work, but an alias expansion bomb is refused
-  after a bounded amount of work, as are recursive aliases and absurd nesting;
+  after a bounded amount of work, as are recursive aliases and nesting deeper than 64;
 - every value and every key has a line/column mark, addressed by its key path.
 """
 
@@ -28,8 +28,8 @@ from generator.errors import Diagnostic, KeyPath, LoadError, Location
 # libyaml makes composing ~10x faster; PyYAML wheels ship it, but fall back if absent.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-#: Deepest nesting accepted. Real profiles stay below 12; PyYAML's composer is
-#: recursive, so without this bound a deeply nested file ends in a RecursionError.
+#: Deepest nesting accepted. Real profiles stay below 12. (libyaml itself stops at 1000
+#: levels; the walk below is recursive and must stay well inside Python's stack.)
 MAX_DEPTH = 64
 #: Nodes that aliases may add on top of the nodes written in the file: a fixed
 #: allowance plus a multiple of the file's own size. A "billion laughs" file needs
@@ -40,16 +40,11 @@ ALIAS_RATIO = 10
 _NULL_TAG = "tag:yaml.org,2002:null"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "timestamp"))
-
 _COLLECTION_TAGS = frozenset(("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"))
 
 Data = Any  # str | None | Mapping[str, Data] | tuple[Data, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    line: int  # 1-based
-    column: int  # 1-based
+#: (line, column), both 1-based.
+Mark = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ class Document:
                 self.value_marks.get(prefix)
             )
             if mark is not None:
-                return Location(self.name, mark.line, mark.column)
+                return Location(self.name, *mark)
         return Location(self.name, 1, 1)
 
     def _as_written(self, path: KeyPath) -> KeyPath:
@@ -97,13 +92,8 @@ class Document:
         return replace(diagnostic, location=self.locate(diagnostic.path, on_key=diagnostic.on_key))
 
 
-def _mark(m: yaml.Mark) -> Mark:
-    return Mark(m.line + 1, m.column + 1)
-
-
-def _error(name: str, mark: Any, message: str) -> Diagnostic:
-    loc = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
-    return Diagnostic(message, (), loc)
+def _at(name: str, mark: Any) -> Location:
+    return Location(name, mark.line + 1, mark.column + 1) if mark is not None else Location(name, 1, 1)
 
 
 def load(path: Path, name: str | None = None) -> Document:
@@ -112,9 +102,8 @@ def load(path: Path, name: str | None = None) -> Document:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise LoadError(
-            [Diagnostic(f"cannot read profile: {exc.strerror or exc}", (), Location(shown, 1, 1))]
-        ) from None
+        message = f"cannot read profile: {exc.strerror or exc}"
+        raise LoadError([Diagnostic(message, (), Location(shown, 1, 1))]) from None
     return parse(raw, shown)
 
 
@@ -125,14 +114,13 @@ def parse(raw: bytes, name: str) -> Document:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise LoadError([Diagnostic("file is not valid UTF-8", (), Location(name, line, col))]) from None
-    digest = hashlib.sha256(raw).hexdigest()
-    _check_shape(text, name)
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         raise LoadError([_yaml_error(name, exc)]) from None
-    except yaml.YAMLError as exc:  # pragma: no cover - libyaml reports everything as marked
-        raise LoadError([_error(name, None, f"invalid YAML: {exc}")]) from None
+    except RecursionError:  # only PyYAML's pure-Python composer recurses; libyaml caps depth
+        message = f"nesting deeper than {MAX_DEPTH} levels is not accepted"
+        raise LoadError([Diagnostic(message, (), Location(name, 1, 1))]) from None
     walker = _Walker(name)
     data = walker.build(root)
     if walker.problems:
@@ -142,46 +130,24 @@ def parse(raw: bytes, name: str) -> Document:
         data=data,
         value_marks=MappingProxyType(walker.value_marks),
         key_marks=MappingProxyType(walker.key_marks),
-        digest=digest,
+        digest=hashlib.sha256(raw).hexdigest(),
     )
 
 
 def _yaml_error(name: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or "invalid YAML"
+    context_line = exc.context_mark.line if exc.context_mark else None
     if (
         exc.context
-        and exc.context_mark
         and exc.problem_mark
-        and exc.context_mark.line != exc.problem_mark.line
+        and context_line is not None
+        and context_line != exc.problem_mark.line
     ):
-        problem = f"{problem} ({exc.context} at line {exc.context_mark.line + 1})"
+        problem = f"{problem} ({exc.context} at line {context_line + 1})"
     elif exc.context:
-        problem = f"{exc.context}: {problem}" if problem else exc.context
-    return _error(name, mark, f"YAML syntax error: {problem}")
-
-
-def _check_shape(text: str, name: str) -> None:
-    """Refuse absurd nesting before the recursive composer sees it (events are iterative)."""
-    depth = 0
-    try:
-        for event in yaml.parse(text, Loader=_Loader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise LoadError(
-                        [
-                            _error(
-                                name,
-                                event.start_mark,
-                                f"nesting deeper than {MAX_DEPTH} levels is not accepted",
-                            )
-                        ]
-                    )
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.MarkedYAMLError as exc:
-        raise LoadError([_yaml_error(name, exc)]) from None
+        problem = f"{exc.context}: {problem}"
+    return Diagnostic(f"YAML syntax error: {problem}", (), _at(name, mark))
 
 
 class _Walker:
@@ -193,47 +159,61 @@ class _Walker:
         self.key_marks: dict[KeyPath, Mark] = {}
         self.problems: list[Diagnostic] = []
         self._seen: set[int] = set()
-        self._visits = 0
-        self._budget: int | None = None
+        self._revisits = 0
+        self._budget = ALIAS_ALLOWANCE
+        self._root: yaml.Node | None = None
         self._stack: set[int] = set()
 
     def build(self, root: yaml.Node | None) -> Data:
         if root is None:
             return None
-        self._budget = ALIAS_ALLOWANCE + ALIAS_RATIO * _count_nodes(root)
-        return self._node(root, ())
+        self._root = root
+        return self._node(root, (), 0)
 
-    def _node(self, node: yaml.Node, path: KeyPath) -> Data:
+    def _node(self, node: yaml.Node, path: KeyPath, depth: int) -> Data:
         key = id(node)
-        if key in self._stack:
-            raise LoadError([_error(self.name, node.start_mark, "recursive alias: a node contains itself")])
-        self._visits += 1
-        if key in self._seen and self._budget is not None and self._visits > self._budget:
-            raise LoadError([self._bomb(path)])
-        self._seen.add(key)
-        self.value_marks[path] = _mark(node.start_mark)
+        mark = node.start_mark
+        if key in self._seen:
+            if key in self._stack:
+                raise LoadError(
+                    [Diagnostic("recursive alias: a node contains itself", (), _at(self.name, mark))]
+                )
+            self._revisits += 1
+            if self._revisits > self._budget:
+                self._check_budget(path)
+        else:
+            self._seen.add(key)
+        self.value_marks[path] = (mark.line + 1, mark.column + 1)
+        tag = node.tag
         if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node, path)
-        if node.tag not in _COLLECTION_TAGS:
+            if tag == _NULL_TAG:
+                return None
+            if tag in _PLAIN_TAGS:
+                value: str = node.value
+                return value
+            self.problems.append(self._bad_tag(node, path))
+            return None
+        if depth >= MAX_DEPTH:
+            message = f"nesting deeper than {MAX_DEPTH} levels is not accepted"
+            raise LoadError([Diagnostic(message, (), _at(self.name, mark))])
+        if tag not in _COLLECTION_TAGS:
             self.problems.append(self._bad_tag(node, path))
             return None
         self._stack.add(key)
         try:
             if isinstance(node, yaml.SequenceNode):
-                return tuple(self._node(item, (*path, i)) for i, item in enumerate(node.value))
+                return tuple(self._node(item, (*path, i), depth + 1) for i, item in enumerate(node.value))
             assert isinstance(node, yaml.MappingNode)
-            return self._mapping(node, path)
+            return self._mapping(node, path, depth)
         finally:
             self._stack.discard(key)
 
-    def _scalar(self, node: yaml.ScalarNode, path: KeyPath) -> str | None:
-        if node.tag == _NULL_TAG:
-            return None
-        if node.tag not in _PLAIN_TAGS:
-            self.problems.append(self._bad_tag(node, path))
-            return None
-        value: str = node.value
-        return value
+    def _check_budget(self, path: KeyPath) -> None:
+        # Sized lazily: most profiles never reuse anything this much.
+        if self._root is not None and self._budget == ALIAS_ALLOWANCE:
+            self._budget = ALIAS_ALLOWANCE + ALIAS_RATIO * _count_nodes(self._root)
+        if self._revisits > self._budget:
+            raise LoadError([self._bomb(path)])
 
     def _bad_tag(self, node: yaml.Node, path: KeyPath) -> Diagnostic:
         tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
@@ -241,24 +221,23 @@ class _Walker:
             f"YAML tag {tag!r} is not allowed: profiles are plain YAML "
             "(strings, numbers, booleans, lists, mappings)",
             path,
-            Location(self.name, node.start_mark.line + 1, node.start_mark.column + 1),
+            _at(self.name, node.start_mark),
         )
 
     def _bomb(self, path: KeyPath) -> Diagnostic:
+        message = (
+            f"aliases expand to more than {self._budget} nodes; refusing a possible "
+            "alias expansion bomb (use fewer nested aliases)"
+        )
         # The composed graph no longer knows where the alias was written; the nearest
         # key written in the file on the way to it is the useful place to point at.
         for end in range(len(path), -1, -1):
             mark = self.key_marks.get(path[:end])
             if mark is not None:
-                return Diagnostic(
-                    f"aliases expand to more than {self._budget} nodes; refusing a possible "
-                    "alias expansion bomb (use fewer nested aliases)",
-                    path[:end],
-                    Location(self.name, mark.line, mark.column),
-                )
-        return _error(self.name, None, "aliases expand too far; refusing a possible alias expansion bomb")
+                return Diagnostic(message, path[:end], Location(self.name, *mark))
+        return Diagnostic(message, (), Location(self.name, 1, 1))
 
-    def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> Mapping[str, Data]:
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> Mapping[str, Data]:
         result: dict[str, Data] = {}
         merges: list[yaml.Node] = []
         explicit: list[tuple[str, yaml.Node, yaml.Node]] = []
@@ -268,9 +247,8 @@ class _Walker:
                 merges.append(value_node)
                 continue
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL_TAG:
-                self.problems.append(
-                    _error(self.name, key_node.start_mark, "mapping keys must be plain strings")
-                )
+                message = "mapping keys must be plain strings"
+                self.problems.append(Diagnostic(message, path, _at(self.name, key_node.start_mark)))
                 continue
             key = str(key_node.value)
             if key in first_seen:
@@ -280,7 +258,7 @@ class _Walker:
                         f"duplicate key {key!r} (first defined at line {first.line + 1}, "
                         f"column {first.column + 1}); each key may appear once",
                         (*path, key),
-                        Location(self.name, key_node.start_mark.line + 1, key_node.start_mark.column + 1),
+                        _at(self.name, key_node.start_mark),
                     )
                 )
                 continue
@@ -291,23 +269,19 @@ class _Walker:
             sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
             for source in reversed(sources):
                 if not isinstance(source, yaml.MappingNode):
-                    self.problems.append(
-                        _error(
-                            self.name,
-                            source.start_mark,
-                            "a '<<' merge key takes a mapping or a list of mappings",
-                        )
-                    )
+                    message = "a '<<' merge key takes a mapping or a list of mappings"
+                    self.problems.append(Diagnostic(message, path, _at(self.name, source.start_mark)))
                     continue
-                merged = self._node(source, path)
+                merged = self._node(source, path, depth)
                 if isinstance(merged, Mapping):
-                    for k in merged:
-                        result[k] = merged[k]
+                    result.update(merged)
+        key_marks = self.key_marks
         for key, key_node, value_node in explicit:
             sub = (*path, key)
-            self.key_marks[sub] = _mark(key_node.start_mark)
-            result[key] = self._node(value_node, sub)
-        self.value_marks[path] = _mark(node.start_mark)
+            start = key_node.start_mark
+            key_marks[sub] = (start.line + 1, start.column + 1)
+            result[key] = self._node(value_node, sub, depth + 1)
+        self.value_marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         return MappingProxyType(result)
 
 

@@ -51,13 +51,15 @@ def manifest(artifacts: Sequence[Artifact], profile_digest: str) -> Artifact:
         }
         for a in sorted(artifacts, key=lambda a: a.path)
     ]
-    document = {
-        "generator": "kvmnet",
-        "version": __version__,
-        "profile_sha256": profile_digest,
-        "files": files,
-    }
-    return Artifact.text(MANIFEST, json.dumps(document, indent=2, sort_keys=True) + "\n", MODE_FILE)
+    head = {"generator": "kvmnet", "version": __version__, "profile_sha256": profile_digest}
+    # One file per line: readable and diffable, and each line goes through json's C
+    # encoder (indent= would switch the whole document to the pure-Python one).
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in sorted(head.items())]
+    entries = ",\n".join(f"    {json.dumps(f, sort_keys=True)}" for f in files)
+    listing = f"[\n{entries}\n  ]" if files else "[]"
+    text = "{\n" + "\n".join(lines) + f'\n  "files": {listing}\n}}\n'
+
+    return Artifact.text(MANIFEST, text, MODE_FILE)
 
 
 def _on_disk(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -77,6 +79,8 @@ def _on_disk(root: Path) -> dict[str, tuple[bytes, int]]:
 
 def diff(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
     """What writing `artifacts` to `root` would change."""
+    if not root.exists():
+        return [Change("add", a.path) for a in sorted(artifacts, key=lambda a: a.path)]
     existing = _on_disk(root)
     changes: list[Change] = []
     wanted = {a.path: a for a in artifacts}
@@ -142,22 +146,22 @@ def _clean_leftovers(root: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _write_tree(base: Path, artifacts: Sequence[Artifact]) -> None:
-    made: set[Path] = {base}
-    os.chmod(base, 0o755)
+    # Plain strings and os calls: pathlib costs more than the system calls here, and a
+    # large fleet writes tens of thousands of files.
+    root = os.fspath(base)
+    os.chmod(root, 0o755)
+    made = {""}
     for artifact in artifacts:
-        target = base / artifact.path
-        for parent in reversed(target.relative_to(base).parents[:-1]):
-            directory = base / parent
-            if directory not in made:
-                directory.mkdir()
-                os.chmod(directory, 0o755)
-                made.add(directory)
+        parent = artifact.path.rpartition("/")[0]
+        if parent not in made:
+            _make_dirs(root, parent, made)
         # Created with the final mode or less (umask only removes bits), then set exactly,
         # so a 0600 file is never readable by others, not even for a moment.
-        fd = os.open(
-            target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, artifact.mode
-        )
+        fd = os.open(f"{root}/{artifact.path}", _CREATE, artifact.mode)
         try:
             os.fchmod(fd, artifact.mode)
             view = memoryview(artifact.content)
@@ -165,6 +169,15 @@ def _write_tree(base: Path, artifacts: Sequence[Artifact]) -> None:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
+
+
+def _make_dirs(root: str, relative: str, made: set[str]) -> None:
+    parent = relative.rpartition("/")[0]
+    if parent not in made:
+        _make_dirs(root, parent, made)
+    os.mkdir(f"{root}/{relative}", 0o755)
+    os.chmod(f"{root}/{relative}", 0o755)
+    made.add(relative)
 
 
 def _sync(path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from generator.errors import Diagnostic, KeyPath, ProfileError
-from generator.load import Data, Document, Mark
+from generator.load import Data, Document
 from generator.model.messages import translate
 from generator.model.profile import Profile
 
@@ -123,4 +123,4 @@ def validate(doc: Document) -> Profile:
         raise ProfileError(sorted(diagnostics, key=Diagnostic.sort_key)) from None
 
 
-__all__ = ["Mark", "validate", "with_defaults"]
+__all__ = ["validate", "with_defaults"]
