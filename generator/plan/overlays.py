@@ -45,8 +45,12 @@ def expand(
         if draft is None:
             continue
         drafts.append(draft)
+        # Sorted once per overlay: each member's FDB is this list without itself, so the
+        # work stays proportional to the H * (H - 1) entries written.
+        vteps = sorted(((ipaddress.ip_address(v), h) for h, _, v in draft.members), key=lambda e: e[0])
+        ordered = [(h, str(ip)) for ip, h in vteps]
         for host, underlay, local in draft.members:
-            peers = [vtep for other, _, vtep in draft.members if other != host]
+            peers = [vtep for other, vtep in ordered if other != host]
             _install(draft, tables[host], underlay, local, peers, problems)
     return drafts
 
@@ -157,7 +161,7 @@ def _install(
         ipv6_underlay=draft.ipv6,
         local=local,
         vni=spec.vni,
-        fdb=[Fdb(ALL_ZERO_MAC, peer) for peer in sorted(peers, key=ipaddress.ip_address)],
+        fdb=[Fdb(ALL_ZERO_MAC, peer) for peer in peers],
     )
     table.devs[vxlan.id] = vxlan
     table.devs[underlay].stacked.append(("VXLAN", vxlan.id))
