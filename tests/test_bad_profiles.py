@@ -8,25 +8,14 @@ the diff, never to make a failure go away.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import kvmnet
+
 REPO = Path(__file__).resolve().parents[1]
 BAD = sorted((REPO / "tests" / "bad").glob("*.yaml"))
-
-
-def _kvmnet(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_corpus_is_there() -> None:
@@ -37,7 +26,7 @@ def test_corpus_is_there() -> None:
 @pytest.mark.parametrize("profile", BAD, ids=[p.stem for p in BAD])
 def test_bad_profile_reports_exact_errors(profile: Path, update_golden: bool, tmp_path: Path) -> None:
     relative = profile.relative_to(REPO).as_posix()
-    result = _kvmnet("validate", relative)
+    result = kvmnet("validate", relative)
     assert "Traceback" not in result.stderr
     assert result.returncode == 1, result.stderr
     assert result.stdout == ""
@@ -55,7 +44,7 @@ def test_bad_profile_reports_exact_errors(profile: Path, update_golden: bool, tm
 @pytest.mark.parametrize("profile", BAD, ids=[p.stem for p in BAD])
 def test_bad_profile_writes_nothing(profile: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = _kvmnet("build", str(profile), "-o", str(out))
+    result = kvmnet("build", str(profile), "-o", str(out))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert not out.exists()

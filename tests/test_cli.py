@@ -15,6 +15,7 @@ import yaml
 from generator import __version__, write
 from generator.cli import run
 from generator.renderers.artifact import Artifact
+from tests.support.cli import kvmnet
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "profiles" / "default.yaml"
@@ -27,20 +28,6 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def kvmnet(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_build_writes_tree_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -251,3 +251,39 @@ def test_plan_does_not_depend_on_key_order() -> None:
     one = plan_of(FLEET)
     reordered = FLEET.replace("hosts: [a, b, c]", "hosts: [c, a, b]")
     assert plan_of(reordered) == one
+
+
+def test_route_scope_is_written_only_where_it_changes_something() -> None:
+    plan = plan_of(
+        """
+hosts:
+  hv1:
+    network:
+      ethernets:
+        eno1:
+          addresses: [192.0.2.1/24, "2001:db8::1/64"]
+          routes:
+            - {to: 10.1.0.0/16, scope: link}
+            - {to: 10.2.0.0/16, scope: global}
+            - {to: 10.3.0.0/16, via: 192.0.2.254, scope: global}
+            - {to: 10.4.0.0/16, via: 192.0.2.254, scope: link}
+            - {to: "2001:db8:1::/48", via: "2001:db8::fe", scope: global}
+"""
+    )
+    assert [r.scope for r in iface(plan, "hv1", "eno1").routes] == [None, "global", None, "link", None]
+    errors = errors_of(
+        "hosts: {hv1: {network: {ethernets: {eno1: {routes: [{to: '2001:db8::/32', scope: link}]}}}}}"
+    )
+    assert errors == [
+        "p.yaml:1:82: hosts.hv1.network.ethernets.eno1.routes[0].scope: scope applies to IPv4 routes only; IPv6 routes have none"
+    ]
+
+
+def test_learn_packet_interval_takes_units_but_counts_whole_seconds() -> None:
+    bond = "hosts: {hv1: {network: {ethernets: {e: {}}, bonds: {b: {interfaces: [e], parameters: {learn-packet-interval: %s}}}}}}"
+    settings = iface(plan_of(bond % "3s"), "hv1", "b").bond
+    assert settings is not None and settings.learn_packet_interval_ms == 3000
+    assert (
+        "learn-packet-interval must be whole seconds, at least 1s, got 1500ms"
+        in errors_of(bond % "1500ms")[0]
+    )

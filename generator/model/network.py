@@ -29,7 +29,6 @@ from generator.model.types import (
     NameGlob,
     RouteDestination,
     RouteTable,
-    Seconds,
     Ttl,
     UdpPort,
     VlanId,
@@ -171,8 +170,16 @@ class BondParameters(StrictModel):
     packets_per_slave: Annotated[int, ranged(0, 65_535, "packets-per-slave")] | None = None
     primary_reselect_policy: Literal["always", "better", "failure"] | None = None
     resend_igmp: Annotated[int, ranged(0, 255, "resend-igmp")] | None = None
-    learn_packet_interval: Seconds | None = None
+    learn_packet_interval: Annotated[int, timespan("s", "learn-packet-interval")] | None = None
     primary: DeviceId | None = None
+
+    @model_validator(mode="after")
+    def _whole_seconds(self) -> BondParameters:
+        # The bonding driver counts learning packets' interval in seconds, from 1.
+        interval = self.learn_packet_interval
+        if interval is not None and (interval < 1000 or interval % 1000):
+            raise fail(f"learn-packet-interval must be whole seconds, at least 1s, got {interval}ms")
+        return self
 
 
 class Bond(Device):

@@ -131,15 +131,15 @@ def _routes(
     for index, route in enumerate(routes):
         via = ipaddress.ip_address(route.via) if route.via else None
         if route.to == "default":
-            destination = "::/0" if via is not None and via.version == 6 else "0.0.0.0/0"
+            version = via.version if via is not None else 4
+            destination = "::/0" if version == 6 else "0.0.0.0/0"
         else:
+            version = ipaddress.ip_interface(route.to).version
             destination = str(ipaddress.ip_interface(route.to).network)
-            if via is not None and ipaddress.ip_interface(route.to).version != via.version:
-                problems.append(
-                    Diagnostic(
-                        f"route to {route.to} via {route.via} mixes IPv4 and IPv6", (*path, index, "via")
-                    )
-                )
+            if via is not None and version != via.version:
+                message = f"route to {route.to} via {route.via} mixes IPv4 and IPv6"
+                problems.append(Diagnostic(message, (*path, index, "via")))
+        scope = _route_scope(route, version, (*path, index, "scope"), problems)
         out.append(
             Route(
                 destination=destination,
@@ -148,11 +148,29 @@ def _routes(
                 metric=route.metric,
                 on_link=route.on_link,
                 table=route.table,
-                scope=route.scope if route.scope != "global" else None,
+                scope=scope,
                 type=route.type if route.type != "unicast" else None,
             )
         )
     return tuple(out)
+
+
+def _route_scope(
+    route: RouteSpec, version: int, path: tuple[str | int, ...], problems: list[Diagnostic]
+) -> str | None:
+    """`Scope=` to write: the one asked for, unless it is what networkd picks anyway.
+
+    networkd 252 gives an IPv4 unicast route without a gateway scope link and any other
+    IPv4 route scope global (route_section_verify()); IPv6 routes have no scope.
+    """
+    if route.scope is None:
+        return None
+    if version == 6:
+        if route.scope != "global":
+            problems.append(Diagnostic("scope applies to IPv4 routes only; IPv6 routes have none", path))
+        return None
+    implied = "link" if route.via is None and route.type in (None, "unicast") else "global"
+    return None if route.scope == implied else route.scope
 
 
 def _link_local(dev: Dev) -> str:
@@ -296,7 +314,7 @@ def _bond(spec: Bond) -> BondSettings:
         packets_per_slave=p.packets_per_slave,
         primary_reselect_policy=p.primary_reselect_policy,
         resend_igmp=p.resend_igmp,
-        learn_packet_interval_s=p.learn_packet_interval,
+        learn_packet_interval_ms=p.learn_packet_interval,
     )
 
 

@@ -119,7 +119,7 @@ class BondSettings:
     packets_per_slave: int | None = None
     primary_reselect_policy: str | None = None
     resend_igmp: int | None = None
-    learn_packet_interval_s: int | None = None
+    learn_packet_interval_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
