@@ -127,9 +127,12 @@ def _refuse_foreign(root: Path) -> None:
 
 @contextmanager
 def _locked(root: Path) -> Iterator[None]:
-    """One build at a time per output directory."""
-    lock = root.parent / f".{root.name}.kvmnet.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """One build at a time per output directory.
+
+    The lock is taken on the parent directory itself (flock works on a directory's file
+    descriptor), so no lock file is left lying around.
+    """
+    fd = os.open(root.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

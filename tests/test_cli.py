@@ -99,7 +99,7 @@ def test_failed_build_leaves_previous_output_untouched(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "VXLAN VNI must be 1–16777215" in result.stderr
     assert snapshot(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.kvmnet.lock", "bad.yaml", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "out"]
 
 
 def test_crash_while_writing_leaves_previous_output_untouched(
