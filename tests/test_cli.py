@@ -194,3 +194,16 @@ def test_missing_profile_is_a_located_error(tmp_path: Path) -> None:
     assert result.stderr.startswith(
         f"{tmp_path / 'nope.yaml'}:1:1: cannot read profile: No such file or directory"
     )
+
+
+def test_concurrent_build_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import fcntl
+
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a running build holds
+        assert run(["build", str(DEFAULT), "-o", str(tmp_path / "out")]) == 1
+        assert "another kvmnet build is writing this output directory" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+    finally:
+        os.close(fd)
