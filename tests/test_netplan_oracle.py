@@ -157,6 +157,36 @@ def d2_stp_only_when_asked(netplan: ini.Units, network: Network) -> ini.Units:
     return each_section(netplan, change)
 
 
+def d4_bridge_mtu_in_network_only(netplan: ini.Units, network: Network) -> ini.Units:
+    """D4: kvmnet sets a bridge's MTU from its .network only, not at creation in the .netdev.
+
+    Drops netplan's `[NetDev] MTUBytes=` of a bridge whose .network (matched by Name=
+    alone) sets the same MTU in [Link].
+    """
+    network_mtu: dict[str, ini.Value] = {}
+    for unit in netplan.values():
+        match = unit.named("Match")
+        names = match[0].get("Name") if len(match) == 1 and len(match[0].entries) == 1 else None
+        if unit.kind is ini.Kind.NETWORK and isinstance(names, tuple) and len(names) == 1:
+            for link in unit.named("Link"):
+                mtu = link.get("MTUBytes")
+                if mtu is not None:
+                    network_mtu[str(names[0])] = mtu
+
+    def change(unit: ini.Unit, section: ini.Section) -> ini.Section:
+        if (
+            unit.kind is ini.Kind.NETDEV
+            and section.name == "NetDev"
+            and section.get("Kind") == "bridge"
+            and section.get("MTUBytes") is not None
+            and network_mtu.get(unit.identity) == section.get("MTUBytes")
+        ):
+            return section.without("MTUBytes")
+        return section
+
+    return each_section(netplan, change)
+
+
 def n1_netplan_doubled_nameservers(netplan: ini.Units, network: Network) -> ini.Units:
     """N1: netplan 0.106 writes every DNS=/Domains= list twice when it parses the file twice.
 
@@ -246,7 +276,11 @@ def e2_onlink_no_with_static_address(units: ini.Units, network: Network) -> ini.
 
 
 Step = Callable[[ini.Units, Network], ini.Units]
-NETPLAN_ONLY: tuple[Step, ...] = (n1_netplan_doubled_nameservers, d2_stp_only_when_asked)
+NETPLAN_ONLY: tuple[Step, ...] = (
+    n1_netplan_doubled_nameservers,
+    d2_stp_only_when_asked,
+    d4_bridge_mtu_in_network_only,
+)
 KVMNET_ONLY: tuple[Step, ...] = (d1_default_link_policies, d3_onlink_false_is_written)
 BOTH: tuple[Step, ...] = (e1_route_scope_defaults, e2_onlink_no_with_static_address)
 
@@ -509,6 +543,7 @@ PREMISES: tuple[tuple[Step, str, str], ...] = (
     (e1_route_scope_defaults, "netplan", "routes-without-via"),
     (e2_onlink_no_with_static_address, "kvmnet", "routes-on-link-false-static"),
     (d3_onlink_false_is_written, "kvmnet", "routes-on-link-false-dhcp"),
+    (d4_bridge_mtu_in_network_only, "netplan", "bridge-mtu"),
 )
 
 

@@ -287,3 +287,14 @@ def test_learn_packet_interval_takes_units_but_counts_whole_seconds() -> None:
         "learn-packet-interval must be whole seconds, at least 1s, got 1500ms"
         in errors_of(bond % "1500ms")[0]
     )
+
+
+def test_bond_ports_take_the_bonds_mtu() -> None:
+    base = "hosts: {hv1: {network: {ethernets: {e1: {%s}, e2: {}}, bonds: {b: {interfaces: [e1, e2], mtu: 9000}}}}}"
+    plan = plan_of(base % "")
+    assert (iface(plan, "hv1", "e1").mtu, iface(plan, "hv1", "e2").mtu) == (9000, 9000)
+    assert iface(plan, "hv1", "e1").mtu_written is None
+    assert errors_of(base % "mtu: 1500") == [
+        "p.yaml:1:47: hosts.hv1.network.ethernets.e1.mtu: e1 is a port of bond b, which sets its ports "
+        "to its own MTU (9000); remove mtu here or make it 9000"
+    ]

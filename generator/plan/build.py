@@ -10,6 +10,7 @@ from generator.model.network import Route as RouteSpec
 from generator.model.profile import Profile
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, HostDevices, collect, port_options
+from generator.plan.mtu import overhead
 from generator.plan.overlays import OverlayDraft, expand, tunnel_settings
 from generator.plan.types import (
     BondSettings,
@@ -119,7 +120,7 @@ def _overlay(draft: OverlayDraft, solver: MtuSolver) -> OverlayPlan:
         bridge=draft.spec.bridge,
         port=draft.spec.port,
         mtu=solver.segment(draft.name),
-        overhead=70 if draft.ipv6 else 50,
+        overhead=overhead(Kind.VXLAN, draft.ipv6)[0],
         members=tuple(OverlayMember(h, u, local) for h, u, local in draft.members),
     )
 

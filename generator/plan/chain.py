@@ -94,6 +94,9 @@ class MtuSolver:
         return requested
 
     def _compute(self, table: HostDevices, dev: Dev) -> MtuResult:
+        master = table.devs.get(dev.master) if dev.master else None
+        if master is not None and master.kind is Kind.BOND:
+            return self._bond_port(table, dev, master)
         if dev.kind in (Kind.ETHERNET, Kind.BOND):
             return self._fixed(dev)
         if dev.kind is Kind.BRIDGE:
@@ -111,6 +114,22 @@ class MtuSolver:
             return MtuResult(req, req, (MtuStep(dev.id, req, "configured"),))
         what = "assumed Ethernet default" if dev.kind is Kind.ETHERNET else "kernel default"
         return MtuResult(ETHERNET_DEFAULT_MTU, None, (MtuStep(dev.id, ETHERNET_DEFAULT_MTU, what),))
+
+    def _bond_port(self, table: HostDevices, dev: Dev, bond: Dev) -> MtuResult:
+        # The bonding driver sets every port to the bond's MTU when it enslaves it
+        # (bond_enslave), whatever the port was configured with.
+        bonded = self.of(table.host, bond.id)
+        req = dev.mtu_request
+        if isinstance(req, int) and req != bonded.mtu:
+            self.problems.append(
+                Diagnostic(
+                    f"{dev.id} is a port of bond {bond.id}, which sets its ports to its own MTU "
+                    f"({bonded.mtu}); remove mtu here or make it {bonded.mtu}",
+                    self._path(dev),
+                )
+            )
+        step = MtuStep(dev.id, bonded.mtu, f"bond {bond.id} sets its ports' MTU")
+        return MtuResult(bonded.mtu, req if isinstance(req, int) else None, (step,))
 
     def _bridge(self, table: HostDevices, dev: Dev) -> MtuResult:
         smallest: tuple[int, str, MtuResult] | None = None

@@ -5,7 +5,7 @@ work to do first, .link. One set per device, named after the device's profile id
 from __future__ import annotations
 
 from generator.errors import format_path
-from generator.plan.types import HostPlan, Interface, Plan
+from generator.plan.types import HostPlan, Interface, Kind, Plan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
@@ -19,9 +19,13 @@ def files_for(host: HostPlan, iface: Interface) -> list[Artifact]:
     source = format_path(iface.origin)
     out = []
     if iface.kind.is_netdev:
-        out.append(
-            Artifact.text(f"{base}.netdev", render_template("networkd/netdev.j2", iface=iface, source=source))
-        )
+        # A bridge's MTU goes in its .network only. Set at creation (.netdev), the kernel
+        # treats it as a default and resizes the bridge to its smallest port as soon as a
+        # port joins; set afterwards by networkd it counts as chosen and sticks (seen with
+        # networkd 252: 1446 planned, 1450 once a 1450-byte VXLAN port joined).
+        netdev_mtu = None if iface.kind is Kind.BRIDGE else iface.mtu_written
+        text = render_template("networkd/netdev.j2", iface=iface, netdev_mtu=netdev_mtu, source=source)
+        out.append(Artifact.text(f"{base}.netdev", text))
     out.append(
         Artifact.text(f"{base}.network", render_template("networkd/network.j2", iface=iface, source=source))
     )
