@@ -36,6 +36,18 @@ def _span(pair: Any) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
+def _hexnum(value: Any) -> str:
+    """tc's handles and class minors are hexadecimal: 16 -> "10"."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"hexnum expects an int, got {value!r}")
+    return f"{value:x}"
+
+
+def _hexhandle(value: Any) -> str:
+    """A qdisc handle as tc writes it: 16 -> "10:"."""
+    return f"{_hexnum(value)}:"
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -50,6 +62,8 @@ def environment() -> jinja2.Environment:
     env.filters["yesno"] = _yesno
     env.filters["timespan"] = _timespan
     env.filters["span"] = _span
+    env.filters["hexnum"] = _hexnum
+    env.filters["hexhandle"] = _hexhandle
     env.globals["GENERATED"] = GENERATED
     return env
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from generator.model.base import Entries, StrictModel
+from generator.model.host import Bootstrap, Distro, Install, Kernel, TrafficControl
 from generator.model.network import Network
 from generator.model.types import (
     DeviceId,
@@ -27,7 +28,13 @@ from generator.model.types import (
 class Host(StrictModel):
     """A hypervisor. Every key is optional: `hosts: {hv1: {}}` is a valid profile."""
 
+    distro: Distro = "debian12"
     network: Network = Field(default_factory=Network)
+    #: kvmnet: traffic control per device id.
+    tc: Entries[DeviceId, TrafficControl] = Field(default_factory=dict)
+    kernel: Kernel = Field(default_factory=Kernel)
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    install: Install = Field(default_factory=Install)
 
 
 class Guest(StrictModel):

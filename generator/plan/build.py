@@ -7,16 +7,18 @@ import ipaddress
 from generator.errors import Diagnostic, PlanError
 from generator.model.network import Bond, Bridge, Ethernet, GretapTunnel, GreTunnel, Vlan, VxlanTunnel
 from generator.model.network import Route as RouteSpec
-from generator.model.profile import Profile
+from generator.model.profile import Host, Profile
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, HostDevices, collect, port_options
 from generator.plan.mtu import overhead
 from generator.plan.overlays import OverlayDraft, expand, tunnel_settings
+from generator.plan.tuning import plan_bootstrap, plan_kernel, plan_tc
 from generator.plan.types import (
     BondSettings,
     BridgeSettings,
     GuestPlan,
     HostPlan,
+    InstallPlan,
     Interface,
     Kind,
     LinkSettings,
@@ -50,11 +52,7 @@ def make_plan(profile: Profile) -> Plan:
         _filtered_vlans(table, problems)
     solver = MtuSolver(tables, drafts, problems)
     hosts = tuple(
-        HostPlan(
-            name,
-            tuple(_interface(table, table.devs[i], solver, drafts, problems) for i in sorted(table.devs)),
-        )
-        for name, table in tables.items()
+        _host(name, profile.hosts[name], table, solver, drafts, problems) for name, table in tables.items()
     )
     overlays = tuple(_overlay(d, solver) for d in drafts)
     guests = []
@@ -71,6 +69,35 @@ def make_plan(profile: Profile) -> Plan:
         unique = list(dict.fromkeys(problems))
         raise PlanError(unique)
     return Plan(hosts=hosts, overlays=overlays, guests=tuple(guests))
+
+
+def _host(
+    name: str,
+    spec: Host,
+    table: HostDevices,
+    solver: MtuSolver,
+    drafts: list[OverlayDraft],
+    problems: list[Diagnostic],
+) -> HostPlan:
+    ipv6 = spec.kernel.ipv6 == "enabled"
+    interfaces = tuple(
+        _interface(table, table.devs[i], solver, drafts, problems, ipv6) for i in sorted(table.devs)
+    )
+    tc = plan_tc(name, spec, {i.id: i for i in interfaces}, problems)
+    return HostPlan(
+        name=name,
+        interfaces=interfaces,
+        tc=tc,
+        kernel=plan_kernel(name, spec.kernel, interfaces, tc, problems),
+        bootstrap=plan_bootstrap(name, spec.bootstrap, interfaces, problems),
+        install=InstallPlan(
+            distro=spec.distro,
+            mirror=spec.install.mirror,
+            epel=spec.install.epel,
+            disk=spec.install.disk,
+            timezone=spec.install.timezone,
+        ),
+    )
 
 
 def _unique_vnis(table: HostDevices, problems: list[Diagnostic]) -> None:
@@ -174,20 +201,35 @@ def _route_scope(
     return None if route.scope == implied else route.scope
 
 
-def _link_local(dev: Dev) -> str:
+def _link_local(dev: Dev, ipv6: bool, problems: list[Diagnostic]) -> str:
     if dev.master is not None:
         return "no"  # ports carry frames for their master; an address of their own would be noise
     spec = dev.spec
     if spec is None or spec.link_local is None:
-        return "ipv6"  # netplan's default
+        # netplan's default is IPv6 link-local. With IPv6 off it must be "no": networkd
+        # re-enables IPv6 on any link it configures for IPv6, undoing disable_ipv6.
+        return "ipv6" if ipv6 else "no"
     families = set(spec.link_local)
+    if "ipv6" in families and not ipv6:
+        problems.append(
+            Diagnostic(
+                "link-local ipv6 asked for, but the host's kernel.ipv6 is not enabled",
+                (*dev.origin, "link-local"),
+            )
+        )
+        families.discard("ipv6")
     if families == {"ipv4", "ipv6"}:
         return "yes"
     return families.pop() if families else "no"
 
 
 def _interface(
-    table: HostDevices, dev: Dev, solver: MtuSolver, drafts: list[OverlayDraft], problems: list[Diagnostic]
+    table: HostDevices,
+    dev: Dev,
+    solver: MtuSolver,
+    drafts: list[OverlayDraft],
+    problems: list[Diagnostic],
+    ipv6: bool,
 ) -> Interface:
     mtu = solver.of(table.host, dev.id)
     spec = dev.spec
@@ -218,8 +260,8 @@ def _interface(
         dns=spec.nameservers.addresses if spec and spec.nameservers else (),
         domains=spec.nameservers.search if spec and spec.nameservers else (),
         dhcp=_dhcp(dev),
-        link_local=_link_local(dev),
-        accept_ra=spec.accept_ra if spec else None,
+        link_local=_link_local(dev, ipv6, problems),
+        accept_ra=_accept_ra(dev, ipv6, problems),
         required_for_online=not (spec.optional if spec else False),
         configure_without_carrier=dev.kind.is_netdev,
         master=dev.master,
@@ -238,6 +280,19 @@ def _interface(
         vlan_id=spec.id if isinstance(spec, Vlan) else None,
         tunnel=_tunnel(dev, drafts),
     )
+
+
+def _accept_ra(dev: Dev, ipv6: bool, problems: list[Diagnostic]) -> bool | None:
+    asked = dev.spec.accept_ra if dev.spec else None
+    if ipv6:
+        return asked
+    if asked:
+        problems.append(
+            Diagnostic(
+                "accept-ra asked for, but the host's kernel.ipv6 is not enabled", (*dev.origin, "accept-ra")
+            )
+        )
+    return False
 
 
 def _dhcp(dev: Dev) -> str | None:

@@ -206,10 +206,94 @@ class OverlayPlan:
     members: tuple[OverlayMember, ...]
 
 
+#: The qdisc handles kvmnet uses, one per kind. The kernel refuses to `replace` a qdisc
+#: with one of another kind under the same handle ("Invalid qdisc name: must match
+#: existing qdisc"), so each kind gets its own.
+HANDLES = {"tbf": 0x10, "htb": 0x20, "fq_codel": 0x30, "fq": 0x40, "cake": 0x50}
+HTB_CLASS = 0x10  # the one class of an htb shaper, and its default
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    kind: str  # "tbf" | "htb"
+    rate: int  # bits per second
+    ceil: int | None  # htb
+    burst: int | None  # bytes
+    latency_us: int | None  # tbf
+
+
+@dataclass(frozen=True, slots=True)
+class Police:
+    rate: int  # bits per second
+    burst: int  # bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TcPlan:
+    device_id: str
+    device: str  # kernel name
+    unit: str  # systemd unit instance: kvmnet-tc@<escaped>.service
+    engine: str  # "service" | "networkd"
+    qdisc: str | None
+    shape: Shape | None
+    police: Police | None
+    mtu: int
+
+    @property
+    def root_handle(self) -> int:
+        return HANDLES[self.shape.kind if self.shape else str(self.qdisc)]
+
+    @property
+    def leaf_handle(self) -> int | None:
+        """Handle of the qdisc under the shaper: shaper handle * 16 + the qdisc's."""
+        if self.shape is None or self.qdisc is None:
+            return None
+        return HANDLES[self.shape.kind] * 0x10 + HANDLES[self.qdisc]
+
+
+@dataclass(frozen=True, slots=True)
+class Sysctl:
+    key: str
+    value: str
+    #: Written with systemd-sysctl's "-" prefix: ignore the key if it does not exist
+    #: (net.bridge.* exists only while br_netfilter is loaded).
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KernelPlan:
+    ipv6: str
+    sysctls: tuple[Sysctl, ...]
+    modules: tuple[tuple[str, str], ...]  # (module, why)
+    cmdline: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapPlan:
+    probe: str | None  # address that must answer after a network change
+    #: "profile" (given), "route" (the planned default gateway), "runtime" (the default
+    #: gateway found when the bootstrap runs) or "none"
+    probe_from: str
+    rollback_after_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstallPlan:
+    distro: str
+    mirror: str | None
+    epel: str | None
+    disk: str | None
+    timezone: str
+
+
 @dataclass(frozen=True, slots=True)
 class HostPlan:
     name: str
     interfaces: tuple[Interface, ...]  # sorted by id
+    tc: tuple[TcPlan, ...] = ()
+    kernel: KernelPlan = KernelPlan("enabled", (), (), ())
+    bootstrap: BootstrapPlan = BootstrapPlan(None, "none", 60)
+    install: InstallPlan = InstallPlan("debian12", None, None, None, "UTC")
 
     def get(self, ident: str) -> Interface:
         for iface in self.interfaces:

@@ -1,36 +1,54 @@
-"""Stage 4: pure renderers, `render(plan) -> list[Artifact]`, listed in one registry."""
+"""Stage 4: pure renderers, listed in one registry, in two phases.
+
+1. `RENDERERS`: `render(plan) -> list[Artifact]`: the files that land on machines
+   (each host's `rootfs/`, later guests' files).
+2. `DELIVERY`: `render(plan, artifacts) -> list[Artifact]`: the vehicles that carry
+   those files (bootstrap.sh, PXE answer files...). They see every artifact made
+   before them, in registry order, so a PXE file can embed the bootstrap and rootfs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from generator.errors import Diagnostic, PlanError
 from generator.plan.types import Plan
-from generator.renderers import networkd
+from generator.renderers import kernel, networkd, tc
 from generator.renderers.artifact import Artifact
 
 Renderer = Callable[[Plan], list[Artifact]]
+Delivery = Callable[[Plan, Sequence[Artifact]], list[Artifact]]
 
-#: Every renderer, by the name the CLI and the docs use. Order does not matter: the
-#: writer sorts artifacts by path.
+#: The files themselves, by the name the docs use. Order does not matter.
 RENDERERS: dict[str, Renderer] = {
     "networkd": networkd.render,
+    "tc": tc.render,
+    "kernel": kernel.render,
 }
+
+#: Delivery vehicles, in the order they run: each sees what the ones before it made.
+DELIVERY: dict[str, Delivery] = {}
 
 
 def render_all(plan: Plan) -> list[Artifact]:
     artifacts: dict[str, Artifact] = {}
     clashes: list[Diagnostic] = []
-    for name, renderer in RENDERERS.items():
-        for artifact in renderer(plan):
+
+    def add(name: str, made: list[Artifact]) -> None:
+        for artifact in made:
             if artifact.path in artifacts:
                 clashes.append(
                     Diagnostic(f"two artifacts would be written to {artifact.path} (renderer {name})")
                 )
             artifacts[artifact.path] = artifact
+
+    for name, renderer in RENDERERS.items():
+        add(name, renderer(plan))
+    for name, delivery in DELIVERY.items():
+        add(name, delivery(plan, [artifacts[p] for p in sorted(artifacts)]))
     if clashes:
         raise PlanError(clashes)
     return [artifacts[p] for p in sorted(artifacts)]
 
 
-__all__ = ["RENDERERS", "Artifact", "Renderer", "render_all"]
+__all__ = ["DELIVERY", "RENDERERS", "Artifact", "Delivery", "Renderer", "render_all"]

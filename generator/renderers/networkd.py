@@ -5,13 +5,35 @@ work to do first, .link. One set per device, named after the device's profile id
 from __future__ import annotations
 
 from generator.errors import format_path
-from generator.plan.types import HostPlan, Interface, Kind, Plan
+from generator.plan.types import HTB_CLASS, HostPlan, Interface, Kind, Plan, TcPlan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
 NETWORK_DIR = "rootfs/etc/systemd/network"
 #: Sorts before netplan's `10-netplan-*` and udev's `99-default.link`, so ours apply.
 PREFIX = "10-kvmnet-"
+
+
+#: networkd's section for each qdisc kvmnet offers (systemd.network(5), v252).
+QDISC_SECTIONS = {"fq_codel": "FairQueueingControlledDelay", "fq": "FairQueueing", "cake": "CAKE"}
+
+
+def _tc_context(tc: TcPlan | None) -> dict[str, object]:
+    """The networkd engine's tc for one device, with the leaf qdisc's parent worked out."""
+    if tc is None or tc.engine != "networkd":
+        return {"tc": None, "qdisc_section": None, "leaf_parent": None, "HTB_CLASS": HTB_CLASS}
+    if tc.shape is None:
+        parent = "root"
+    elif tc.shape.kind == "tbf":
+        parent = f"{tc.root_handle:x}:1"  # tbf's one class
+    else:
+        parent = f"{tc.root_handle:x}:{HTB_CLASS:x}"
+    return {
+        "tc": tc,
+        "qdisc_section": QDISC_SECTIONS.get(tc.qdisc or ""),
+        "leaf_parent": parent,
+        "HTB_CLASS": HTB_CLASS,
+    }
 
 
 def files_for(host: HostPlan, iface: Interface) -> list[Artifact]:
@@ -26,9 +48,9 @@ def files_for(host: HostPlan, iface: Interface) -> list[Artifact]:
         netdev_mtu = None if iface.kind is Kind.BRIDGE else iface.mtu_written
         text = render_template("networkd/netdev.j2", iface=iface, netdev_mtu=netdev_mtu, source=source)
         out.append(Artifact.text(f"{base}.netdev", text))
-    out.append(
-        Artifact.text(f"{base}.network", render_template("networkd/network.j2", iface=iface, source=source))
-    )
+    tc = _tc_context(next((t for t in host.tc if t.device_id == iface.id), None))
+    network = render_template("networkd/network.j2", iface=iface, source=source, **tc)
+    out.append(Artifact.text(f"{base}.network", network))
     if iface.link is not None:
         out.append(
             Artifact.text(f"{base}.link", render_template("networkd/link.j2", iface=iface, source=source))

@@ -1,0 +1,152 @@
+"""kvmnet's own host sections, beside netplan's `network:`: traffic control, kernel
+tuning, how the bootstrap applies changes, and how the host is installed over PXE.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, WithJsonSchema
+
+from generator.model.base import Entries, Items, StrictModel
+from generator.model.types import Flag, IPAddress, fail
+from generator.model.units import Duration, Rate, Size
+
+Distro = Literal["debian12", "ubuntu2204", "ubuntu2404", "el9"]
+
+
+class Shaping(StrictModel):
+    """Egress shaping: a token bucket (`tbf`) or one HTB class (`htb`) at `rate`."""
+
+    kind: Literal["tbf", "htb"]
+    rate: Rate
+    #: htb only: what the class may borrow up to (default: the rate).
+    ceil: Rate | None = None
+    #: Bytes sent back to back at line rate. Needed by tbf; htb picks one if unset.
+    burst: Size | None = None
+    #: tbf only: how long a packet may wait in the bucket (default 50ms).
+    latency: Duration | None = None
+
+
+class Policing(StrictModel):
+    """Ingress policing: traffic above `rate` (after `burst`) is dropped on arrival."""
+
+    rate: Rate
+    burst: Size
+
+
+class TrafficControl(StrictModel):
+    #: `service` (default): a kvmnet-tc@ unit runs `tc -batch`; `networkd`: the qdisc
+    #: sections of the device's .network, for what systemd-networkd 252 can express.
+    engine: Literal["service", "networkd"] = "service"
+    #: The root qdisc, or with `shape:` the qdisc under the shaper.
+    qdisc: Literal["fq_codel", "fq", "cake"] | None = None
+    shape: Shaping | None = None
+    police: Policing | None = None
+
+
+_SYSCTL_KEY = re.compile(r"[a-z0-9_][a-z0-9_.-]*(\.[A-Za-z0-9_.-]+)*")
+_SYSCTL_VALUE = re.compile(r"[A-Za-z0-9_.:,/ -]{1,128}")
+
+
+def _sysctl_value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise fail(f"a sysctl value is a number or a word, got {value!r}")
+    text = str(value).strip()
+    if not _SYSCTL_VALUE.fullmatch(text):
+        raise fail(
+            f"sysctl value {text!r} is not accepted: use letters, digits, spaces and . : , / _ - "
+            "(at most 128 characters)"
+        )
+    return " ".join(text.split())
+
+
+SysctlValue = Annotated[str, BeforeValidator(_sysctl_value), WithJsonSchema({"type": ["string", "integer"]})]
+
+_KERNEL_ARG = re.compile(r"[A-Za-z0-9_.,:=/+@-]+")
+
+
+def _kernel_arg(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise fail(f"a kernel argument is a word like intel_iommu=on, got {value!r}")
+    bad = sorted({c for c in value if not _KERNEL_ARG.fullmatch(c)})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise fail(
+            f"kernel argument {value!r} contains {shown}: kvmnet accepts letters, digits and "
+            ". , : = / + @ _ - (no spaces, quotes or shell characters)"
+        )
+    return value
+
+
+KernelArg = Annotated[str, BeforeValidator(_kernel_arg), WithJsonSchema({"type": "string"})]
+
+_MODULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,55}")
+
+
+def _module(value: Any) -> str:
+    if not isinstance(value, str) or not _MODULE.fullmatch(value):
+        raise fail(f"{value!r} is not a kernel module name (lower-case letters, digits, _ and -)")
+    return value
+
+
+ModuleName = Annotated[str, BeforeValidator(_module), WithJsonSchema({"type": "string"})]
+
+
+class Kernel(StrictModel):
+    #: `enabled`; `disabled`: sysctl disable_ipv6 (the stack stays, addresses go);
+    #: `removed`: `ipv6.disable=1` on the kernel command line (no stack at all).
+    ipv6: Literal["enabled", "disabled", "removed"] = "enabled"
+    sysctl: Entries[str, SysctlValue] = Field(default_factory=dict)
+    modules: Items[ModuleName] = ()
+    cmdline: Items[KernelArg] = ()
+    #: Pass bridged guest traffic through the host's iptables (br_netfilter). Off by
+    #: default: a hypervisor switches guest frames, it does not firewall them.
+    bridge_netfilter: Flag = False
+
+
+class Bootstrap(StrictModel):
+    #: Address that must answer after a network change, or the change is rolled back.
+    #: Default: the gateway of the host's default route; `none` turns the check off.
+    probe: IPAddress | Literal["none"] | None = None
+    #: How long the probe may take before the rollback.
+    rollback_after: Duration = 60_000_000
+
+
+_URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not _URL.fullmatch(value) or any(c in value for c in "'\"`$\\ "):
+        raise fail(f"{value!r} is not an http(s) URL without quotes, spaces, $ or backslashes")
+    return value
+
+
+def _disk(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z][a-z0-9]{1,31}", value):
+        raise fail(f"{value!r} is not a disk name like sda or nvme0n1")
+    return value
+
+
+def _timezone(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+){0,2}", value):
+        raise fail(f"{value!r} is not a time zone name like UTC or Europe/Berlin")
+    return value
+
+
+Url = Annotated[str, BeforeValidator(_url), WithJsonSchema({"type": "string", "format": "uri"})]
+DiskName = Annotated[str, BeforeValidator(_disk), WithJsonSchema({"type": "string"})]
+TimeZone = Annotated[str, BeforeValidator(_timezone), WithJsonSchema({"type": "string"})]
+
+
+class Install(StrictModel):
+    """How a PXE installation of the host gets its packages."""
+
+    #: Installation source (kickstart `url`, preseed mirror, autoinstall apt mirror).
+    mirror: Url | None = None
+    #: EL9 only: an EPEL repository (systemd-networkd is packaged there).
+    epel: Url | None = None
+    #: The disk to install on (default: the installer's first disk).
+    disk: DiskName | None = None
+    timezone: TimeZone = "UTC"

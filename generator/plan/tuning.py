@@ -1,0 +1,282 @@
+"""Host tuning: traffic control, sysctls, kernel modules and the kernel command line.
+
+Every number here is settled once (rates in bits/s, sizes in bytes, times in µs) and
+every rule that needs more than one value is checked, so the renderers only format.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from generator.errors import Diagnostic, KeyPath
+from generator.model import sysctls
+from generator.model.host import Bootstrap, Kernel, TrafficControl
+from generator.model.profile import Host
+from generator.plan.types import (
+    BootstrapPlan,
+    Interface,
+    KernelPlan,
+    Kind,
+    Police,
+    Shape,
+    Sysctl,
+    TcPlan,
+)
+
+ETHERNET_HEADER = 14
+DEFAULT_TBF_LATENCY_US = 50_000
+
+#: Modules a KVM host always loads, and why.
+BASE_MODULES = (
+    ("vhost_net", "virtio-net guests with driver name='vhost': packet processing in the kernel"),
+    ("sch_htb", "libvirt <bandwidth> on guest taps (inbound shaping)"),
+    ("sch_sfq", "libvirt <bandwidth> on guest taps (leaf qdisc)"),
+    ("sch_ingress", "libvirt <bandwidth> on guest taps (outbound policing)"),
+    ("act_police", "libvirt <bandwidth> on guest taps (outbound policing)"),
+)
+_KIND_MODULES = {
+    Kind.BRIDGE: ("bridge", "Linux bridges"),
+    Kind.VLAN: ("8021q", "VLAN devices"),
+    Kind.VXLAN: ("vxlan", "VXLAN devices"),
+    Kind.GRE: ("ip_gre", "GRE tunnels"),
+    Kind.GRETAP: ("ip_gre", "gretap tunnels"),
+    Kind.BOND: ("bonding", "bonds"),
+}
+_QDISC_MODULES = {
+    "tbf": "sch_tbf",
+    "htb": "sch_htb",
+    "fq_codel": "sch_fq_codel",
+    "fq": "sch_fq",
+    "cake": "sch_cake",
+}
+_BRIDGE_NF = (
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.bridge.bridge-nf-call-arptables",
+)
+
+
+def systemd_escape(name: str) -> str:
+    """`systemd-escape NAME` for a unit instance (systemd's unit_name_escape)."""
+    out = []
+    for index, char in enumerate(name):
+        if char == "/":
+            out.append("-")
+        elif (char.isascii() and (char.isalnum() or char in ":_.")) and not (index == 0 and char == "."):
+            out.append(char)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in char.encode()))
+    return "".join(out)
+
+
+def plan_tc(
+    host: str, spec: Host, interfaces: dict[str, Interface], problems: list[Diagnostic]
+) -> tuple[TcPlan, ...]:
+    out = []
+    for ident, tc in sorted(spec.tc.items()):
+        path: KeyPath = ("hosts", host, "tc", ident)
+        iface = interfaces.get(ident)
+        if iface is None:
+            known = ", ".join(sorted(interfaces)) or "none"
+            problems.append(
+                Diagnostic(f"no device {ident!r} on host {host} (devices: {known})", path, on_key=True)
+            )
+            continue
+        if iface.name is None:
+            problems.append(
+                Diagnostic(
+                    f"{ident} is matched by MAC address only, so its name is not known; give it set-name "
+                    "to shape it",
+                    path,
+                    on_key=True,
+                )
+            )
+            continue
+        plan = _tc(tc, iface, path, problems)
+        if plan is not None:
+            out.append(plan)
+    return tuple(out)
+
+
+def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diagnostic]) -> TcPlan | None:
+    if tc.qdisc is None and tc.shape is None and tc.police is None:
+        problems.append(Diagnostic("nothing to do: give qdisc, shape or police", path))
+        return None
+    frame = iface.mtu + ETHERNET_HEADER
+    shape = None
+    if tc.shape is not None:
+        s = tc.shape
+        spath = (*path, "shape")
+        if s.kind == "tbf":
+            if s.ceil is not None:
+                problems.append(Diagnostic("ceil applies to htb only; tbf has one rate", (*spath, "ceil")))
+            if s.burst is None:
+                problems.append(
+                    Diagnostic(f"tbf needs burst (at least one frame: {frame} bytes on {iface.id})", spath)
+                )
+        if s.kind == "htb":
+            if s.latency is not None:
+                problems.append(Diagnostic("latency applies to tbf only", (*spath, "latency")))
+            if s.ceil is not None and s.ceil < s.rate:
+                problems.append(
+                    Diagnostic(f"ceil ({s.ceil} bit/s) is below rate ({s.rate} bit/s)", (*spath, "ceil"))
+                )
+        _burst_fits(s.burst, frame, iface, (*spath, "burst"), problems)
+        latency = (s.latency or DEFAULT_TBF_LATENCY_US) if s.kind == "tbf" else None
+        ceil = (s.ceil or s.rate) if s.kind == "htb" else None
+        shape = Shape(s.kind, s.rate, ceil, s.burst, latency)
+    police = None
+    if tc.police is not None:
+        if tc.engine == "networkd":
+            problems.append(
+                Diagnostic(
+                    "systemd-networkd 252 has no tc filters, so it cannot police ingress; "
+                    "use engine: service",
+                    (*path, "police"),
+                )
+            )
+        _burst_fits(tc.police.burst, frame, iface, (*path, "police", "burst"), problems)
+        police = Police(tc.police.rate, tc.police.burst)
+    return TcPlan(
+        device_id=iface.id,
+        device=iface.netdev_name,
+        unit=f"kvmnet-tc@{systemd_escape(iface.netdev_name)}.service",
+        engine=tc.engine,
+        qdisc=tc.qdisc,
+        shape=shape,
+        police=police,
+        mtu=iface.mtu,
+    )
+
+
+def _burst_fits(
+    burst: int | None, frame: int, iface: Interface, path: KeyPath, problems: list[Diagnostic]
+) -> None:
+    if burst is not None and burst < frame:
+        problems.append(
+            Diagnostic(
+                f"burst {burst} bytes is smaller than one full frame on {iface.id} (MTU {iface.mtu} + "
+                f"{ETHERNET_HEADER}-byte Ethernet header = {frame}): it could never let one through",
+                path,
+            )
+        )
+
+
+def plan_kernel(
+    host: str,
+    spec: Kernel,
+    interfaces: tuple[Interface, ...],
+    tc: tuple[TcPlan, ...],
+    problems: list[Diagnostic],
+) -> KernelPlan:
+    base: KeyPath = ("hosts", host, "kernel")
+    wanted: dict[str, Sysctl] = {}
+    if spec.ipv6 == "disabled":
+        for scope in ("all", "default"):
+            key = f"net.ipv6.conf.{scope}.disable_ipv6"
+            wanted[key] = Sysctl(key, "1")
+    value = "1" if spec.bridge_netfilter else "0"
+    for key in _BRIDGE_NF:
+        wanted[key] = Sysctl(key, value, optional=not spec.bridge_netfilter)
+    for key, given in sorted(spec.sysctl.items()):
+        kpath = (*base, "sysctl", key)
+        problem = sysctls.problem(key, given)
+        if problem:
+            problems.append(Diagnostic(problem, kpath, on_key=sysctls.template_of(key) is None))
+            continue
+        if spec.ipv6 == "removed" and key.startswith("net.ipv6."):
+            problems.append(
+                Diagnostic(
+                    "ipv6: removed takes the IPv6 stack away (ipv6.disable=1), so net.ipv6.* does not exist",
+                    kpath,
+                    on_key=True,
+                )
+            )
+            continue
+        derived = wanted.get(key)
+        if derived is not None and derived.value != given:
+            why = "kernel.ipv6" if key.startswith("net.ipv6") else "kernel.bridge-netfilter"
+            problems.append(
+                Diagnostic(
+                    f"{key} is set by {why} to {derived.value}; change {why} instead", kpath, on_key=True
+                )
+            )
+            continue
+        wanted[key] = Sysctl(key, given)
+    _ipv6_consistent(host, spec.ipv6, interfaces, problems)
+    cmdline = list(dict.fromkeys(spec.cmdline))
+    if spec.ipv6 == "removed" and "ipv6.disable=1" not in cmdline:
+        cmdline.insert(0, "ipv6.disable=1")
+    return KernelPlan(
+        ipv6=spec.ipv6,
+        sysctls=tuple(wanted[k] for k in sorted(wanted)),
+        modules=_modules(spec, interfaces, tc),
+        cmdline=tuple(cmdline),
+    )
+
+
+def _ipv6_consistent(
+    host: str, ipv6: str, interfaces: tuple[Interface, ...], problems: list[Diagnostic]
+) -> None:
+    if ipv6 == "enabled":
+        return
+    for iface in interfaces:
+        v6 = [a for a in iface.addresses if ipaddress.ip_interface(a).version == 6]
+        if v6 or iface.dhcp in ("ipv6", "yes"):
+            problems.append(
+                Diagnostic(
+                    f"{iface.id} has IPv6 configuration (addresses or dhcp6) but "
+                    f"hosts.{host}.kernel.ipv6 is {ipv6}",
+                    iface.origin,
+                )
+            )
+
+
+def _modules(
+    spec: Kernel, interfaces: tuple[Interface, ...], tc: tuple[TcPlan, ...]
+) -> tuple[tuple[str, str], ...]:
+    found: dict[str, str] = dict(BASE_MODULES)
+    for iface in interfaces:
+        if iface.kind in _KIND_MODULES:
+            module, why = _KIND_MODULES[iface.kind]
+            found.setdefault(module, why)
+    for t in tc:
+        for kind in filter(None, (t.shape.kind if t.shape else None, t.qdisc)):
+            found.setdefault(_QDISC_MODULES[kind], f"tc on {t.device}")
+        if t.police is not None:
+            found.setdefault("sch_ingress", f"ingress policing on {t.device}")
+            found.setdefault("cls_matchall", f"ingress policing on {t.device}")
+            found.setdefault("act_police", f"ingress policing on {t.device}")
+    if spec.bridge_netfilter:
+        found.setdefault("br_netfilter", "kernel.bridge-netfilter: bridged guest traffic through iptables")
+    for module in spec.modules:
+        found.setdefault(module, "asked for in the profile")
+    return tuple(sorted(found.items()))
+
+
+def plan_bootstrap(
+    host: str, spec: Bootstrap, interfaces: tuple[Interface, ...], problems: list[Diagnostic]
+) -> BootstrapPlan:
+    seconds, rest = divmod(spec.rollback_after, 1_000_000)
+    if rest or seconds < 5:
+        problems.append(
+            Diagnostic(
+                "rollback-after must be whole seconds, at least 5s (the probe needs time to answer)",
+                ("hosts", host, "bootstrap", "rollback-after"),
+            )
+        )
+    if spec.probe == "none":
+        return BootstrapPlan(None, "none", seconds)
+    if spec.probe is not None:
+        return BootstrapPlan(spec.probe, "profile", seconds)
+    gateways = [g for i in interfaces for g in i.gateways] + [
+        r.gateway
+        for i in interfaces
+        for r in i.routes
+        if r.gateway and r.destination in ("0.0.0.0/0", "::/0")
+    ]
+    ordered = sorted(gateways, key=lambda g: ipaddress.ip_address(g).version)  # IPv4 first
+    if ordered:
+        return BootstrapPlan(ordered[0], "route", seconds)
+    # A DHCP host: the bootstrap asks the kernel for the default gateway before it changes anything.
+    return BootstrapPlan(None, "runtime", seconds)

@@ -1,0 +1,41 @@
+"""Kernel tuning of a hypervisor: sysctl drop-in, modules to load, kernel arguments."""
+
+from __future__ import annotations
+
+from generator.errors import format_path
+from generator.plan.types import HostPlan, Plan
+from generator.renderers.artifact import Artifact
+from generator.templating import render as render_template
+
+SYSCTL = "rootfs/etc/sysctl.d/90-kvmnet.conf"
+MODULES = "rootfs/etc/modules-load.d/kvmnet.conf"
+GRUB = "rootfs/etc/default/grub.d/90-kvmnet.cfg"
+CMDLINE = "rootfs/etc/kvmnet/kernel-cmdline"
+#: Distros whose update-grub reads /etc/default/grub.d/; EL9's grub2 takes arguments
+#: through grubby instead (BLS entries), which the bootstrap runs from CMDLINE.
+GRUB_DROP_IN = frozenset(("debian12", "ubuntu2204", "ubuntu2404"))
+
+
+def host_files(host: HostPlan) -> list[Artifact]:
+    kernel = host.kernel
+    source = format_path(("hosts", host.name, "kernel"))
+    base = f"hosts/{host.name}"
+    out = [
+        Artifact.text(
+            f"{base}/{MODULES}", render_template("kernel/modules.conf.j2", kernel=kernel, source=source)
+        )
+    ]
+    if kernel.sysctls:
+        text = render_template("kernel/sysctl.conf.j2", kernel=kernel, source=source)
+        out.append(Artifact.text(f"{base}/{SYSCTL}", text))
+    if kernel.cmdline:
+        text = render_template("kernel/cmdline.j2", kernel=kernel, source=source)
+        out.append(Artifact.text(f"{base}/{CMDLINE}", text))
+        if host.install.distro in GRUB_DROP_IN:
+            text = render_template("kernel/grub.cfg.j2", kernel=kernel, source=source)
+            out.append(Artifact.text(f"{base}/{GRUB}", text))
+    return out
+
+
+def render(plan: Plan) -> list[Artifact]:
+    return [artifact for host in plan.hosts for artifact in host_files(host)]
