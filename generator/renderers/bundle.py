@@ -1,0 +1,60 @@
+"""A host's delivery bundle: its bootstrap.sh and rootfs/ as one deterministic tar.gz.
+
+What PXE answer files (and later image elements) carry to a machine: unpacked into
+BUNDLE_DIR, it is exactly `output/hosts/<host>/` minus the vehicles themselves.
+Byte-identical for identical inputs: entries sorted, owners root, mtime 0, gzip
+without a name or timestamp.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from collections.abc import Sequence
+
+from generator.renderers.artifact import Artifact
+
+#: Where a bundle is unpacked on the target machine.
+BUNDLE_DIR = "/var/lib/kvmnet/bundle"
+
+
+def host_members(host: str, artifacts: Sequence[Artifact]) -> list[Artifact]:
+    """The artifacts a host's bundle carries: bootstrap.sh and everything under rootfs/."""
+    prefix = f"hosts/{host}/"
+    return sorted(
+        (a for a in artifacts if a.path == f"{prefix}bootstrap.sh" or a.path.startswith(f"{prefix}rootfs/")),
+        key=lambda a: a.path,
+    )
+
+
+def tarball(host: str, artifacts: Sequence[Artifact]) -> bytes:
+    """The bundle of `host` as tar.gz bytes, paths relative to the bundle directory."""
+    prefix = f"hosts/{host}/"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        directories: set[str] = set()
+        for artifact in host_members(host, artifacts):
+            name = artifact.path.removeprefix(prefix)
+            parts = name.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                directory = "/".join(parts[:depth])
+                if directory not in directories:
+                    directories.add(directory)
+                    tar.addfile(_info(directory, tarfile.DIRTYPE, 0o755, 0))
+            tar.addfile(
+                _info(name, tarfile.REGTYPE, artifact.mode, len(artifact.content)),
+                io.BytesIO(artifact.content),
+            )
+    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
+
+
+def _info(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.size = size
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
