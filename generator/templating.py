@@ -7,6 +7,7 @@ for their consumers. Templates format; they never compute (that is the plan's jo
 
 from __future__ import annotations
 
+import shlex
 from functools import cache
 from typing import Any
 
@@ -48,6 +49,13 @@ def _hexhandle(value: Any) -> str:
     return f"{_hexnum(value)}:"
 
 
+def _shquote(value: Any) -> str:
+    """One shell word, whatever the value holds (defence in depth: values are validated)."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise TypeError(f"shquote expects text, got {value!r}")
+    return shlex.quote(str(value))
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -64,6 +72,7 @@ def environment() -> jinja2.Environment:
     env.filters["span"] = _span
     env.filters["hexnum"] = _hexnum
     env.filters["hexhandle"] = _hexhandle
+    env.filters["shquote"] = _shquote
     env.globals["GENERATED"] = GENERATED
     return env
 

@@ -44,7 +44,7 @@ def test_build_writes_tree_and_manifest(tmp_path: Path, capsys: pytest.CaptureFi
 
     for path, (content, mode) in files.items():
         assert listed[path]["sha256"] == hashlib.sha256(content).hexdigest()
-        assert listed[path]["mode"] == f"{mode:04o}" == "0644"
+        assert listed[path]["mode"] == f"{mode:04o}" == ("0755" if path.endswith("bootstrap.sh") else "0644")
     assert "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-vx10010.netdev" in files
     assert "wrote" in capsys.readouterr().out
 
@@ -141,7 +141,9 @@ def test_modes_do_not_depend_on_umask(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert {mode for _, mode in snapshot(out).values()} == {0o644}
+    modes = {path: mode for path, (_, mode) in snapshot(out).items()}
+    assert {m for p, m in modes.items() if p.endswith("/bootstrap.sh")} == {0o755}
+    assert {m for p, m in modes.items() if not p.endswith("/bootstrap.sh")} == {0o644}
     assert out.stat().st_mode & 0o777 == 0o755
 
 

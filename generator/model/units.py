@@ -26,6 +26,8 @@ for _prefix, _scale in {**_SI, **_IEC}.items():
     RATE_UNITS[f"{_prefix}bit"] = _scale
     RATE_UNITS[f"{_prefix}B/s"] = _scale * 8
 
+_BIT_UNITS = {u.lower(): u for u in RATE_UNITS if u.endswith("bit")}
+
 #: unit -> bytes
 SIZE_UNITS: dict[str, int] = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9} | {
     f"{p}B": s for p, s in _IEC.items()
@@ -59,6 +61,8 @@ def _exact(number: Decimal, scale: int, what: str, value: Any, base: str) -> int
 def parse_rate(value: Any) -> int:
     """A rate in bits per second, from `10Gbit`, `500Mbit`, `125MB/s`, `10MiB/s`."""
     number, unit = _split(value, "rate", "10Gbit or 125MB/s")
+    # Bits are unambiguous in any case (tc writes `100mbit`); bytes keep their case.
+    unit = _BIT_UNITS.get(unit.lower(), unit) if unit.lower().endswith("bit") else unit
     if unit not in RATE_UNITS:
         raise fail(_rate_hint(value, number, unit))
     bits = _exact(number, RATE_UNITS[unit], "rate", value, "bits per second")
@@ -73,11 +77,15 @@ def _rate_hint(value: Any, number: Decimal, unit: str) -> str:
     low = unit.lower()
     prefix = {"": "", "k": "k", "m": "M", "g": "G", "t": "T"}.get(low[:1] if low[:1] in "kmgt" else "", "")
     if not unit:
-        return f"rate {value!r} has no unit: write {number}Mbit for bits or {number}MB/s for bytes per second"
-    if low.endswith(("bps", "b/s")) or low in ("k", "m", "g", "t"):
         return (
-            f"rate {value!r} is ambiguous: {unit!r} means bits per second to most people but bytes per "
-            f"second to tc; write {number}{prefix}bit or {number}{prefix}B/s"
+            f"rate {value!r} has no unit: write bits per second ({number}kbit, {number}Mbit, {number}Gbit) "
+            f"or bytes per second ({number}kB/s, {number}MB/s)"
+        )
+    if low.endswith(("bps", "b/s")) or low in ("k", "m", "g", "t"):
+        word = {"k": "kilo", "M": "mega", "G": "giga", "T": "tera", "": ""}[prefix]
+        return (
+            f"rate {value!r} is ambiguous: {unit!r} means {word}bits per second to most people but "
+            f"{word}bytes per second to tc; write {number}{prefix}bit or {number}{prefix}B/s"
         )
     return (
         f"rate {value!r} has an unknown unit {unit!r}; use bit, kbit, Mbit, Gbit, Tbit (or Kibit...) "

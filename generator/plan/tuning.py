@@ -24,6 +24,8 @@ from generator.plan.types import (
 )
 
 ETHERNET_HEADER = 14
+HTB_R2Q = 10
+HTB_MAX_QUANTUM = 200_000
 DEFAULT_TBF_LATENCY_US = 50_000
 
 #: Modules a KVM host always loads, and why.
@@ -124,7 +126,9 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
         _burst_fits(s.burst, frame, iface, (*spath, "burst"), problems)
         latency = (s.latency or DEFAULT_TBF_LATENCY_US) if s.kind == "tbf" else None
         ceil = (s.ceil or s.rate) if s.kind == "htb" else None
-        shape = Shape(s.kind, s.rate, ceil, s.burst, latency)
+        shape = Shape(
+            s.kind, s.rate, ceil, s.burst, latency, _quantum(s.rate, frame) if s.kind == "htb" else None
+        )
     police = None
     if tc.police is not None:
         if tc.engine == "networkd":
@@ -147,6 +151,13 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
         police=police,
         mtu=iface.mtu,
     )
+
+
+def _quantum(rate: int, frame: int) -> int:
+    """What the kernel would pick (rate / r2q, r2q = 10), kept between one full frame and
+    200,000 bytes. The kernel clamps to 1,000..200,000 by itself, but warns ("quantum of
+    class is big") every time; below one frame HTB cannot share fairly."""
+    return min(max(rate // 8 // HTB_R2Q, frame), HTB_MAX_QUANTUM)
 
 
 def _burst_fits(

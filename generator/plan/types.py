@@ -220,6 +220,7 @@ class Shape:
     ceil: int | None  # htb
     burst: int | None  # bytes
     latency_us: int | None  # tbf
+    quantum: int | None = None  # htb: bytes a class sends per round
 
 
 @dataclass(frozen=True, slots=True)

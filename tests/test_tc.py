@@ -1,0 +1,283 @@
+"""Traffic control, checked by its consumers: `tc -batch` on a veth in a network namespace
+(read back with `tc -j` and netlink), systemd-analyze for the unit, and systemd-networkd
+252 for the networkd engine.
+
+Exactness: rates come back from the kernel in bytes per second and must equal the
+profile's exactly. A burst is kept by the kernel as the time it takes to send it at the
+rate, in whole microseconds (tc_calc_xmittime), so the burst read back is the one
+configured to within one microsecond of traffic at that rate (25 bytes at 200 Mbit/s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyroute2 import NetNS
+
+from generator.pipeline import artifacts_for, plan_profile
+from generator.plan.types import HTB_CLASS, HostPlan, Kind, TcPlan
+from generator.renderers.networkd import NETWORK_DIR
+from tests.support.networkd import Lab, run, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
+ALL = [(p, h, t) for p in PROFILES for h in plan_profile(p).plan.hosts for t in h.tc]
+SERVICE = [
+    pytest.param(p, h.name, t.device_id, id=f"{p.stem}/{h.name}/{t.device_id}")
+    for p, h, t in ALL
+    if t.engine == "service"
+]
+NETWORKD = [
+    pytest.param(p, h.name, t.device_id, id=f"{p.stem}/{h.name}/{t.device_id}")
+    for p, h, t in ALL
+    if t.engine == "networkd"
+]
+
+
+def host_of(profile: Path, host: str) -> HostPlan:
+    return next(h for h in plan_profile(profile).plan.hosts if h.name == host)
+
+
+def tc_of(profile: Path, host: str, device: str) -> TcPlan:
+    return next(t for t in host_of(profile, host).tc if t.device_id == device)
+
+
+def files_of(profile: Path, host: str) -> dict[str, bytes]:
+    return {a.path: a.content for a in artifacts_for(plan_profile(profile))}
+
+
+def test_every_bundled_engine_and_shape_is_covered() -> None:
+    kinds = {(t.engine, t.shape.kind if t.shape else None, t.qdisc, t.police is not None) for _, _, t in ALL}
+    assert {k[1] for k in kinds} >= {"tbf", "htb", None}
+    assert {k[0] for k in kinds} == {"service", "networkd"}
+    assert any(k[3] for k in kinds), "some profile polices ingress"
+
+
+# --- the unit --------------------------------------------------------------------------
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    units = [
+        (a.path, a.content)
+        for p in PROFILES
+        for a in artifacts_for(plan_profile(p))
+        if a.path.endswith("kvmnet-tc@.service")
+    ]
+    assert units
+    for profile, host, tc in ALL:
+        if tc.engine != "service":
+            continue
+        unit = files_of(profile, host.name)[f"hosts/{host.name}/rootfs/etc/systemd/system/kvmnet-tc@.service"]
+        # An instance file is what systemd-analyze can check (a template alone is skipped).
+        instance = tmp_path / tc.unit
+        instance.write_bytes(unit)
+        result = subprocess.run(
+            ["systemd-analyze", "verify", str(instance)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0 and not result.stdout and not result.stderr, (
+            tc.unit,
+            result.stdout + result.stderr,
+        )
+        instance.unlink()
+    # The check can fail: a unit with an unknown key is reported.
+    bogus = tmp_path / "kvmnet-tc@bogus.service"
+    bogus.write_bytes(units[0][1].replace(b"[Service]", b"[Service]\nNoSuchKey=1"))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(bogus)], capture_output=True, text=True, check=False
+    )
+    assert "Unknown key" in result.stdout + result.stderr
+
+
+def test_unit_instances_are_escaped_like_systemd_escape() -> None:
+    from generator.plan.tuning import systemd_escape
+
+    for name in ("eno1", "br-guests", "bond0.10", "a_b", "x-y-z"):
+        expected = subprocess.run(
+            ["systemd-escape", "--", name], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        assert systemd_escape(name) == expected
+
+
+# --- tc itself ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces")
+    if shutil.which("tc") is None:
+        pytest.skip("tc (iproute2) is not installed")
+    bench = Lab(tmp_path_factory.mktemp("tc"))
+    try:
+        yield bench
+    finally:
+        bench.close()
+
+
+@pytest.fixture(scope="module")
+def kernel_lacks(lab: Lab) -> Mapping[str, str]:
+    """What this kernel cannot do, probed once: qdisc kind or "police" -> tc's error."""
+    ns = lab.namespace("tc-probe")
+    lab.veth(ns, "p0", peer_ns=ns, peer_name="p1")
+    missing = {}
+    for number, kind in enumerate(
+        ("tbf rate 1mbit burst 10kb latency 50ms", "htb", "fq_codel", "fq", "cake", "pfifo"), 1
+    ):
+        # A handle of its own per kind: the kernel refuses to turn one qdisc into another kind.
+        result = run(
+            "tc",
+            "-n",
+            ns,
+            "qdisc",
+            "replace",
+            "dev",
+            "p0",
+            "root",
+            "handle",
+            f"{number}:",
+            *kind.split(),
+            check=False,
+        )
+        if result.returncode != 0:
+            missing[kind.split()[0]] = result.stderr.strip()
+    run("tc", "-n", ns, "qdisc", "add", "dev", "p0", "ingress")
+    result = run(
+        *("tc", "-n", ns, "filter", "add", "dev", "p0", "parent", "ffff:", "protocol", "all", "pref", "1"),
+        *("matchall", "action", "police", "rate", "1mbit", "burst", "100kb", "conform-exceed", "drop"),
+        check=False,
+    )
+    if result.returncode != 0:
+        missing["police"] = result.stderr.strip()
+    return missing
+
+
+def psched_ticks_per_us() -> float:
+    t2us, us2t, *_ = (int(v, 16) for v in Path("/proc/net/psched").read_text().split())
+    return t2us / us2t
+
+
+def qdiscs(ns: str, dev: str) -> list[dict[str, Any]]:
+    out = run("tc", "-n", ns, "-j", "qdisc", "show", "dev", dev).stdout
+    data: list[dict[str, Any]] = json.loads(out)
+    return data
+
+
+def htb_class(ns: str, dev: str, classid: int) -> dict[str, Any]:
+    with NetNS(ns) as netns:
+        index = netns.link_lookup(ifname=dev)[0]
+        for cls in netns.get_classes(index):
+            if cls["handle"] == classid:
+                parms: dict[str, Any] = cls.get_attr("TCA_OPTIONS").get_attr("TCA_HTB_PARMS")
+                return parms
+    raise AssertionError(f"no class {classid:x} on {dev}")
+
+
+def close_to_burst(read_back: int, burst: int, rate_bits: int) -> bool:
+    """Within one microsecond of traffic: how precisely the kernel keeps a burst."""
+    return abs(read_back - burst) <= max(1, rate_bits // 8 // 1_000_000)
+
+
+def needs(tc: TcPlan, lacks: Mapping[str, str]) -> list[str]:
+    wanted = [k for k in (tc.shape.kind if tc.shape else None, tc.qdisc) if k]
+    if tc.police is not None:
+        wanted.append("police")
+    return [f"{k}: {lacks[k]}" for k in wanted if k in lacks]
+
+
+@pytest.mark.parametrize(("profile", "host", "device"), SERVICE)
+def test_batch_applies_and_reads_back_exactly(
+    profile: Path, host: str, device: str, lab: Lab, kernel_lacks: Mapping[str, str], tmp_path: Path
+) -> None:
+    tc = tc_of(profile, host, device)
+    missing = needs(tc, kernel_lacks)
+    if missing:
+        pytest.skip(f"sandbox kernel cannot: {'; '.join(missing)} (checked in the VM tier)")
+    batch = tmp_path / f"{tc.device}.tc"
+    batch.write_bytes(files_of(profile, host)[f"hosts/{host}/rootfs/etc/kvmnet/tc/{tc.device}.tc"])
+    ns = lab.namespace(f"tc-{device}")
+    lab.veth(ns, tc.device, peer_ns=ns, peer_name="peer0", mtu=tc.mtu)
+    for attempt in (1, 2):  # idempotent: the unit may run again at any time
+        result = run("tc", "-n", ns, "-batch", str(batch), check=False)
+        assert result.returncode == 0, f"run {attempt}: {result.stderr}"
+    found = {q["handle"]: q for q in qdiscs(ns, tc.device)}
+    root = next(q for q in found.values() if q.get("root"))
+    assert root["handle"] == f"{tc.root_handle:x}:"
+    if tc.shape is not None and tc.shape.kind == "tbf":
+        assert root["kind"] == "tbf"
+        assert root["options"]["rate"] == tc.shape.rate // 8
+        assert tc.shape.burst is not None and close_to_burst(
+            root["options"]["burst"], tc.shape.burst, tc.shape.rate
+        )
+        assert root["options"]["lat"] == tc.shape.latency_us
+    elif tc.shape is not None:
+        assert root["kind"] == "htb"
+        assert root["options"]["default"] == f"{HTB_CLASS:#x}"
+        parms = htb_class(ns, tc.device, (tc.root_handle << 16) | HTB_CLASS)
+        assert parms["rate"] == tc.shape.rate // 8
+        assert parms["ceil"] == (tc.shape.ceil or tc.shape.rate) // 8
+        assert parms["quantum"] == tc.shape.quantum
+        if tc.shape.burst is not None:
+            burst = parms["rate"] * parms["buffer"] / psched_ticks_per_us() / 1_000_000
+            assert close_to_burst(round(burst), tc.shape.burst, tc.shape.rate)
+    else:
+        assert root["kind"] == tc.qdisc
+    if tc.leaf_handle is not None:
+        leaf = found[f"{tc.leaf_handle:x}:"]
+        assert leaf["kind"] == tc.qdisc
+    if tc.police is not None:
+        assert "ffff:" in found and found["ffff:"]["kind"] == "ingress"
+        filters = json.loads(run("tc", "-n", ns, "-j", "filter", "show", "dev", tc.device, "ingress").stdout)
+        police = [
+            a for f in filters for a in f.get("options", {}).get("actions", []) if a.get("kind") == "police"
+        ]
+        assert police and police[0]["rate"] == tc.police.rate // 8
+
+
+# --- the networkd engine -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("profile", "host", "device"), NETWORKD)
+def test_networkd_engine_applies_qdiscs(
+    profile: Path, host: str, device: str, lab: Lab, kernel_lacks: Mapping[str, str]
+) -> None:
+    tc = tc_of(profile, host, device)
+    missing = needs(tc, kernel_lacks)
+    if missing:
+        pytest.skip(f"sandbox kernel cannot: {'; '.join(missing)} (checked in the VM tier)")
+    plan = host_of(profile, host)
+    files = {
+        path.rsplit("/", 1)[1]: content
+        for path, content in files_of(profile, host).items()
+        if path.startswith(f"hosts/{host}/{NETWORK_DIR}/")
+    }
+    ns = lab.namespace(f"nd-tc-{device}")
+    wire = lab.namespace(f"nd-tc-{device}-wire")
+    for number, nic in enumerate(i for i in plan.interfaces if i.kind is Kind.ETHERNET):
+        lab.veth(ns, nic.name or nic.id, peer_ns=wire, peer_name=f"w{number}", mac=nic.match.mac)
+    lab.networkd(ns, files, seed=f"tc/{host}")
+
+    def shaped() -> bool:
+        result = run("tc", "-n", ns, "-j", "qdisc", "show", "dev", tc.device, check=False)
+        return result.returncode == 0 and any(
+            q.get("root") and q["kind"] != "noqueue" for q in json.loads(result.stdout or "[]")
+        )
+
+    assert wait_for(shaped, 15), f"networkd did not set a root qdisc on {tc.device}"
+    root = next(q for q in qdiscs(ns, tc.device) if q.get("root"))
+    assert root["handle"] == f"{tc.root_handle:x}:"
+    if tc.shape is not None and tc.shape.kind == "tbf":
+        assert root["kind"] == "tbf"
+        assert root["options"]["rate"] == tc.shape.rate // 8
+        assert tc.shape.burst is not None and close_to_burst(
+            root["options"]["burst"], tc.shape.burst, tc.shape.rate
+        )
+        assert root["options"]["lat"] == tc.shape.latency_us
+    else:
+        assert root["kind"] == (tc.shape.kind if tc.shape else tc.qdisc)
