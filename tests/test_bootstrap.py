@@ -1,0 +1,331 @@
+"""The generated bootstrap.sh, run for real.
+
+- shellcheck passes on every generated script;
+- against a throw-away root (`--root`): the first run installs exactly the host's rootfs
+  files with their modes, the second changes nothing, a changed profile changes only the
+  affected files (previous versions in the backup), a dry run prints exactly the actions
+  a real run takes, a rootfs/ that is not the build's is refused;
+- safe apply, live: a simulated host (network namespace, real systemd-networkd 252 on a
+  private D-Bus) gets a change that cuts its probe off and is rolled back, even when the
+  bootstrap itself is killed half-way; a good change, including a netdev whose definition
+  changed (deleted and recreated), is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from generator.pipeline import build
+from tests.support.networkd import Lab, run, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
+STATE = "var/lib/kvmnet"
+
+
+def built(profile: Path, out: Path) -> Path:
+    build(profile, out)
+    return out
+
+
+def hosts_of(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "hosts").iterdir())
+
+
+def bootstrap(out: Path, host: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(out / "hosts" / host / "bootstrap.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def tree(root: Path, *, skip_state: bool = True) -> dict[str, tuple[str, int, bytes | str, int, int]]:
+    """Every entry under root: (kind, mode, content or link target, inode, mtime_ns)."""
+    out: dict[str, tuple[str, int, bytes | str, int, int]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if skip_state and rel.startswith(STATE):
+            continue
+        info = path.lstat()
+        if path.is_symlink():
+            out[rel] = ("link", 0, os.readlink(path), info.st_ino, info.st_mtime_ns)
+        elif path.is_file():
+            out[rel] = ("file", info.st_mode & 0o7777, path.read_bytes(), info.st_ino, info.st_mtime_ns)
+    return out
+
+
+def rootfs(out: Path, host: str) -> dict[str, tuple[int, bytes]]:
+    base = out / "hosts" / host / "rootfs"
+    return {
+        p.relative_to(base).as_posix(): (p.stat().st_mode & 0o7777, p.read_bytes())
+        for p in base.rglob("*")
+        if p.is_file()
+    }
+
+
+CASES = [pytest.param(p, id=p.stem) for p in PROFILES]
+
+
+@pytest.mark.parametrize("profile", CASES)
+def test_shellcheck_passes(profile: Path, tmp_path: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.fail("shellcheck is not installed (Debian package shellcheck)")
+    out = built(profile, tmp_path / "out")
+    scripts = [str(out / "hosts" / h / "bootstrap.sh") for h in hosts_of(out)]
+    result = subprocess.run(
+        ["shellcheck", "--severity=style", *scripts], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("profile", CASES)
+def test_first_run_installs_exactly_the_rootfs_and_second_changes_nothing(
+    profile: Path, tmp_path: Path
+) -> None:
+    out = built(profile, tmp_path / "out")
+    for host in hosts_of(out):
+        root = tmp_path / f"root-{host}"
+        root.mkdir()
+        first = bootstrap(out, host, "--root", str(root))
+        assert first.returncode == 0, first.stdout + first.stderr
+        installed = tree(root)
+        files = {p: (v[1], v[2]) for p, v in installed.items() if v[0] == "file"}
+        assert files == rootfs(out, host)
+        # Besides the files, only unit enablement: symlinks in *.wants/ to kvmnet's units.
+        for path, (kind, _, target, _, _) in installed.items():
+            if kind == "link":
+                assert re.fullmatch(r"etc/systemd/system/[^/]+\.wants/kvmnet-tc@[^/]+\.service", path), path
+                assert target == "/etc/systemd/system/kvmnet-tc@.service"
+        second = bootstrap(out, host, "--root", str(root))
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert f"{host}: no changes" in second.stdout
+        assert tree(root) == installed  # same content, modes, inodes and times
+
+
+def test_changed_profile_changes_only_the_affected_files(tmp_path: Path) -> None:
+    v1 = built(REPO / "profiles" / "default.yaml", tmp_path / "v1")
+    changed = (REPO / "profiles" / "default.yaml").read_text().replace("rate: 200Mbit", "rate: 300Mbit")
+    changed = changed.replace("net.core.netdev_max_backlog: 30000", "net.core.netdev_max_backlog: 40000")
+    (tmp_path / "v2.yaml").write_text(changed)
+    v2 = built(tmp_path / "v2.yaml", tmp_path / "v2")
+    root = tmp_path / "root"
+    root.mkdir()
+    assert bootstrap(v1, "hv1", "--root", str(root)).returncode == 0
+    before = tree(root)
+    old, new = rootfs(v1, "hv1"), rootfs(v2, "hv1")
+    expected = {p for p in new if old.get(p) != new[p]}
+    assert expected == {"etc/kvmnet/tc/eno2.tc", "etc/sysctl.d/90-kvmnet.conf"}
+    result = bootstrap(v2, "hv1", "--root", str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = tree(root)
+    touched = {p for p in after if after[p] != before.get(p)}
+    assert touched == expected
+    assert {p: (v[1], v[2]) for p, v in after.items() if v[0] == "file"} == new
+    backup = sorted((root / STATE / "backup").iterdir())[-1]  # the newest
+    for path in expected:
+        assert (backup / "files" / path).read_bytes() == old[path][1]
+
+
+def test_removed_tc_file_is_removed_and_its_unit_disabled(tmp_path: Path) -> None:
+    v1 = built(REPO / "profiles" / "default.yaml", tmp_path / "v1")
+    text = (REPO / "profiles" / "default.yaml").read_text()
+    without = text.replace(
+        "      eno2:\n        shape: {kind: tbf, rate: 200Mbit, burst: 256KiB, latency: 50ms}\n", ""
+    )
+    assert without != text
+    (tmp_path / "v2.yaml").write_text(without)
+    v2 = built(tmp_path / "v2.yaml", tmp_path / "v2")
+    root = tmp_path / "root"
+    root.mkdir()
+    assert bootstrap(v1, "hv1", "--root", str(root)).returncode == 0
+    wants = root / "etc/systemd/system/sys-subsystem-net-devices-eno2.device.wants/kvmnet-tc@eno2.service"
+    assert wants.is_symlink()
+    result = bootstrap(v2, "hv1", "--root", str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (root / "etc/kvmnet/tc/eno2.tc").exists()
+    assert not wants.is_symlink()
+    backup = sorted((root / STATE / "backup").iterdir())[-1]
+    assert (backup / "files/etc/kvmnet/tc/eno2.tc").read_bytes() == rootfs(v1, "hv1")[
+        "etc/kvmnet/tc/eno2.tc"
+    ][1]
+
+
+def test_dry_run_prints_exactly_what_a_run_does(tmp_path: Path) -> None:
+    out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
+    root = tmp_path / "root"
+    root.mkdir()
+    dry = bootstrap(out, "hv1", "--root", str(root), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert list(root.iterdir()) == []  # nothing at all, not even the state directory
+    real = bootstrap(out, "hv1", "--root", str(root))
+    assert real.returncode == 0, real.stderr
+
+    def actions(text: str, prefix: str) -> list[str]:
+        return [line.removeprefix(prefix) for line in text.splitlines() if line.startswith(prefix)]
+
+    planned = actions(dry.stdout, "kvmnet-bootstrap: would: ")
+    done = [
+        line.removeprefix("kvmnet-bootstrap: ")
+        for line in real.stdout.splitlines()
+        if line.removeprefix("kvmnet-bootstrap: ") in planned
+    ]
+    assert planned and done == planned
+    assert len(planned) == len(rootfs(out, "hv1")) + 2  # every file, and the two tc units enabled
+
+
+def test_source_that_is_not_the_build_is_refused(tmp_path: Path) -> None:
+    out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
+    victim = out / "hosts/hv1/rootfs/etc/sysctl.d/90-kvmnet.conf"
+    victim.write_text(victim.read_text() + "kernel.panic = 1\n")
+    (out / "hosts/hv1/rootfs/etc/stray.conf").write_text("x\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    result = bootstrap(out, "hv1", "--root", str(root))
+    assert result.returncode == 3
+    assert "90-kvmnet.conf differs from the build" in result.stderr
+    assert "stray.conf is not part of the build" in result.stderr
+    assert list(root.iterdir()) == []
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
+    for args in (["--frobnicate"], ["--rollback-after", "2"], ["--root"]):
+        result = bootstrap(out, "hv1", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "usage: bootstrap.sh" in result.stderr or "--rollback-after" in result.stderr
+
+
+# --- safe apply, live -----------------------------------------------------------------------
+
+SAFE = """
+hosts:
+  hv1:
+    bootstrap: {rollback-after: 8s}
+    network:
+      ethernets:
+        # Matched by name: the simulated NICs are veths, which have no permanent MAC.
+        eno1:
+          addresses: [ADDRESSES]
+          routes: [{to: default, via: 192.0.2.1}]
+        eno2: {}
+      bridges:
+        br0:
+          interfaces: [eno2]
+          parameters: {stp: STP, forward-delay: 4}
+"""
+
+
+def safe_profile(tmp_path: Path, name: str, addresses: str, stp: str = "false") -> Path:
+    out = tmp_path / name
+    (tmp_path / f"{name}.yaml").write_text(SAFE.replace("ADDRESSES", addresses).replace("STP", stp))
+    return built(tmp_path / f"{name}.yaml", out)
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[tuple[object, str]]:
+    from tests.support.hostsim import HostSim
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network and mount namespaces")
+    for tool in ("dbus-daemon", "nsenter", "ping", "setsid"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed")
+    lab = Lab(tmp_path / "lab")
+    sim = None
+    try:
+        ns = lab.namespace("safe")
+        gateway = lab.namespace("safe-gw")
+        lab.veth(ns, "eno1", mac="52:54:00:5a:fe:01", peer_ns=gateway, peer_name="gw0")
+        lab.veth(ns, "eno2", mac="52:54:00:5a:fe:02", peer_ns=gateway, peer_name="gw1")
+        run("ip", "-n", gateway, "address", "add", "192.0.2.1/24", "dev", "gw0")
+        sim = HostSim(ns, tmp_path / "sim", "safe-apply")
+        yield sim, gateway
+    finally:
+        if sim is not None:
+            sim.close()
+        lab.close()
+
+
+def addresses(sim: object, dev: str) -> set[str]:
+    from tests.support.hostsim import HostSim
+
+    assert isinstance(sim, HostSim)
+    result = run("ip", "-n", sim.ns, "-o", "-4", "address", "show", "dev", dev, check=False)
+    return set(re.findall(r"inet (\S+)", result.stdout))
+
+
+def test_safe_apply_rolls_back_what_cuts_the_probe_and_keeps_what_does_not(
+    host: tuple[object, str], tmp_path: Path
+) -> None:
+    from tests.support.hostsim import HostSim
+
+    sim, _ = host
+    assert isinstance(sim, HostSim)
+    good = safe_profile(tmp_path, "good", "192.0.2.10/24")
+    cut = safe_profile(tmp_path, "cut", "198.51.100.10/24")
+    better = safe_profile(tmp_path, "better", "192.0.2.10/24, 192.0.2.11/24", stp="true")
+    script = "/hosts/hv1/bootstrap.sh"
+
+    # Install as an installer would, then boot: networkd starts on the installed files.
+    first = sim.run(f"{good}{script}", "--offline")
+    assert first.returncode == 0, first.stdout + first.stderr
+    sim.start_networkd()
+    assert wait_for(lambda: addresses(sim, "eno1") == {"192.0.2.10/24"}, 15), sim.networkd_log()
+    assert run("ip", "netns", "exec", sim.ns, "ping", "-c1", "-W1", "192.0.2.1", check=False).returncode == 0
+    installed = sim.file("/etc/systemd/network/10-kvmnet-eno1.network")
+
+    # 1. A change that cuts the probe off: rolled back, by the script itself (exit 4).
+    started = time.monotonic()
+    result = sim.run(f"{cut}{script}", "--online", timeout=60)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert time.monotonic() - started < 8 + 10
+    assert "network change rolled back" in result.stderr
+    assert sim.file("/etc/systemd/network/10-kvmnet-eno1.network") == installed
+    assert wait_for(lambda: addresses(sim, "eno1") == {"192.0.2.10/24"}, 10), sim.networkd_log()
+    assert sim.file(f"/{STATE}/rolled-back") is not None
+
+    # 2. The same change, and the bootstrap dies (as with the SSH session it cut):
+    #    the guard, in a session of its own, rolls back at its deadline.
+    process = sim.popen(f"{cut}{script}", "--online")
+    assert wait_for(lambda: addresses(sim, "eno1") == {"198.51.100.10/24"}, 15)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=5)
+    killed = time.monotonic()
+    assert wait_for(lambda: addresses(sim, "eno1") == {"192.0.2.10/24"}, 8 + 10), sim.networkd_log()
+    assert time.monotonic() - killed < 8 + 10
+    assert sim.file("/etc/systemd/network/10-kvmnet-eno1.network") == installed
+    assert run("ip", "netns", "exec", sim.ns, "ping", "-c1", "-W1", "192.0.2.1", check=False).returncode == 0
+
+    # 3. A good change is kept: a second address, and br0's .netdev changed (STP on), so
+    #    the bridge is deleted and recreated and its port joins it again.
+    stp = run("ip", "-n", sim.ns, "-j", "-d", "link", "show", "br0").stdout
+    assert '"stp_state":0' in stp.replace(" ", "")
+    result = sim.run(f"{better}{script}", "--online", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "network change kept" in result.stdout
+    assert "ip link delete dev br0" in result.stdout
+    assert addresses(sim, "eno1") == {"192.0.2.10/24", "192.0.2.11/24"}
+
+    def recreated() -> bool:
+        details = run("ip", "-n", sim.ns, "-j", "-d", "link", "show", "br0", check=False).stdout.replace(
+            " ", ""
+        )
+        port = run("ip", "-n", sim.ns, "-j", "link", "show", "eno2", check=False).stdout.replace(" ", "")
+        return '"stp_state":1' in details and '"master":"br0"' in port
+
+    assert wait_for(recreated, 15), sim.networkd_log()
+    # Nothing rolls it back later: the guard saw the confirmation and left.
+    time.sleep(9)
+    assert addresses(sim, "eno1") == {"192.0.2.10/24", "192.0.2.11/24"}
