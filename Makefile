@@ -8,7 +8,7 @@ VENV   := .venv
 PIP    := $(VENV)/bin/pip
 # Programs the consumer tests run for real (netplan and udevadm are fetched by the tests
 # themselves with `apt-get download`, refreshing the package index if they must).
-APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd
+APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd shellcheck dbus debconf util-linux
 
 .PHONY: build test venv test-deps bench clean
 

@@ -42,7 +42,11 @@ def plan_profile(path: Path, name: str | None = None) -> Planned:
 
 
 def artifacts_for(planned: Planned) -> tuple[Artifact, ...]:
-    artifacts = render_all(planned.plan)
+    try:
+        artifacts = render_all(planned.plan)
+    except PlanError as exc:  # a limit only rendering can tell (e.g. a preseed too long)
+        located = sorted((planned.document.place(d) for d in exc.diagnostics), key=Diagnostic.sort_key)
+        raise PlanError(located) from None
     return (*artifacts, manifest(artifacts, planned.document.digest))
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from generator.errors import Diagnostic, PlanError
 from generator.plan.types import Plan
-from generator.renderers import bootstrap, kernel, networkd, tc
+from generator.renderers import bootstrap, kernel, networkd, pxe, tc
 from generator.renderers.artifact import Artifact
 
 Renderer = Callable[[Plan], list[Artifact]]
@@ -29,6 +29,7 @@ RENDERERS: dict[str, Renderer] = {
 #: Delivery vehicles, in the order they run: each sees what the ones before it made.
 DELIVERY: dict[str, Delivery] = {
     "bootstrap": bootstrap.render,
+    "pxe": pxe.render,
 }
 
 

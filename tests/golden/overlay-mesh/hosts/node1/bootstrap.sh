@@ -64,8 +64,7 @@ readonly -a NETDEVS=(
   'etc/systemd/network/10-kvmnet-vx-vlans.netdev vx-vlans'
   'etc/systemd/network/10-kvmnet-vx5001.netdev vx5001'
 )
-# Devices kvmnet configures, reconfigured after a netdev was recreated (their master
-# or link may be the new device).
+# Devices kvmnet configures: the bootstrap waits until networkd has picked them up.
 readonly -a LINKS=(
   br-vlans
   br-web
@@ -170,21 +169,28 @@ restore() {
       cp -p -- "$backup/files/$path" "$(target "$path")"
     done
   fi
-  if [[ -f $backup/netdevs ]]; then
+  if [[ -s $backup/netdevs ]]; then
     while IFS= read -r name; do
       if ip link show dev "$name" >/dev/null 2>&1; then ip link delete dev "$name" || true; fi
     done <"$backup/netdevs"
+    systemctl restart systemd-networkd.service || true
+  else
+    networkctl reload || true
   fi
-  networkctl reload || true
-  if [[ -f $backup/netdevs ]]; then reconfigure_links; fi
 }
 
-reconfigure_links() {
-  local name present=()
-  for name in "${LINKS[@]}"; do
-    if ip link show dev "$name" >/dev/null 2>&1; then present+=("$name"); fi
+# After a reload networkd reconfigures the links whose files changed, asynchronously:
+# wait until it has picked each of ours up. ("configuring" can last forever: a link
+# waiting for an IPv6 router advertisement stays there, so that is not waited for.)
+wait_settled() {
+  local limit=$((SECONDS + $1)) busy
+  while ((SECONDS < limit)); do
+    busy=$(networkctl list --no-legend --no-pager 2>/dev/null |
+      awk -v links=" ${LINKS[*]} " 'index(links, " " $2 " ") && $5 ~ /^(pending|initialized)$/' || true)
+    [[ -z $busy ]] && return 0
+    sleep 0.2
   done
-  if ((${#present[@]})); then networkctl reconfigure "${present[@]}" || true; fi
+  return 0
 }
 
 # Whoever takes this lock first (the guard at its deadline, or the script after a
@@ -192,9 +198,16 @@ reconfigure_links() {
 claim() { mkdir -- "$1/decided" 2>/dev/null; }
 
 if [[ -n $GUARD ]]; then
-  deadline=$((SECONDS + ROLLBACK_AFTER))
+  # The clock starts when the new configuration reaches networkd ("applied"); until
+  # then the script is still installing files and the network has not changed.
+  deadline=$((SECONDS + ROLLBACK_AFTER + 60))
+  counted=0
   while ((SECONDS < deadline)); do
     [[ -d $GUARD/decided ]] && exit 0
+    if ((!counted)) && [[ -e $GUARD/applied ]]; then
+      deadline=$((SECONDS + ROLLBACK_AFTER + 1))
+      counted=1
+    fi
     sleep 1
   done
   if claim "$GUARD"; then
@@ -203,6 +216,19 @@ if [[ -n $GUARD ]]; then
     date -u +%FT%TZ >"$STATE/rolled-back"
   fi
   exit 0
+fi
+
+# A reboot asked for earlier has happened once the running kernel has every argument.
+if [[ $MODE == online && -e $STATE/reboot-required ]] && ((!DRY_RUN)); then
+  running=" $(cat /proc/cmdline) "
+  done_all=1
+  for arg in "${CMDLINE[@]}"; do
+    [[ $running == *" $arg "* ]] || done_all=0
+  done
+  if ((done_all)); then
+    rm -f -- "$STATE/reboot-required"
+    say "the kernel runs with kvmnet's arguments: reboot-required cleared"
+  fi
 fi
 
 # --- 1. the source must be exactly what this script was generated with ------------
@@ -298,9 +324,12 @@ netdev_name() { # the device a .netdev file defines: from this build, or from th
   sed -n 's/^Name=//p' -- "$(target "$path")" | head -n 1
 }
 
-recreate=()
+recreate=() added_netdevs=()
 for path in "${changed[@]}" "${removed[@]}"; do
   [[ $path == etc/systemd/network/*.netdev ]] && recreate+=("$(netdev_name "$path")")
+done
+for path in "${added[@]}"; do
+  [[ $path == etc/systemd/network/*.netdev ]] && added_netdevs+=("$(netdev_name "$path")")
 done
 
 network_changes=0
@@ -391,19 +420,27 @@ done
 if [[ $MODE == offline ]]; then
   for unit in "${to_enable[@]}"; do act systemctl "--root=$ROOT" enable "$unit"; done
 else
+  # A rollback deletes the devices this run created or recreated (networkd never
+  # removes a device itself) before it restores the previous files.
+  ((DRY_RUN)) || printf '%s\n' "${recreate[@]}" "${added_netdevs[@]}" | grep . >"$BACKUP/netdevs" || true
+  for name in "${recreate[@]}"; do
+    if ip link show dev "$name" >/dev/null 2>&1; then act ip link delete dev "$name"; fi
+  done
   if ((${#recreate[@]})); then
-    ((DRY_RUN)) || printf '%s\n' "${recreate[@]}" >"$BACKUP/netdevs"
-    for name in "${recreate[@]}"; do
-      if ip link show dev "$name" >/dev/null 2>&1; then act ip link delete dev "$name"; fi
-    done
-  fi
-  if ((network_changes)); then
+    # networkd 252 recreates a deleted device on reload, but ports waiting to join it
+    # stay stuck ("Requested to set master interface", never done); a restart rebuilds
+    # every link from the files, which is what the new definitions need.
+    act systemctl restart systemd-networkd.service
+  elif ((network_changes)); then
     if networkctl list >/dev/null 2>&1; then
       act networkctl reload
     else
       act systemctl start systemd-networkd.service
     fi
-    if ((${#recreate[@]})); then act reconfigure_links; fi
+  fi
+  if ((network_changes)); then
+    if ((guard_armed)); then : >"$BACKUP/applied"; fi
+    ((DRY_RUN)) || wait_settled 5
   fi
   if ((link_changes)); then
     # .link files are applied by udev on "add" events only.
@@ -412,13 +449,16 @@ else
 fi
 
 if ((guard_armed)); then
-  deadline=$((SECONDS + ROLLBACK_AFTER))
+  # Three answers in a row, a second apart: one answer right after the reload could
+  # still come through the old configuration.
+  deadline=$((SECONDS + ROLLBACK_AFTER - 1))
   answered=0
   while ((SECONDS < deadline)); do
-    if ping -c 1 -W 1 -n "$probe" >/dev/null 2>&1; then answered=1; break; fi
+    if ping -c 1 -W 1 -n "$probe" >/dev/null 2>&1; then answered=$((answered + 1)); else answered=0; fi
+    ((answered >= 3)) && break
     sleep 1
   done
-  if ((answered)) && claim "$BACKUP"; then
+  if ((answered >= 3)) && claim "$BACKUP"; then
     say "probe $probe answers: network change kept"
   else
     if claim "$BACKUP"; then

@@ -1,0 +1,503 @@
+"""PXE answer files, read and run by their consumers.
+
+Every host of every bundled profile, plus hosts covering each distro's variants and a
+profile of the nastiest values the validators still accept:
+- kickstarts pass pykickstart's `ksvalidator -v RHEL9`, and anaconda's own parser reads
+  back exactly the profile's values;
+- preseeds pass `debconf-set-selections -c`, and the real debconf stores exactly the
+  profile's values;
+- autoinstall files are `#cloud-config` YAML of the shape Subiquity documents;
+- the installer's commands (the %post, the late_command, the late-commands) run for real
+  against a chroot: the bundle unpacks to bootstrap.sh and rootfs/ byte for byte with
+  modes, the offline bootstrap installs the rootfs, the network is handed to networkd,
+  the first-boot unit is enabled and passes `systemd-analyze verify`, and no canary fires;
+- every shell script in them passes shellcheck;
+- building twice gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from pykickstart.constants import DISPLAY_MODE_TEXT
+
+from generator.errors import PlanError
+from generator.load import parse
+from generator.model import validate, with_defaults
+from generator.pipeline import artifacts_for, plan_profile
+from generator.plan import make_plan
+from generator.plan.types import HostPlan, Plan
+from generator.renderers import Artifact, pxe, render_all
+from generator.renderers.bundle import BUNDLE_DIR, host_members
+from tests.support.cli import kvmnet
+from tests.support.pxe import (
+    AUTOINSTALL_SCHEMA,
+    Target,
+    debconf_values,
+    heredoc,
+    kickstart_scripts,
+    shellcheck,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+#: Each distro's other branches: no mirror or EPEL, a given disk, https, 22.04.
+VARIANTS = """
+hosts:
+  el-bare:
+    distro: el9
+    install: {disk: sdb, timezone: Europe/Berlin}
+    kernel: {cmdline: [intel_iommu=on]}
+  deb-https:
+    distro: debian12
+    install: {mirror: "https://mirror.example.net:8443/debian/", disk: nvme0n1, timezone: America/New_York}
+  jammy:
+    distro: ubuntu2204
+    install: {mirror: "http://mirror.example.net/ubuntu/", disk: vda}
+    kernel: {cmdline: [iommu=pt], ipv6: removed}
+    network:
+      ethernets:
+        ens1: {dhcp4: true}
+"""
+
+#: What the validators still accept, at its nastiest: every character the mirror-URL rule
+#: lets through besides letters and digits (. _ ~ : / % + -, percent-escapes of shell
+#: syntax), option-like time zones and kernel arguments, and a canary command wherever a
+#: word could be run.
+HOSTILE = """
+hosts:
+  kvmnet-canary:
+    distro: el9
+    install:
+      mirror: "http://m.example:8080/--kvmnet-canary/%3Bkvmnet-canary%3B/~+:/-x_y.z"
+      epel: "https://--kvmnet-canary/%60kvmnet-canary%60/%24%28kvmnet-canary%29/"
+      timezone: --nontp
+    kernel: {cmdline: ["--append=x", kvmnet-canary, "a=b,c:d/e+f@g-h"]}
+  canary-deb:
+    distro: debian12
+    install: {mirror: "http://m.example/-/kvmnet-canary/%26%26kvmnet-canary/debian/", timezone: "-x/+y_z"}
+    kernel: {cmdline: ["--", kvmnet-canary]}
+  canary-ubu:
+    distro: ubuntu2404
+    install: {mirror: "https://m.example:1/--/kvmnet-canary+~/", timezone: --utc}
+    kernel: {cmdline: [kvmnet-canary, "x=@:,"]}
+"""
+
+
+def _from_text(text: str) -> tuple[Plan, list[Artifact]]:
+    plan = make_plan(validate(with_defaults(parse(text.encode(), "p.yaml"))))
+    return plan, render_all(plan)
+
+
+def _from_profile(path: Path) -> tuple[Plan, list[Artifact]]:
+    planned = plan_profile(path)
+    return planned.plan, list(artifacts_for(planned))
+
+
+BUILDS = {p.stem: _from_profile(p) for p in sorted((REPO / "profiles").glob("*.yaml"))}
+BUILDS["variants"] = _from_text(VARIANTS)
+BUILDS["hostile"] = _from_text(HOSTILE)
+CASES = [(name, host.name) for name, (plan, _) in BUILDS.items() for host in plan.hosts]
+IDS = [f"{name}-{host}" for name, host in CASES]
+
+
+def _case(name: str, host_name: str) -> tuple[HostPlan, list[Artifact], Artifact]:
+    plan, artifacts = BUILDS[name]
+    host = next(h for h in plan.hosts if h.name == host_name)
+    path = f"hosts/{host_name}/pxe/{pxe.FILES[host.install.distro]}"
+    found = [a for a in artifacts if a.path == path]
+    assert len(found) == 1, f"no {path}"
+    return host, artifacts, found[0]
+
+
+def _only(distro: str) -> list[tuple[str, str]]:
+    return [c for c in CASES if _case(*c)[0].install.distro.startswith(distro)]
+
+
+def _ids(cases: list[tuple[str, str]]) -> list[str]:
+    return [f"{name}-{host}" for name, host in cases]
+
+
+def _write(artifact: Artifact, tmp_path: Path) -> Path:
+    path = tmp_path / artifact.path.rsplit("/", 1)[1]
+    path.write_bytes(artifact.content)
+    return path
+
+
+def test_every_distro_and_branch_is_covered() -> None:
+    distros = {_case(*c)[0].install.distro for c in CASES}
+    assert distros == set(pxe.FILES)
+    hosts = [_case(*c)[0] for c in CASES]
+    for distro in ("el9", "debian12", "ubuntu"):
+        mine = [h for h in hosts if h.install.distro.startswith(distro)]
+        assert any(h.install.mirror for h in mine) and any(not h.install.mirror for h in mine), distro
+        assert any(h.install.disk for h in mine) and any(not h.install.disk for h in mine), distro
+        assert any(h.kernel.cmdline for h in mine), distro
+        assert any(h.interfaces for h in mine) and any(not h.interfaces for h in mine), distro
+
+
+def test_only_installer_files_are_added() -> None:
+    for name, (plan, artifacts) in BUILDS.items():
+        made = sorted(a.path for a in artifacts if "/pxe/" in a.path)
+        assert made == sorted(f"hosts/{h.name}/pxe/{pxe.FILES[h.install.distro]}" for h in plan.hosts), name
+
+
+# --- kickstart ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "host_name"), _only("el9"), ids=_ids(_only("el9")))
+def test_kickstart_passes_ksvalidator_and_reads_back(name: str, host_name: str, tmp_path: Path) -> None:
+    host, _, artifact = _case(name, host_name)
+    path = _write(artifact, tmp_path)
+    result = subprocess.run(
+        [str(BIN / "ksvalidator"), "-v", "RHEL9", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "error" not in result.stdout.lower() and "warning" not in result.stdout.lower(), result.stdout
+
+    parser, scripts = kickstart_scripts(path)
+    ks = parser.handler
+    install = host.install
+    assert ks.displaymode.displayMode == DISPLAY_MODE_TEXT
+    assert ks.timezone.timezone == install.timezone and ks.timezone.isUtc
+    assert ks.network.hostname == host.name
+    assert ks.rootpw.lock
+    assert ks.reboot.action is not None
+    assert ks.url.url == install.mirror
+    repos = {r.name: r.baseurl for r in ks.repo.dataList()}
+    assert repos == ({"epel": install.epel} if install.epel else {})
+    assert ks.bootloader.appendLine == (" ".join(host.kernel.cmdline) or None)
+    assert ks.autopart.autopart and ks.zerombr.zerombr
+    assert {"iproute-tc", "systemd-networkd", "tar"} <= set(ks.packages.packageList)
+    if install.disk:
+        assert ks.ignoredisk.onlyuse == [install.disk]
+        assert ks.clearpart.drives == [install.disk]
+        assert "pre" not in scripts
+    else:
+        assert "%include /tmp/kvmnet-disk.ks" in artifact.content.decode()
+        assert "/tmp/kvmnet-disk.ks" in scripts["pre"]
+    post = next(s for s in ks.scripts if s.type == 1)
+    assert post.errorOnFail and post.interp == "/bin/sh" and post.inChroot
+
+
+# --- preseed ------------------------------------------------------------------------
+
+
+def _preseed_install_sh(late_command: str) -> str:
+    found = re.search(
+        r"printf %s\s+([A-Za-z0-9+/=]+)\s+\| base64 -d >/var/lib/kvmnet/install\.sh", late_command
+    )
+    assert found, late_command[:200]
+    return base64.b64decode(found.group(1), validate=True).decode()
+
+
+@pytest.mark.parametrize(("name", "host_name"), _only("debian"), ids=_ids(_only("debian")))
+def test_preseed_passes_debconf_and_reads_back(name: str, host_name: str, tmp_path: Path) -> None:
+    host, _, artifact = _case(name, host_name)
+    path = _write(artifact, tmp_path)
+    check = subprocess.run(
+        ["debconf-set-selections", "-c", str(path)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0 and check.stdout == check.stderr == "", check.stdout + check.stderr
+
+    values = debconf_values(path, tmp_path / "debconf")
+    install = host.install
+    assert values["time/zone"] == install.timezone
+    assert values["netcfg/get_hostname"] == values["netcfg/hostname"] == host.name
+    mirror = install.mirror or "http://deb.debian.org/debian"
+    protocol = values["mirror/protocol"]
+    assert (
+        f"{protocol}://{values[f'mirror/{protocol}/hostname']}{values[f'mirror/{protocol}/directory']}"
+        == mirror
+    )
+    assert values["passwd/root-password-crypted"] == "!"
+    assert "debian-installer/add-kernel-opts" not in values
+    if install.disk:
+        assert values["partman-auto/disk"] == values["grub-installer/bootdev"] == f"/dev/{install.disk}"
+        assert "partman/early_command" not in values
+    else:
+        assert "list-devices disk" in values["partman/early_command"]
+    # The commented install step is exactly what the late command carries.
+    text = artifact.content.decode()
+    block = text[text.index("# The install step") : text.index("# The late command")].splitlines()[1:-1]
+    commented = "".join(line.removeprefix("#").removeprefix(" ") + "\n" for line in block)
+    assert commented == _preseed_install_sh(values["preseed/late_command"])
+
+
+# --- autoinstall --------------------------------------------------------------------
+
+
+def _autoinstall(artifact: Artifact) -> dict[str, object]:
+    text = artifact.content.decode()
+    assert text.splitlines()[0] == "#cloud-config"
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.parametrize(("name", "host_name"), _only("ubuntu"), ids=_ids(_only("ubuntu")))
+def test_autoinstall_has_subiquitys_shape_and_reads_back(name: str, host_name: str) -> None:
+    host, _, artifact = _case(name, host_name)
+    data = _autoinstall(artifact)
+    jsonschema.validate(data, AUTOINSTALL_SCHEMA)
+    config = data["autoinstall"]
+    assert isinstance(config, dict)
+    install = host.install
+    assert config["version"] == 1
+    assert config["timezone"] == install.timezone
+    assert config["user-data"] == {"hostname": host.name, "users": []}
+    assert "identity" not in config and "network" not in config
+    layout = config["storage"]["layout"]
+    assert layout == (
+        {"name": "lvm", "match": {"path": f"/dev/{install.disk}"}} if install.disk else {"name": "lvm"}
+    )
+    if install.mirror:
+        assert config["apt"] == {"primary": [{"arches": ["default"], "uri": install.mirror}]}
+    else:
+        assert "apt" not in config
+    commands = config["late-commands"]
+    assert all(isinstance(c, str) for c in commands)
+    assert [c.split(" -- ")[0] for c in commands[1:]] == ["curtin in-target --target=/target"] * 2
+
+
+# --- the installers' commands, run ---------------------------------------------------
+
+
+def _installer_commands(host: HostPlan, artifact: Artifact, work: Path) -> list[tuple[str, str]]:
+    """(kind, script) the installer runs, kind "chroot" or "installer", and the scripts only read."""
+    distro = host.install.distro
+    if distro == "el9":
+        _, scripts = kickstart_scripts(_write(artifact, work))
+        return [("chroot", scripts["post"])]
+    if distro == "debian12":
+        values = debconf_values(_write(artifact, work), work / "debconf")
+        return [("installer", values["preseed/late_command"])]
+    data = _autoinstall(artifact)
+    config = data["autoinstall"]
+    assert isinstance(config, dict)
+    return [("installer", c) for c in config["late-commands"]]
+
+
+def _target_paths(command: str, root: Path) -> str:
+    """Subiquity's /target mount point, moved to `root` (never inside base64: no [A-Za-z0-9+/] before)."""
+    return re.sub(r"(?<![A-Za-z0-9+/])/target(?=[/\s]|$)", str(root), command)
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(("name", "host_name"), CASES, ids=IDS)
+def test_installer_commands_install_the_bundle(name: str, host_name: str, tmp_path: Path) -> None:
+    host, artifacts, artifact = _case(name, host_name)
+    distro = host.install.distro
+    target = Target(tmp_path / "target")
+    target.prepare(distro)
+    for kind, command in _installer_commands(host, artifact, tmp_path):
+        if kind == "chroot":
+            target.add(command, chrooted=True)
+        else:
+            target.add(_target_paths(command, target.root))
+    result = target.run()
+    assert result.returncode == 0, target.log("run.log") + result.stderr
+    root = target.root
+
+    # The bundle is bootstrap.sh and rootfs/ of the build, byte for byte, with modes.
+    prefix = f"hosts/{host.name}/"
+    expected = {a.path.removeprefix(prefix): (a.content, a.mode) for a in host_members(host.name, artifacts)}
+    assert "bootstrap.sh" in expected
+    assert _tree(root / BUNDLE_DIR.lstrip("/")) == expected
+    # ... and the offline bootstrap installed the rootfs.
+    for rel, (content, mode) in expected.items():
+        if rel.startswith("rootfs/"):
+            installed = root / rel.removeprefix("rootfs/")
+            assert (installed.read_bytes(), stat.S_IMODE(installed.stat().st_mode)) == (content, mode), rel
+
+    units = root / "etc/systemd/system"
+    assert (units / pxe.FIRSTBOOT_UNIT).is_file()
+    assert (units / "multi-user.target.wants" / pxe.FIRSTBOOT_UNIT).is_symlink()
+    assert (target.base / "verify.log").exists() and target.log("verify.log") == ""
+    stubs = (
+        (root / "var/log/kvmnet-stubs.log").read_text()
+        if (root / "var/log/kvmnet-stubs.log").exists()
+        else ""
+    )
+    nm = [units / "multi-user.target.wants/NetworkManager.service"]
+    nm.append(units / "network-online.target.wants/NetworkManager-wait-online.service")
+    interfaces = root / "etc/network/interfaces"
+    netplan = root / "etc/netplan/00-installer-config.yaml"
+    if not host.interfaces:
+        # No network in the profile: what the installer configured stays in charge.
+        if distro == "el9":
+            assert all(link.is_symlink() for link in nm)
+        elif distro == "debian12":
+            assert interfaces.read_text() == "auto ens1\niface ens1 inet dhcp\n"
+        else:
+            assert netplan.exists() and not (root / pxe.CLOUD_CFG.lstrip("/")).exists()
+    elif distro == "el9":
+        assert not any(link.exists() or link.is_symlink() for link in nm)
+    elif distro == "debian12":
+        kept = root / "var/lib/kvmnet/installer-network/interfaces"
+        assert kept.read_text() == "auto ens1\niface ens1 inet dhcp\n"
+        lines = interfaces.read_text().splitlines()
+        assert [line for line in lines if not line.startswith("#")] == ["auto lo", "iface lo inet loopback"]
+    else:
+        assert not netplan.exists()
+        assert (root / "var/lib/kvmnet/installer-network/00-installer-config.yaml").exists()
+        cloud_cfg = (root / pxe.CLOUD_CFG.lstrip("/")).read_text()
+        assert yaml.safe_load(cloud_cfg) == {"network": {"config": "disabled"}}
+    if host.interfaces:
+        assert (units / "multi-user.target.wants/systemd-networkd.service").is_symlink()
+    if distro == "el9":
+        assert "restorecon -R /etc /var/lib/kvmnet\n" in stubs
+    # The bootstrap, run with the chroot as its root, brings the kernel arguments to the
+    # boot loader; update-grub's stand-in reads them from the GRUB drop-in.
+    grub = [line for line in stubs.splitlines() if line.startswith("update-grub")]
+    if host.kernel.cmdline and distro != "el9":
+        assert grub and set(grub) == {f"update-grub {' '.join(host.kernel.cmdline)}"}
+    else:
+        assert grub == []
+    assert not target.canary_fired()
+
+
+def test_the_canary_would_fire(tmp_path: Path) -> None:
+    """The canary is live: a profile value that reached a shell unquoted would be caught."""
+    target = Target(tmp_path / "target")
+    target.prepare("debian12")
+    target.add("echo http://m.example/;kvmnet-canary;")
+    assert target.run().returncode == 0
+    assert target.canary_fired()
+
+
+def test_the_hostile_profile_stays_hostile() -> None:
+    plan, _ = BUILDS["hostile"]
+    values = [v for h in plan.hosts for v in (h.install.mirror, h.install.epel, h.install.timezone) if v]
+    values += [arg for h in plan.hosts for arg in h.kernel.cmdline]
+    joined = "".join(values)
+    for char in "._~:/%+-,=@":
+        assert char in joined, char
+    assert sum("kvmnet-canary" in v for v in values) >= 6
+
+
+# --- shellcheck ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "host_name"), CASES, ids=IDS)
+def test_scripts_pass_shellcheck(name: str, host_name: str, tmp_path: Path) -> None:
+    host, _, artifact = _case(name, host_name)
+    distro = host.install.distro
+    scripts: dict[str, str] = {}
+    if distro == "el9":
+        _, found = kickstart_scripts(_write(artifact, tmp_path))
+        scripts = {f"%{kind}": body for kind, body in found.items()}
+        scripts["install.sh"] = heredoc(
+            found["post"], "cat >/var/lib/kvmnet/install.sh <<'KVMNET_INSTALL'", "KVMNET_INSTALL"
+        )
+    elif distro == "debian12":
+        values = debconf_values(_write(artifact, tmp_path), tmp_path / "debconf")
+        scripts = {
+            key: values[key] for key in ("preseed/late_command", "partman/early_command") if key in values
+        }
+        scripts["install.sh"] = _preseed_install_sh(values["preseed/late_command"])
+    else:
+        config = _autoinstall(artifact)["autoinstall"]
+        assert isinstance(config, dict)
+        scripts = {f"late-commands[{i}]": c for i, c in enumerate(config["late-commands"])}
+        scripts["install.sh"] = heredoc(
+            config["late-commands"][0],
+            "cat >/target/var/lib/kvmnet/install.sh <<'KVMNET_INSTALL'",
+            "KVMNET_INSTALL",
+        )
+    assert len(scripts) >= 2
+    findings = "".join(shellcheck(text, label) for label, text in scripts.items())
+    assert findings == ""
+
+
+# --- refusals -----------------------------------------------------------------------
+
+REFUSED = [
+    ("mirror", '"http://m.example/$(kvmnet-canary)"', "install.mirror"),
+    ("mirror", '"http://m.example/`kvmnet-canary`"', "install.mirror"),
+    ("mirror", "\"http://m.example/'kvmnet-canary'\"", "install.mirror"),
+    ("mirror", '"http://m.example/ kvmnet-canary"', "install.mirror"),
+    ("mirror", '"http://m.example/debian?x=1"', "install.mirror"),
+    ("mirror", '"http://m.example/debian#x"', "install.mirror"),
+    ("epel", '"http://e.example/\\\\x"', "install.epel"),
+    ("epel", '"ftp://e.example/"', "install.epel"),
+    ("timezone", '"Europe/Berlin;kvmnet-canary"', "install.timezone"),
+    ("timezone", '"../../etc/passwd"', "install.timezone"),
+    ("disk", '"sda;kvmnet-canary"', "install.disk"),
+    ("disk", '"/dev/sda"', "install.disk"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "path"), REFUSED, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(REFUSED)]
+)
+def test_refused_values_are_located(key: str, value: str, path: str, tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(f"hosts:\n  hv1:\n    distro: el9\n    install:\n      {key}: {value}\n")
+    result = kvmnet("validate", "p.yaml", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(rf"^p\.yaml:5:\d+: hosts\.hv1\.{re.escape(path)}: ", result.stderr, re.MULTILINE), (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize("arg", ['a"b', "a'b", "a;b", "$(x)", "a b", "a\\b", "`x`"])
+def test_refused_kernel_arguments_are_located(arg: str, tmp_path: Path) -> None:
+    quoted = yaml.safe_dump(arg, default_style='"').strip()
+    (tmp_path / "p.yaml").write_text(f"hosts:\n  hv1:\n    kernel:\n      cmdline: [{quoted}]\n")
+    result = kvmnet("validate", "p.yaml", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"^p\.yaml:4:\d+: hosts\.hv1\.kernel\.cmdline\[0\]: ", result.stderr, re.MULTILINE), (
+        result.stderr
+    )
+
+
+def test_a_preseed_too_large_for_one_argument_is_refused() -> None:
+    plan, artifacts = _from_text("hosts:\n  hv1: {}\n")
+    noise = base64.b64encode(random.Random(0).randbytes(120_000)).decode()  # gzip cannot shrink it
+    big = Artifact.text(
+        "hosts/hv1/rootfs/etc/kvmnet/noise", "\n".join(noise[i : i + 60] for i in range(0, len(noise), 60))
+    )
+    with pytest.raises(PlanError) as info:
+        pxe.render(plan, [*artifacts, big])
+    (diag,) = info.value.diagnostics
+    assert diag.path == ("hosts", "hv1") and "131071 bytes" in diag.message
+
+
+# --- without a bootstrap, determinism ------------------------------------------------
+
+
+def test_without_a_bootstrap_nothing_runs_it(tmp_path: Path) -> None:
+    plan, artifacts = BUILDS["bonded"]
+    rest = [a for a in artifacts if not a.path.endswith("/bootstrap.sh") and "/pxe/" not in a.path]
+    (made,) = pxe.render(plan, rest)
+    text = made.content.decode()
+    assert "bootstrap.sh --offline" not in text and pxe.FIRSTBOOT_UNIT not in text
+    path = _write(made, tmp_path)
+    result = subprocess.run(
+        [str(BIN / "ksvalidator"), "-v", "RHEL9", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_building_twice_gives_the_same_bytes() -> None:
+    for name, (plan, artifacts) in BUILDS.items():
+        again = pxe.render(plan, [a for a in artifacts if "/pxe/" not in a.path])
+        assert again == [a for a in artifacts if "/pxe/" in a.path], name
+    assert _from_text(HOSTILE) == BUILDS["hostile"]
