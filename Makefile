@@ -8,7 +8,8 @@ VENV   := .venv
 PIP    := $(VENV)/bin/pip
 # Programs the consumer tests run for real (netplan and udevadm are fetched by the tests
 # themselves with `apt-get download`, refreshing the package index if they must).
-APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd shellcheck dbus debconf util-linux
+APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd shellcheck dbus debconf util-linux \
+	libvirt-clients libxml2-utils libvirt-dev pkg-config gcc python3-dev cloud-init genisoimage
 
 .PHONY: build test venv test-deps bench clean
 

@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--check", action="store_true", help="write nothing; list what would change and exit 1 on drift"
     )
+    b.add_argument(
+        "--seed-iso",
+        action="store_true",
+        help="also write each guest's NoCloud seed image (guests/<guest>/seed.iso)",
+    )
 
     v = commands.add_parser("validate", help="check a profile and report every problem")
     profile_arg(v)
@@ -105,17 +110,19 @@ def run(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(json.dumps(schema, indent=2, sort_keys=True) + "\n")
             return EXIT_OK
         profile = _profile(args)
+        planned = plan_profile(profile)
+        for warning in planned.warnings:
+            err.print(warning.format(severity="warning"), markup=False)
         if args.command == "validate":
-            planned = plan_profile(profile)
             out.print(
                 f"{profile}: ok ({len(planned.plan.hosts)} host(s), {len(planned.plan.overlays)} overlay(s))"
             )
             return EXIT_OK
         if args.command == "plan":
-            planned = plan_profile(profile)
             sys.stdout.write(json.dumps(dataclasses.asdict(planned.plan), indent=2, sort_keys=True) + "\n")
             return EXIT_OK
-        built = build(profile, args.output, check=args.check)
+        extras = frozenset({"seed-iso"} if args.seed_iso else set())
+        built = build(profile, args.output, check=args.check, planned=planned, extras=extras)
         return _report_build(out, built, args.output, args.check)
     except KvmnetError as exc:
         for diagnostic in exc.diagnostics:

@@ -46,7 +46,8 @@ class Diagnostic:
     #: The problem is the key itself (unknown, duplicate, bad name), not its value.
     on_key: bool = False
 
-    def format(self) -> str:
+    def format(self, severity: str = "") -> str:
+        """`file:line:col: key.path: message`, with `severity: ` before the message if given."""
         loc = self.location
         if loc is None:
             where = ""
@@ -55,7 +56,8 @@ class Diagnostic:
         else:
             where = f"{loc.file}:{loc.line}:{loc.column}: "
         key = f"{format_path(self.path)}: " if self.path else ""
-        return f"{where}{key}{self.message}"
+        label = f"{severity}: " if severity else ""
+        return f"{where}{key}{label}{self.message}"
 
     def sort_key(self) -> tuple[str, int, int, str]:
         loc = self.location

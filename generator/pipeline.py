@@ -22,6 +22,11 @@ class Planned:
     profile: Profile
     plan: Plan
 
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        """The plan's warnings, located in the profile."""
+        return tuple(self.document.place(w) for w in self.plan.warnings)
+
 
 @dataclass(frozen=True)
 class Built:
@@ -41,18 +46,26 @@ def plan_profile(path: Path, name: str | None = None) -> Planned:
     return Planned(document, profile, plan)
 
 
-def artifacts_for(planned: Planned) -> tuple[Artifact, ...]:
+def artifacts_for(planned: Planned, extras: frozenset[str] = frozenset()) -> tuple[Artifact, ...]:
     try:
-        artifacts = render_all(planned.plan)
+        artifacts = render_all(planned.plan, extras)
     except PlanError as exc:  # a limit only rendering can tell (e.g. a preseed too long)
         located = sorted((planned.document.place(d) for d in exc.diagnostics), key=Diagnostic.sort_key)
         raise PlanError(located) from None
     return (*artifacts, manifest(artifacts, planned.document.digest))
 
 
-def build(path: Path, output: Path, *, check: bool = False, name: str | None = None) -> Built:
+def build(
+    path: Path,
+    output: Path,
+    *,
+    check: bool = False,
+    name: str | None = None,
+    planned: Planned | None = None,
+    extras: frozenset[str] = frozenset(),
+) -> Built:
     """Plan, render and write (or with `check`, only compare) the output tree."""
-    planned = plan_profile(path, name)
-    artifacts = artifacts_for(planned)
+    planned = planned or plan_profile(path, name)
+    artifacts = artifacts_for(planned, extras)
     changes = diff(output, artifacts) if check else write(output, artifacts)
     return Built(planned, artifacts, tuple(changes))

@@ -30,6 +30,15 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
+def expected_mode(path: str) -> str:
+    """Scripts run, secrets (user-data: password hashes, keys) stay private."""
+    if path.endswith("/bootstrap.sh"):
+        return "0755"
+    if path.endswith(("/user-data", "/seed.iso")):
+        return "0600"
+    return "0644"
+
+
 def test_build_writes_tree_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert run(["build", str(DEFAULT), "-o", str(out)]) == 0
@@ -44,7 +53,7 @@ def test_build_writes_tree_and_manifest(tmp_path: Path, capsys: pytest.CaptureFi
 
     for path, (content, mode) in files.items():
         assert listed[path]["sha256"] == hashlib.sha256(content).hexdigest()
-        assert listed[path]["mode"] == f"{mode:04o}" == ("0755" if path.endswith("bootstrap.sh") else "0644")
+        assert listed[path]["mode"] == f"{mode:04o}" == expected_mode(path)
     assert "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-vx10010.netdev" in files
     assert "wrote" in capsys.readouterr().out
 
@@ -142,8 +151,8 @@ def test_modes_do_not_depend_on_umask(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     modes = {path: mode for path, (_, mode) in snapshot(out).items()}
-    assert {m for p, m in modes.items() if p.endswith("/bootstrap.sh")} == {0o755}
-    assert {m for p, m in modes.items() if not p.endswith("/bootstrap.sh")} == {0o644}
+    assert {p: f"{m:04o}" for p, m in modes.items()} == {p: expected_mode(p) for p in modes}
+    assert {"0755", "0644", "0600"} <= set(map(expected_mode, modes))
     assert out.stat().st_mode & 0o777 == 0o755
 
 

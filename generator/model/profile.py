@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from generator.model.base import Entries, StrictModel
+from generator.model.guest import Guest, GuestSettings
 from generator.model.host import Bootstrap, Distro, Install, Kernel, TrafficControl
 from generator.model.network import Network
 from generator.model.types import (
@@ -25,6 +27,15 @@ from generator.model.types import (
 )
 
 
+def _version(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}", value):
+        raise fail(f"a libvirt version is written like 9.0 or 11.2 (quote it in YAML), got {value!r}")
+    return value
+
+
+LibvirtVersion = Annotated[str, BeforeValidator(_version), WithJsonSchema({"type": "string"})]
+
+
 class Host(StrictModel):
     """A hypervisor. Every key is optional: `hosts: {hv1: {}}` is a valid profile."""
 
@@ -35,12 +46,9 @@ class Host(StrictModel):
     kernel: Kernel = Field(default_factory=Kernel)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     install: Install = Field(default_factory=Install)
-
-
-class Guest(StrictModel):
-    """A virtual machine. Only its placement exists yet; the guests issue fills in the rest."""
-
-    host: Label
+    #: The libvirt version on the host, when it differs from the distro's (Debian 12: 9.0,
+    #: Ubuntu 22.04: 8.0, Ubuntu 24.04: 10.0, EL9: 10.5).
+    libvirt_version: LibvirtVersion | None = None
 
 
 class HostDefaults(Host):
@@ -49,6 +57,8 @@ class HostDefaults(Host):
 
 class Defaults(StrictModel):
     host: HostDefaults = Field(default_factory=HostDefaults)
+    #: Merged under every guest, the same way.
+    guest: GuestSettings = Field(default_factory=GuestSettings)
 
 
 class OverlayMember(StrictModel):

@@ -10,17 +10,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from generator.errors import Diagnostic, KeyPath, ProfileError
-from generator.load import Data, Document
+from generator.load import Data, Document, Mark
 from generator.model.messages import translate
 from generator.model.profile import Profile
 
-_HOST_DEFAULTS: KeyPath = ("defaults", "host")
+#: Which default is merged under which entries.
+_DEFAULTS: tuple[tuple[str, str], ...] = (("host", "hosts"), ("guest", "guests"))
 
 
 def with_defaults(doc: Document) -> Document:
-    """Merge `defaults.host` under every host, keeping each value's true position.
+    """Merge `defaults.host` under every host and `defaults.guest` under every guest,
+    keeping each value's true position.
 
-    Mappings merge key by key (the host wins); lists and scalars from the host replace
+    Mappings merge key by key (the entry wins); lists and scalars from the entry replace
     the default. A value that came from `defaults` keeps the mark of the line that
     wrote it, so an error in a default points at the default.
     """
@@ -28,15 +30,40 @@ def with_defaults(doc: Document) -> Document:
     if not isinstance(data, Mapping):
         return doc
     defaults = data.get("defaults")
-    base = defaults.get("host") if isinstance(defaults, Mapping) else None
-    hosts = data.get("hosts")
-    if not isinstance(base, Mapping) or not base or not isinstance(hosts, Mapping):
+    if not isinstance(defaults, Mapping):
         return doc
     value_marks = dict(doc.value_marks)
     key_marks = dict(doc.key_marks)
-    n = len(_HOST_DEFAULTS)
-    base_values = [(p[n:], m) for p, m in doc.value_marks.items() if p[:n] == _HOST_DEFAULTS]
-    base_keys = [(p[n:], m) for p, m in doc.key_marks.items() if p[:n] == _HOST_DEFAULTS]
+    merged = dict(data)
+    for kind, section in _DEFAULTS:
+        base = defaults.get(kind)
+        entries = data.get(section)
+        if isinstance(base, Mapping) and base and isinstance(entries, Mapping):
+            merged[section] = _merge_section(
+                doc, ("defaults", kind), base, section, entries, value_marks, key_marks
+            )
+    if merged == dict(data):
+        return doc
+    return replace(
+        doc,
+        data=MappingProxyType(merged),
+        value_marks=MappingProxyType(value_marks),
+        key_marks=MappingProxyType(key_marks),
+    )
+
+
+def _merge_section(
+    doc: Document,
+    origin: KeyPath,
+    base: Mapping[str, Data],
+    section: str,
+    entries: Mapping[str, Data],
+    value_marks: dict[KeyPath, Mark],
+    key_marks: dict[KeyPath, Mark],
+) -> Data:
+    n = len(origin)
+    base_values = [(p[n:], m) for p, m in doc.value_marks.items() if p[:n] == origin]
+    base_keys = [(p[n:], m) for p, m in doc.key_marks.items() if p[:n] == origin]
 
     def copy_marks(suffix: KeyPath, target: KeyPath) -> None:
         k = len(suffix)
@@ -62,17 +89,11 @@ def with_defaults(doc: Document) -> Document:
                 out[key] = value
         return MappingProxyType(out)
 
-    merged_hosts = {
-        name: merge(base, host if host is not None else MappingProxyType({}), (), ("hosts", name))
-        for name, host in hosts.items()
-    }
-    merged = dict(data)
-    merged["hosts"] = MappingProxyType(merged_hosts)
-    return replace(
-        doc,
-        data=MappingProxyType(merged),
-        value_marks=MappingProxyType(value_marks),
-        key_marks=MappingProxyType(key_marks),
+    return MappingProxyType(
+        {
+            name: merge(base, entry if entry is not None else MappingProxyType({}), (), (section, name))
+            for name, entry in entries.items()
+        }
     )
 
 

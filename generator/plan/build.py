@@ -10,13 +10,13 @@ from generator.model.network import Route as RouteSpec
 from generator.model.profile import Host, Profile
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, HostDevices, collect, port_options
+from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
 from generator.plan.mtu import overhead
 from generator.plan.overlays import OverlayDraft, expand, tunnel_settings
 from generator.plan.tuning import plan_bootstrap, plan_kernel, plan_tc
 from generator.plan.types import (
     BondSettings,
     BridgeSettings,
-    GuestPlan,
     HostPlan,
     InstallPlan,
     Interface,
@@ -55,20 +55,15 @@ def make_plan(profile: Profile) -> Plan:
         _host(name, profile.hosts[name], table, solver, drafts, problems) for name, table in tables.items()
     )
     overlays = tuple(_overlay(d, solver) for d in drafts)
-    guests = []
-    for name, guest in sorted(profile.guests.items()):
-        if guest.host not in tables:
-            problems.append(
-                Diagnostic(
-                    f"host {guest.host!r} is not defined (hosts: {', '.join(sorted(tables)) or 'none'})",
-                    ("guests", name, "host"),
-                )
-            )
-        guests.append(GuestPlan(name, guest.host))
+    warnings: list[Diagnostic] = []
+    libvirt = {
+        name: spec.libvirt_version or DISTRO_LIBVIRT[spec.distro] for name, spec in profile.hosts.items()
+    }
+    guests = plan_guests(profile.guests, {h.name: h for h in hosts}, libvirt, problems, warnings)
     if problems:
         unique = list(dict.fromkeys(problems))
         raise PlanError(unique)
-    return Plan(hosts=hosts, overlays=overlays, guests=tuple(guests))
+    return Plan(hosts=hosts, overlays=overlays, guests=guests, warnings=tuple(dict.fromkeys(warnings)))
 
 
 def _host(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from generator.errors import KeyPath
+from generator.errors import Diagnostic, KeyPath
 
 VlanSpan = tuple[int, int]  # inclusive first, last
 
@@ -304,9 +304,71 @@ class HostPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class Bandwidth:
+    """libvirt's units: rates in kilobytes (1000 bytes) per second, bursts in KiB."""
+
+    inbound_average: int | None = None
+    inbound_peak: int | None = None
+    inbound_burst: int | None = None
+    outbound_average: int | None = None
+    outbound_burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuestNic:
+    index: int
+    name: str  # in the guest (set-name)
+    mac: str
+    attach: str  # "bridge" | "network"
+    source: str  # the bridge or libvirt network
+    model: str
+    queues: int | None  # queue pairs; None when the model has no multiqueue
+    channels: int | None  # what the guest should use: min(queues, vCPUs)
+    rx_ring: int | None
+    mtu: int
+    target: str | None
+    bandwidth: Bandwidth | None
+    host_offloads: tuple[tuple[str, bool], ...]  # only the ones turned off
+    guest_offloads: tuple[tuple[str, bool], ...]
+    vlan: int | None
+    addresses: tuple[str, ...]
+    routes: tuple[Route, ...]
+    dns: tuple[str, ...]
+    domains: tuple[str, ...]
+    dhcp4: bool
+    optional: bool  # not needed for boot: only the first NIC is waited for
+
+
+@dataclass(frozen=True, slots=True)
+class UserPlan:
+    name: str
+    ssh_keys: tuple[str, ...]
+    passwd: str | None
+    sudo: bool
+    groups: tuple[str, ...]
+    shell: str
+
+
+@dataclass(frozen=True, slots=True)
 class GuestPlan:
     name: str
     host: str
+    hostname: str = ""
+    vcpus: int = 1
+    memory_kib: int = 0
+    machine: str = "q35"
+    firmware: str = "bios"
+    virt_type: str = "kvm"
+    disk_path: str = ""
+    disk_image: str | None = None
+    disk_size: int = 0
+    disk_bus: str = "virtio"
+    seed_path: str = ""
+    nics: tuple[GuestNic, ...] = ()
+    ipv6: str = "enabled"
+    users: tuple[UserPlan, ...] = ()
+    #: Extra cloud-config from the profile, as canonical JSON (a frozen plan holds no dicts).
+    cloud_config: str = "{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,3 +376,5 @@ class Plan:
     hosts: tuple[HostPlan, ...]
     overlays: tuple[OverlayPlan, ...] = ()
     guests: tuple[GuestPlan, ...] = ()
+    #: Things that work but are probably not meant (the CLI prints them, the build goes on).
+    warnings: tuple[Diagnostic, ...] = ()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from generator.errors import Diagnostic, PlanError
 from generator.plan.types import Plan
-from generator.renderers import bootstrap, kernel, networkd, pxe, tc
+from generator.renderers import bootstrap, cloudinit, kernel, libvirt, networkd, pxe, seed, tc
 from generator.renderers.artifact import Artifact
 
 Renderer = Callable[[Plan], list[Artifact]]
@@ -24,6 +24,8 @@ RENDERERS: dict[str, Renderer] = {
     "networkd": networkd.render,
     "tc": tc.render,
     "kernel": kernel.render,
+    "libvirt": libvirt.render,
+    "cloud-init": cloudinit.render,
 }
 
 #: Delivery vehicles, in the order they run: each sees what the ones before it made.
@@ -33,7 +35,13 @@ DELIVERY: dict[str, Delivery] = {
 }
 
 
-def render_all(plan: Plan) -> list[Artifact]:
+#: Delivery vehicles made only when asked for (`kvmnet build --seed-iso`).
+OPTIONAL: dict[str, Delivery] = {
+    "seed-iso": seed.render,
+}
+
+
+def render_all(plan: Plan, extras: frozenset[str] = frozenset()) -> list[Artifact]:
     artifacts: dict[str, Artifact] = {}
     clashes: list[Diagnostic] = []
 
@@ -49,9 +57,11 @@ def render_all(plan: Plan) -> list[Artifact]:
         add(name, renderer(plan))
     for name, delivery in DELIVERY.items():
         add(name, delivery(plan, [artifacts[p] for p in sorted(artifacts)]))
+    for name in sorted(extras):
+        add(name, OPTIONAL[name](plan, [artifacts[p] for p in sorted(artifacts)]))
     if clashes:
         raise PlanError(clashes)
     return [artifacts[p] for p in sorted(artifacts)]
 
 
-__all__ = ["DELIVERY", "RENDERERS", "Artifact", "Delivery", "Renderer", "render_all"]
+__all__ = ["DELIVERY", "OPTIONAL", "RENDERERS", "Artifact", "Delivery", "Renderer", "render_all"]

@@ -25,6 +25,7 @@ import yaml
 
 from generator.errors import Diagnostic, PlanError
 from generator.plan.types import HostPlan, Plan
+from generator.renderers import yamltext
 from generator.renderers.artifact import Artifact
 from generator.renderers.bundle import BUNDLE_DIR, tarball
 from generator.templating import GENERATED
@@ -151,17 +152,6 @@ def preseed(host: HostPlan, bundle: bytes, step: str) -> str:
     return text
 
 
-class _Dumper(yaml.SafeDumper):
-    """yaml.safe_dump's dumper, writing multi-line strings (scripts) as literal blocks."""
-
-
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def autoinstall(host: HostPlan, bundle: bytes, step: str) -> str:
     install = host.install
     payload = "\n".join(_lines(_b64(bundle)))
@@ -200,9 +190,7 @@ def autoinstall(host: HostPlan, bundle: bytes, step: str) -> str:
         f"curtin in-target --target=/target -- sh -c '{unpack}'",
         f"curtin in-target --target=/target -- sh {INSTALL_SH}",
     ]
-    body = yaml.dump(
-        {"autoinstall": config}, Dumper=_Dumper, sort_keys=False, width=1 << 16, allow_unicode=False
-    )
+    body = yamltext.dump({"autoinstall": config})
     header = (
         "#cloud-config\n"
         f"# {GENERATED}\n"

@@ -1,0 +1,230 @@
+"""A guest: a libvirt domain on one host, and the cloud-init seed that configures it.
+
+Vocabulary follows libvirt where it has words (queues, bandwidth inbound/outbound,
+average/peak/burst/floor, host/guest offloads) and netplan for addresses, so the knobs
+read like the documentation users know. Values are checked here one at a time; what
+depends on the host (the bridge exists, its MTU) is checked in the plan.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+
+from generator.model.base import Items, StrictModel
+from generator.model.network import Nameservers, Route
+from generator.model.types import (
+    Flag,
+    InterfaceName,
+    IPInterface,
+    Label,
+    MacAddress,
+    fail,
+    ranged,
+)
+from generator.model.units import Rate, Size
+
+
+class Inbound(StrictModel):
+    average: Rate | None = None
+    peak: Rate | None = None
+    burst: Size | None = None
+    #: Guaranteed minimum; libvirt honours it only on NAT, routed or isolated networks.
+    floor: Rate | None = None
+
+
+class Outbound(StrictModel):
+    average: Rate | None = None
+    #: Accepted by libvirt's schema but ignored (outbound traffic is policed, not shaped).
+    peak: Rate | None = None
+    burst: Size | None = None
+
+
+class Bandwidth(StrictModel):
+    inbound: Inbound | None = None
+    outbound: Outbound | None = None
+
+
+class HostOffloads(StrictModel):
+    """The tap side (`<driver><host .../>`). All default on: only `false` is written."""
+
+    csum: Flag | None = None
+    gso: Flag | None = None
+    tso4: Flag | None = None
+    tso6: Flag | None = None
+    ecn: Flag | None = None
+    ufo: Flag | None = None
+    mrg_rxbuf: Flag | None = None
+
+
+class GuestOffloads(StrictModel):
+    """The guest side (`<driver><guest .../>`). All default on: only `false` is written."""
+
+    csum: Flag | None = None
+    tso4: Flag | None = None
+    tso6: Flag | None = None
+    ecn: Flag | None = None
+    ufo: Flag | None = None
+
+
+class Offloads(StrictModel):
+    host: HostOffloads = Field(default_factory=HostOffloads)
+    guest: GuestOffloads = Field(default_factory=GuestOffloads)
+
+
+def _queues(value: Any) -> int | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+    ):
+        raise fail(f"queues must be a number of queue pairs or 'auto' (as many as vCPUs), got {value!r}")
+    return int(value)
+
+
+Queues = Annotated[
+    int | Literal["auto"],
+    BeforeValidator(_queues),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
+]
+
+
+def _mtu(value: Any) -> int | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+    ):
+        raise fail(f"mtu must be a number or 'auto' (the bridge's MTU), got {value!r}")
+    return int(value)
+
+
+GuestMtu = Annotated[
+    int | Literal["auto"],
+    BeforeValidator(_mtu),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 68}, {"const": "auto"}]}),
+]
+
+
+class GuestInterface(StrictModel):
+    #: A bridge of the guest's host (`<interface type='bridge'>`), or
+    bridge: InterfaceName | None = None
+    #: a libvirt network kvmnet defines on the host for one of its bridges.
+    network: InterfaceName | None = None
+    model: Literal["virtio", "e1000e", "rtl8139"] = "virtio"
+    #: Queue pairs (`<driver queues=>`); `auto` = one per vCPU.
+    queues: Queues = "auto"
+    #: virtio ring size (`rx_queue_size`): 256, 512 or 1024.
+    rx_ring: Annotated[int, ranged(0, 65_535, "rx-ring")] | None = None
+    #: `tx_queue_size`: honoured for vhost-user only, so refused for taps (kept to say so).
+    tx_ring: Annotated[int, ranged(0, 65_535, "tx-ring")] | None = None
+    mtu: GuestMtu = "auto"
+    mac: MacAddress | None = None
+    #: The tap's name on the host (`<target dev=>`); libvirt picks vnetN if unset.
+    target: InterfaceName | None = None
+    bandwidth: Bandwidth | None = None
+    offloads: Offloads | None = None
+    #: An 802.1Q tag on the guest's port (`<vlan><tag>`): on a Linux bridge only from libvirt 11.
+    vlan: Annotated[int, ranged(1, 4094, "VLAN id")] | None = None
+    # Guest-side addressing, in netplan's words (the network-config of the seed).
+    addresses: Items[IPInterface] = ()
+    routes: Items[Route] = ()
+    nameservers: Nameservers | None = None
+    dhcp4: Flag | None = None
+
+    @model_validator(mode="after")
+    def _one_attachment(self) -> GuestInterface:
+        if (self.bridge is None) == (self.network is None):
+            raise fail("give exactly one of bridge: (a host bridge) or network: (a libvirt network)")
+        return self
+
+
+_CRYPT = re.compile(r"\$(1|5|6|y|gy|2[aby]|7)\$[./A-Za-z0-9$=,+-]{8,}")
+_SSH_KEY = re.compile(
+    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+    r" [A-Za-z0-9+/=]+( [^\n\r]{0,200})?"
+)
+
+
+def _password_hash(value: Any) -> str:
+    if not isinstance(value, str) or not _CRYPT.fullmatch(value):
+        # Never echo the value: it may be a real password.
+        raise fail(
+            "passwd must be a crypt(3) hash (like $6$salt$... or $y$...; make one with "
+            "`mkpasswd -m sha-512`); plain passwords are refused"
+        )
+    return value
+
+
+def _ssh_key(value: Any) -> str:
+    if not isinstance(value, str) or not _SSH_KEY.fullmatch(value.strip()):
+        raise fail("not an OpenSSH public key (like `ssh-ed25519 AAAA... comment`)")
+    return value.strip()
+
+
+PasswordHash = Annotated[
+    str, BeforeValidator(_password_hash), WithJsonSchema({"type": "string", "writeOnly": True})
+]
+SshKey = Annotated[str, BeforeValidator(_ssh_key), WithJsonSchema({"type": "string"})]
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def _user_name(value: Any) -> str:
+    if not isinstance(value, str) or not _USER.fullmatch(value):
+        raise fail(f"{value!r} is not a user name (lower-case letters, digits, _ and -, at most 32)")
+    return value
+
+
+UserName = Annotated[str, BeforeValidator(_user_name), WithJsonSchema({"type": "string"})]
+
+
+class User(StrictModel):
+    name: UserName
+    ssh_authorized_keys: Items[SshKey] = ()
+    passwd: PasswordHash | None = None
+    sudo: Flag = False
+    groups: Items[UserName] = ()
+    shell: Literal["/bin/bash", "/bin/sh", "/usr/bin/zsh", "/bin/zsh"] = "/bin/bash"
+
+
+_PATH = re.compile(r"/[A-Za-z0-9._/+-]+")
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not _PATH.fullmatch(value) or "/../" in value or value.endswith("/.."):
+        raise fail(f"{value!r} is not an absolute path of letters, digits and . _ / + -")
+    return value
+
+
+AbsPath = Annotated[str, BeforeValidator(_path), WithJsonSchema({"type": "string"})]
+
+
+class Disk(StrictModel):
+    #: The golden image the guest's disk is a copy-on-write overlay of.
+    image: AbsPath | None = None
+    size: Size = 20 * 2**30
+    bus: Literal["virtio", "scsi", "sata"] = "virtio"
+
+
+class GuestSettings(StrictModel):
+    """Everything a guest takes besides its host; `defaults.guest` has the same keys."""
+
+    vcpus: Annotated[int, ranged(1, 4096, "vcpus")] | None = None
+    memory: Size | None = None
+    machine: Literal["q35", "pc"] | None = None
+    firmware: Literal["bios", "uefi"] | None = None
+    #: `kvm` for real hypervisors; `qemu` (software emulation) where KVM is not usable.
+    virt_type: Literal["kvm", "qemu"] | None = None
+    disk: Disk | None = None
+    interfaces: Items[GuestInterface] | None = None
+    ipv6: Literal["enabled", "disabled"] | None = None
+    users: Items[User] | None = None
+    hostname: Label | None = None
+    #: Extra cloud-config merged into the user-data (top-level keys of cloud-init 22.4).
+    cloud_config: dict[str, Any] | None = None
+
+
+class Guest(GuestSettings):
+    host: Label

@@ -1,0 +1,382 @@
+"""Guests: placement, NICs and their derived values, and the rules libvirt's schema does
+not check (queues above 256, ring sizes, a VLAN on a Linux bridge before libvirt 11...).
+
+Units follow libvirt: `<bandwidth>` rates are kilobytes per second (1000 bytes, what tc
+calls `kbps`), bursts are KiB; memory is KiB. Conversions are exact or refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from generator.errors import Diagnostic, KeyPath
+from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
+from generator.model.guest import Bandwidth as BandwidthSpec
+from generator.model.guest import Guest, GuestInterface
+from generator.model.types import interface_name_problem
+from generator.plan.types import Bandwidth, GuestNic, GuestPlan, HostPlan, Kind, Route, UserPlan
+
+MAX_QUEUES = 256  # QEMU's virtio-net limit; libvirt's schema accepts more
+RINGS = (256, 512, 1024)  # rx_queue_size QEMU accepts for virtio-net
+RESERVED_TAPS = ("vnet", "vif", "macvtap", "macvlan")  # libvirt silently renames these
+IMAGES = "/var/lib/libvirt/images"
+#: The first libvirt release that tags a guest's port on a plain Linux bridge.
+VLAN_ON_LINUX_BRIDGE = (11, 0)
+DISTRO_LIBVIRT = {"debian12": "9.0", "ubuntu2204": "8.0", "ubuntu2404": "10.0", "el9": "10.5"}
+DEFAULT_VCPUS = 2
+DEFAULT_MEMORY = 2 * 2**30
+_HOST_OFFLOADS = ("csum", "gso", "tso4", "tso6", "ecn", "ufo", "mrg_rxbuf")
+_GUEST_OFFLOADS = ("csum", "tso4", "tso6", "ecn", "ufo")
+
+
+def mac_for(host: str, guest: str, index: int) -> str:
+    """A stable MAC in QEMU's 52:54:00 range, from where the NIC is, not when it was made."""
+    digest = hashlib.sha256(f"{host}/{guest}/{index}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def plan_guests(
+    guests: Mapping[str, Guest],
+    hosts: Mapping[str, HostPlan],
+    libvirt_versions: Mapping[str, str],
+    problems: list[Diagnostic],
+    warnings: list[Diagnostic],
+) -> tuple[GuestPlan, ...]:
+    out = []
+    macs: dict[str, KeyPath] = {}
+    taps: dict[tuple[str, str], KeyPath] = {}
+    for name, guest in sorted(guests.items()):
+        path: KeyPath = ("guests", name)
+        host = hosts.get(guest.host)
+        if host is None:
+            known = ", ".join(sorted(hosts)) or "none"
+            problems.append(
+                Diagnostic(f"host {guest.host!r} is not defined (hosts: {known})", (*path, "host"))
+            )
+            continue
+        plan = _guest(name, guest, host, libvirt_versions[host.name], problems, warnings)
+        for nic in plan.nics:
+            nic_path: KeyPath = (*path, "interfaces", nic.index)
+            first = macs.setdefault(nic.mac, nic_path)
+            if first != nic_path:
+                problems.append(
+                    Diagnostic(f"MAC {nic.mac} is already used by {_dotted(first)}", (*nic_path, "mac"))
+                )
+            if nic.target:
+                tap = taps.setdefault((host.name, nic.target), nic_path)
+                if tap != nic_path:
+                    problems.append(
+                        Diagnostic(
+                            f"tap {nic.target} is already used on host {host.name} by {_dotted(tap)}",
+                            (*nic_path, "target"),
+                        )
+                    )
+        out.append(plan)
+    return tuple(out)
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _guest(
+    name: str,
+    guest: Guest,
+    host: HostPlan,
+    libvirt: str,
+    problems: list[Diagnostic],
+    warnings: list[Diagnostic],
+) -> GuestPlan:
+    path: KeyPath = ("guests", name)
+    vcpus = guest.vcpus or DEFAULT_VCPUS
+    memory = guest.memory or DEFAULT_MEMORY
+    if memory % 2**20 or memory < 64 * 2**20:
+        problems.append(Diagnostic("memory must be whole MiB, at least 64MiB", (*path, "memory")))
+    nics = tuple(
+        _nic(name, index, spec, vcpus, host, libvirt, (*path, "interfaces", index), problems, warnings)
+        for index, spec in enumerate(guest.interfaces or ())
+    )
+    ipv6 = guest.ipv6 or "enabled"
+    if ipv6 == "disabled":
+        for nic in nics:
+            if any(":" in a for a in nic.addresses):
+                problems.append(
+                    Diagnostic(
+                        "IPv6 addresses on a guest whose ipv6 is disabled", (*path, "interfaces", nic.index)
+                    )
+                )
+    users = _users(guest, path, problems)
+    disk = guest.disk
+    return GuestPlan(
+        name=name,
+        host=host.name,
+        hostname=guest.hostname or name,
+        vcpus=vcpus,
+        memory_kib=memory // 1024,
+        machine=guest.machine or "q35",
+        firmware=guest.firmware or "bios",
+        virt_type=guest.virt_type or "kvm",
+        disk_path=f"{IMAGES}/{name}.qcow2",
+        disk_image=disk.image if disk else None,
+        disk_size=disk.size if disk else 20 * 2**30,
+        disk_bus=disk.bus if disk else "virtio",
+        seed_path=f"{IMAGES}/{name}-seed.iso",
+        nics=nics,
+        ipv6=ipv6,
+        users=users,
+        cloud_config=_cloud_config(guest.cloud_config or {}, (*path, "cloud-config"), problems),
+    )
+
+
+def _users(guest: Guest, path: KeyPath, problems: list[Diagnostic]) -> tuple[UserPlan, ...]:
+    out = []
+    seen: set[str] = set()
+    for index, user in enumerate(guest.users or ()):
+        if user.name in seen:
+            problems.append(Diagnostic(f"user {user.name} is listed twice", (*path, "users", index, "name")))
+        seen.add(user.name)
+        out.append(
+            UserPlan(user.name, user.ssh_authorized_keys, user.passwd, user.sudo, user.groups, user.shell)
+        )
+    return tuple(out)
+
+
+def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Diagnostic]) -> str:
+    import difflib
+
+    for key, value in extra.items():
+        if key in MANAGED:
+            problems.append(
+                Diagnostic(
+                    f"{key} is written by kvmnet from the guest's own settings (hostname, users); "
+                    "set it there",
+                    (*path, key),
+                    on_key=True,
+                )
+            )
+        elif key not in CLOUD_CONFIG_KEYS:
+            close = difflib.get_close_matches(key, sorted(CLOUD_CONFIG_KEYS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                Diagnostic(
+                    f"{key!r} is not a cloud-config key cloud-init 22.4 knows{hint} (it would be ignored "
+                    "without a word on the guest)",
+                    (*path, key),
+                    on_key=True,
+                )
+            )
+        elif key in EXTENDABLE and not isinstance(value, list):
+            problems.append(Diagnostic(f"{key} must be a list (it is added to kvmnet's own)", (*path, key)))
+    return json.dumps(extra, sort_keys=True)
+
+
+def _nic(
+    guest: str,
+    index: int,
+    spec: GuestInterface,
+    vcpus: int,
+    host: HostPlan,
+    libvirt: str,
+    path: KeyPath,
+    problems: list[Diagnostic],
+    warnings: list[Diagnostic],
+) -> GuestNic:
+    source = spec.bridge or spec.network or ""
+    attach = "bridge" if spec.bridge else "network"
+    bridge = next((i for i in host.interfaces if i.netdev_name == source and i.kind is Kind.BRIDGE), None)
+    if bridge is None:
+        bridges = ", ".join(sorted(i.netdev_name for i in host.interfaces if i.kind is Kind.BRIDGE)) or "none"
+        what = "bridge" if attach == "bridge" else "network (kvmnet defines one per bridge)"
+        problems.append(
+            Diagnostic(
+                f"{what} {source!r} does not exist on host {host.name} (its bridges: {bridges})",
+                (*path, attach),
+            )
+        )
+    limit = bridge.mtu if bridge else None
+    mtu = limit or 1500
+    if isinstance(spec.mtu, int):
+        mtu = spec.mtu
+        if limit is not None and spec.mtu > limit:
+            problems.append(
+                Diagnostic(
+                    f"MTU {spec.mtu} is above what {source} carries ({limit}): frames that large would be "
+                    f"dropped on the way (use mtu: auto or at most {limit})",
+                    (*path, "mtu"),
+                )
+            )
+    virtio = spec.model == "virtio"
+    queues: int | None = None
+    if spec.queues == "auto":
+        queues = min(vcpus, MAX_QUEUES) if virtio else None
+    elif not virtio:
+        problems.append(
+            Diagnostic(f"queues need a virtio NIC; model {spec.model} has one queue", (*path, "queues"))
+        )
+    else:
+        assert isinstance(spec.queues, int)
+        queues = spec.queues
+        if not 1 <= queues <= MAX_QUEUES:
+            problems.append(
+                Diagnostic(
+                    f"queues must be 1–{MAX_QUEUES} (QEMU's virtio-net limit; libvirt's schema would take "
+                    f"{queues} and the guest would fail to start), got {queues}",
+                    (*path, "queues"),
+                )
+            )
+        elif queues > vcpus:
+            warnings.append(
+                Diagnostic(
+                    f"{queues} queue pairs for {vcpus} vCPUs: the guest uses at most {vcpus}; the rest "
+                    "only cost memory",
+                    (*path, "queues"),
+                )
+            )
+    if spec.rx_ring is not None:
+        if not virtio:
+            problems.append(
+                Diagnostic(f"rx-ring needs a virtio NIC (model is {spec.model})", (*path, "rx-ring"))
+            )
+        elif spec.rx_ring not in RINGS:
+            problems.append(
+                Diagnostic(
+                    f"rx-ring must be one of {', '.join(map(str, RINGS))} (QEMU's rx_queue_size), "
+                    f"got {spec.rx_ring}",
+                    (*path, "rx-ring"),
+                )
+            )
+    if spec.tx_ring is not None:
+        problems.append(
+            Diagnostic(
+                "tx-ring (tx_queue_size) is honoured only for vhost-user backends; with a tap and vhost-net "
+                "QEMU caps it at 256 or refuses it. Leave it out.",
+                (*path, "tx-ring"),
+            )
+        )
+    if spec.target is not None:
+        problem = interface_name_problem(spec.target)
+        if problem is None and spec.target.startswith(RESERVED_TAPS):
+            problem = (
+                f"tap name {spec.target!r} starts with one of {', '.join(RESERVED_TAPS)}, which libvirt "
+                "silently replaces with a name of its own; pick another prefix"
+            )
+        if problem:
+            problems.append(Diagnostic(problem, (*path, "target")))
+    if spec.vlan is not None:
+        major, minor = (int(p) for p in libvirt.split("."))
+        if (major, minor) < VLAN_ON_LINUX_BRIDGE:
+            problems.append(
+                Diagnostic(
+                    f"libvirt {libvirt} on {host.name} cannot tag a guest's port on a Linux bridge (the "
+                    "guest "
+                    "fails to start; <vlan> works there from libvirt 11.0). Instead make the host bridge "
+                    f"VLAN-aware and put the port in the VLAN: give this interface a target: name and set "
+                    f"hosts.{host.name}.network.bridges.{source}.kvmnet.vlan-filtering: true, or attach the "
+                    "guest to a bridge per VLAN",
+                    (*path, "vlan"),
+                )
+            )
+    dhcp4 = spec.dhcp4 if spec.dhcp4 is not None else not spec.addresses
+    return GuestNic(
+        index=index,
+        name=f"eth{index}",
+        mac=spec.mac or mac_for(host.name, guest, index),
+        attach=attach,
+        source=source,
+        model=spec.model,
+        queues=queues,
+        channels=min(queues, vcpus) if queues else None,
+        rx_ring=spec.rx_ring if virtio else None,
+        mtu=mtu,
+        target=spec.target,
+        bandwidth=_bandwidth(spec.bandwidth, attach, (*path, "bandwidth"), problems)
+        if spec.bandwidth
+        else None,
+        host_offloads=_offloads(spec, "host", _HOST_OFFLOADS),
+        guest_offloads=_offloads(spec, "guest", _GUEST_OFFLOADS),
+        vlan=spec.vlan,
+        addresses=spec.addresses,
+        routes=tuple(
+            Route(r.to if r.to != "default" else "0.0.0.0/0", r.via, r.from_, r.metric) for r in spec.routes
+        ),
+        dns=spec.nameservers.addresses if spec.nameservers else (),
+        domains=spec.nameservers.search if spec.nameservers else (),
+        dhcp4=dhcp4,
+        optional=index > 0,
+    )
+
+
+def _offloads(spec: GuestInterface, side: str, keys: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
+    if spec.offloads is None:
+        return ()
+    values = getattr(spec.offloads, side)
+    # Every offload is on by default: only turning one off is written.
+    return tuple((key, False) for key in keys if getattr(values, key) is False)
+
+
+def _kilobytes(bits: int | None, path: KeyPath, problems: list[Diagnostic]) -> int | None:
+    """A rate in libvirt's unit: kilobytes (1000 bytes) per second, exactly."""
+    if bits is None:
+        return None
+    if bits % 8000:
+        problems.append(
+            Diagnostic(
+                f"{bits} bit/s is not a whole number of kilobytes per second ({bits / 8000:g}), which is "
+                "libvirt's unit (1 kB/s = 8 kbit/s); round it to a multiple of 8kbit",
+                path,
+            )
+        )
+    return bits // 8000
+
+
+def _kib(size: int | None, path: KeyPath, problems: list[Diagnostic]) -> int | None:
+    if size is None:
+        return None
+    if size % 1024:
+        problems.append(
+            Diagnostic(f"burst {size} bytes is not a whole number of KiB, which is libvirt's unit", path)
+        )
+    return size // 1024
+
+
+def _bandwidth(spec: BandwidthSpec, attach: str, path: KeyPath, problems: list[Diagnostic]) -> Bandwidth:
+    inbound, outbound = spec.inbound, spec.outbound
+    if inbound is not None:
+        ipath = (*path, "inbound")
+        if inbound.floor is not None:
+            where = "a bridge" if attach == "bridge" else "a network that forwards to a host bridge"
+            problems.append(
+                Diagnostic(
+                    "floor is honoured by libvirt only on interfaces of NAT, routed or isolated libvirt "
+                    f"networks; this interface attaches to {where}, where libvirt refuses it",
+                    (*ipath, "floor"),
+                )
+            )
+        if inbound.average is None and (inbound.peak is not None or inbound.burst is not None):
+            problems.append(Diagnostic("inbound peak and burst need an average", ipath))
+        if inbound.peak is not None and inbound.average is not None and inbound.peak < inbound.average:
+            problems.append(Diagnostic("inbound peak is below the average", (*ipath, "peak")))
+    if outbound is not None:
+        opath = (*path, "outbound")
+        if outbound.peak is not None:
+            problems.append(
+                Diagnostic(
+                    "libvirt ignores peak on outbound traffic (it is policed, not shaped); leave it out",
+                    (*opath, "peak"),
+                )
+            )
+        if outbound.average is None and outbound.burst is not None:
+            problems.append(Diagnostic("outbound burst needs an average", opath))
+    return Bandwidth(
+        inbound_average=_kilobytes(
+            inbound.average if inbound else None, (*path, "inbound", "average"), problems
+        ),
+        inbound_peak=_kilobytes(inbound.peak if inbound else None, (*path, "inbound", "peak"), problems),
+        inbound_burst=_kib(inbound.burst if inbound else None, (*path, "inbound", "burst"), problems),
+        outbound_average=_kilobytes(
+            outbound.average if outbound else None, (*path, "outbound", "average"), problems
+        ),
+        outbound_burst=_kib(outbound.burst if outbound else None, (*path, "outbound", "burst"), problems),
+    )

@@ -1,0 +1,168 @@
+"""cloud-init NoCloud seeds: user-data, meta-data and network-config for every guest.
+
+YAML from data (yaml.safe_dump), never from a text template. cloud-init 22.4 has no
+sysctl or ethtool module and runs `bootcmd` before `write_files`, so tuning files are
+written with write_files and applied from runcmd on the first boot. Its networkd renderer
+drops accept-ra, link-local and offloads from network-config (FACTS): IPv6-off is a
+sysctl drop-in, not a network-config setting. user-data may carry password hashes and
+keys, so it is written 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from generator.plan.types import GuestNic, GuestPlan, Plan
+from generator.renderers import yamltext
+from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
+from generator.templating import GENERATED
+from generator.templating import render as render_template
+
+SYSCTL = "/etc/sysctl.d/90-kvmnet.conf"
+CHANNELS_SCRIPT = "/usr/local/sbin/kvmnet-nic-tuning"
+CHANNELS_UNIT = "/etc/systemd/system/kvmnet-nic-tuning.service"
+#: Sorts before cloud-init's and udev's own .link files: only the first match applies.
+LINK_PREFIX = "/etc/systemd/network/05-kvmnet-"
+
+
+def _dump(data: Any) -> str:
+    return yamltext.dump(data)
+
+
+def _tuned(nic: GuestNic) -> bool:
+    return nic.channels is not None or nic.rx_ring is not None
+
+
+def user_data(guest: GuestPlan) -> str:
+    files: list[dict[str, str]] = []
+    runcmd: list[list[str]] = []
+    if guest.ipv6 == "disabled":
+        files.append(
+            {
+                "path": SYSCTL,
+                "permissions": "0644",
+                "content": render_template("cloudinit/sysctl.conf.j2", guest=guest),
+            }
+        )
+        runcmd.append(["sysctl", "--system"])
+    tuned = [nic for nic in guest.nics if _tuned(nic)]
+    for nic in tuned:
+        files.append(
+            {
+                "path": f"{LINK_PREFIX}{nic.name}.link",
+                "permissions": "0644",
+                "content": render_template("cloudinit/nic.link.j2", nic=nic),
+            }
+        )
+    if tuned:
+        files.append(
+            {
+                "path": CHANNELS_SCRIPT,
+                "permissions": "0755",
+                "content": render_template("cloudinit/nic-tuning.sh.j2", nics=tuned),
+            }
+        )
+        files.append(
+            {
+                "path": CHANNELS_UNIT,
+                "permissions": "0644",
+                "content": render_template("cloudinit/nic-tuning.service.j2", script=CHANNELS_SCRIPT),
+            }
+        )
+        # .link files apply on udev "add" events only; the unit covers kernels that
+        # ignore CombinedChannels= (and applies the same values right away).
+        runcmd += [
+            ["udevadm", "trigger", "--action=add", "--subsystem-match=net"],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", CHANNELS_UNIT.rsplit("/", 1)[1]],
+        ]
+    data: dict[str, Any] = {"hostname": guest.hostname, "preserve_hostname": False}
+    if guest.users:
+        data["users"] = [_user(u) for u in guest.users]
+    extra: dict[str, Any] = json.loads(guest.cloud_config)
+    own: dict[str, list[Any]] = {
+        "write_files": list(files),
+        "runcmd": list(runcmd),
+        "bootcmd": [],
+        "packages": [],
+    }
+    for key, items in own.items():
+        combined = [*items, *extra.pop(key, [])]  # the profile's extra entries after kvmnet's
+        if combined:
+            data[key] = combined
+    data.update(extra)
+    return f"#cloud-config\n# {GENERATED}\n" + _dump(data)
+
+
+def _user(user: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": user.name, "shell": user.shell, "lock_passwd": user.passwd is None}
+    if user.passwd:
+        entry["hashed_passwd"] = user.passwd
+    if user.sudo:
+        entry["sudo"] = "ALL=(ALL) NOPASSWD:ALL"
+    if user.groups:
+        entry["groups"] = list(user.groups)
+    if user.ssh_keys:
+        entry["ssh_authorized_keys"] = list(user.ssh_keys)
+    return entry
+
+
+def network_config(guest: GuestPlan) -> str:
+    ethernets: dict[str, Any] = {}
+    for nic in guest.nics:
+        entry: dict[str, Any] = {"match": {"macaddress": nic.mac}, "set-name": nic.name, "mtu": nic.mtu}
+        if nic.addresses:
+            entry["addresses"] = list(nic.addresses)
+        if nic.routes:
+            # cloud-init 22.4 does not take `to: default` (it fails on "Address default is not
+            # a valid ip address"): the plan writes 0.0.0.0/0.
+            entry["routes"] = [_route(r) for r in nic.routes]
+        if nic.dns or nic.domains:
+            entry["nameservers"] = {
+                **({"addresses": list(nic.dns)} if nic.dns else {}),
+                **({"search": list(nic.domains)} if nic.domains else {}),
+            }
+        entry["dhcp4"] = nic.dhcp4
+        if guest.ipv6 == "disabled":
+            entry["dhcp6"] = False
+            entry["accept-ra"] = False
+        if nic.optional:
+            # A NIC listed but missing would hold the boot for two minutes.
+            entry["optional"] = True
+        ethernets[nic.name] = entry
+    return f"# {GENERATED}\n" + _dump({"version": 2, "ethernets": ethernets})
+
+
+def _route(route: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"to": route.destination}
+    if route.gateway:
+        out["via"] = route.gateway
+    if route.metric is not None:
+        out["metric"] = route.metric
+    return out
+
+
+def meta_data(guest: GuestPlan, user: str, network: str) -> str:
+    # A new instance-id makes cloud-init run its once-per-instance modules again: derived
+    # from the content, so a changed seed is applied and an unchanged one is not.
+    digest = hashlib.sha256(f"{guest.host}/{guest.name}\n{user}\n{network}".encode()).hexdigest()[:16]
+    return f"# {GENERATED}\n" + _dump(
+        {"instance-id": f"iid-kvmnet-{digest}", "local-hostname": guest.hostname}
+    )
+
+
+def files_for(guest: GuestPlan) -> list[Artifact]:
+    base = f"guests/{guest.name}/nocloud"
+    user = user_data(guest)
+    network = network_config(guest)
+    return [
+        Artifact.text(f"{base}/user-data", user, MODE_SECRET),
+        Artifact.text(f"{base}/meta-data", meta_data(guest, user, network), MODE_FILE),
+        Artifact.text(f"{base}/network-config", network, MODE_FILE),
+    ]
+
+
+def render(plan: Plan) -> list[Artifact]:
+    return [artifact for guest in plan.guests for artifact in files_for(guest)]
