@@ -1,0 +1,175 @@
+"""Guest planning: defaults, derived values (MAC, queues, channels, MTU), and warnings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator.cli import run
+from generator.errors import KvmnetError
+from generator.plan.guests import mac_for
+from generator.plan.types import GuestPlan
+from tests.test_plan import errors_of, plan_of
+
+HOST = """
+hosts:
+  hv1:
+    network:
+      ethernets:
+        eno1: {mtu: 1500, addresses: [192.0.2.1/24]}
+      tunnels:
+        vx5: {mode: vxlan, id: 5, link: eno1}
+      bridges:
+        br-ovl: {interfaces: [vx5], mtu: auto}
+        br-jumbo: {mtu: 9000}
+"""
+
+
+def guest(text: str, name: str = "g1") -> GuestPlan:
+    return next(g for g in plan_of(HOST + text).guests if g.name == name)
+
+
+def test_defaults_and_derived_values() -> None:
+    g = guest("guests:\n  g1:\n    host: hv1\n    interfaces: [{bridge: br-ovl}]\n")
+    assert (g.vcpus, g.memory_kib, g.machine, g.firmware, g.virt_type) == (
+        2,
+        2 * 1024 * 1024,
+        "q35",
+        "bios",
+        "kvm",
+    )
+    (nic,) = g.nics
+    assert nic.mtu == 1450  # the bridge's MTU, itself the VXLAN's: 1500 - 50
+    assert nic.queues == nic.channels == 2  # one queue pair per vCPU
+    assert nic.mac == mac_for("hv1", "g1", 0)
+    assert nic.dhcp4 is True  # no addresses: DHCP
+    assert g.disk_path == "/var/lib/libvirt/images/g1.qcow2"
+
+
+def test_defaults_guest_merges_under_every_guest() -> None:
+    plan = plan_of(
+        HOST
+        + """
+defaults:
+  guest: {vcpus: 8, memory: 8GiB, ipv6: disabled}
+guests:
+  a: {host: hv1}
+  b: {host: hv1, vcpus: 2}
+"""
+    )
+    a, b = plan.guests
+    assert (a.vcpus, a.memory_kib, a.ipv6) == (8, 8 * 1024 * 1024, "disabled")
+    assert (b.vcpus, b.ipv6) == (2, "disabled")
+
+
+def test_macs_are_stable_and_distinct() -> None:
+    macs = {mac_for(h, g, i) for h in ("hv1", "hv2") for g in ("a", "b", "c") for i in range(4)}
+    assert len(macs) == 24
+    assert all(m.startswith("52:54:00:") for m in macs)
+    assert mac_for("hv1", "a", 0) == mac_for("hv1", "a", 0)
+
+
+def test_channels_are_the_smaller_of_queues_and_vcpus() -> None:
+    g = guest(
+        "guests:\n  g1:\n    host: hv1\n    vcpus: 8\n    interfaces: [{bridge: br-jumbo, queues: 4}]\n"
+    )
+    assert (g.nics[0].queues, g.nics[0].channels) == (4, 4)
+    assert g.nics[0].mtu == 9000
+
+
+def test_more_queues_than_vcpus_is_a_warning_not_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        HOST
+        + "guests:\n  g1:\n    host: hv1\n    vcpus: 2\n    interfaces: [{bridge: br-jumbo, queues: 16}]\n"
+    )
+    g = guest(text[len(HOST) :])
+    assert (g.nics[0].queues, g.nics[0].channels) == (16, 2)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(text)
+    assert run(["validate", str(profile)]) == 0
+    err = capsys.readouterr().err
+    assert f"{profile}:16:45: guests.g1.interfaces[0].queues: warning: 16 queue pairs for 2 vCPUs" in err
+
+
+def test_second_and_later_nics_are_optional_at_boot() -> None:
+    g = guest("guests:\n  g1:\n    host: hv1\n    interfaces: [{bridge: br-ovl}, {bridge: br-jumbo}]\n")
+    assert [n.optional for n in g.nics] == [False, True]
+    assert [n.name for n in g.nics] == ["eth0", "eth1"]
+
+
+def test_plaintext_password_is_refused_without_being_echoed() -> None:
+    errors = errors_of(
+        HOST + "guests:\n  g1:\n    host: hv1\n    users: [{name: ops, passwd: hunter2hunter2}]\n"
+    )
+    assert len(errors) == 1
+    assert "passwd must be a crypt(3) hash" in errors[0]
+    assert "hunter2" not in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("interface", "message"),
+    [
+        ("{bridge: br-ovl, mtu: 1500}", "MTU 1500 is above what br-ovl carries (1450)"),
+        ("{bridge: br-nope}", "bridge 'br-nope' does not exist on host hv1 (its bridges: br-jumbo, br-ovl)"),
+        ("{network: eno1}", "network (kvmnet defines one per bridge) 'eno1' does not exist on host hv1"),
+        ("{bridge: br-ovl, network: br-jumbo}", "give exactly one of bridge:"),
+        ("{bridge: br-ovl, queues: 257}", "queues must be 1–256"),
+        ("{bridge: br-ovl, model: e1000e, queues: 2}", "queues need a virtio NIC"),
+        ("{bridge: br-ovl, rx-ring: 2048}", "rx-ring must be one of 256, 512, 1024"),
+        ("{bridge: br-ovl, tx-ring: 512}", "honoured only for vhost-user"),
+        ("{bridge: br-ovl, target: vnet7}", "libvirt silently replaces"),
+        ("{bridge: br-ovl, vlan: 100}", "libvirt 9.0 on hv1 cannot tag a guest's port on a Linux bridge"),
+        (
+            "{bridge: br-ovl, bandwidth: {inbound: {average: 100kbit}}}",
+            "not a whole number of kilobytes per second (12.5)",
+        ),
+        (
+            "{bridge: br-ovl, bandwidth: {inbound: {average: 1Mbit, burst: 1000B}}}",
+            "not a whole number of KiB",
+        ),
+        (
+            "{bridge: br-ovl, bandwidth: {inbound: {average: 1Mbit, floor: 1Mbit}}}",
+            "floor is honoured by libvirt only",
+        ),
+        (
+            "{bridge: br-ovl, bandwidth: {outbound: {average: 1Mbit, peak: 2Mbit}}}",
+            "ignores peak on outbound",
+        ),
+    ],
+)
+def test_rules_beyond_libvirts_schema(interface: str, message: str) -> None:
+    errors = errors_of(HOST + f"guests:\n  g1:\n    host: hv1\n    interfaces: [{interface}]\n")
+    assert any(message in e for e in errors), errors
+
+
+def test_a_newer_libvirt_takes_a_vlan_tag() -> None:
+    text = HOST.replace("  hv1:\n", "  hv1:\n    libvirt-version: '11.0'\n")
+    plan = plan_of(text + "guests:\n  g1:\n    host: hv1\n    interfaces: [{bridge: br-ovl, vlan: 100}]\n")
+    assert plan.guests[0].nics[0].vlan == 100
+
+
+def test_duplicate_macs_and_taps_are_refused() -> None:
+    with pytest.raises(KvmnetError) as info:
+        plan_of(
+            HOST
+            + """
+guests:
+  a: {host: hv1, interfaces: [{bridge: br-ovl, mac: "52:54:00:00:00:01", target: tap-a}]}
+  b: {host: hv1, interfaces: [{bridge: br-ovl, mac: "52:54:00:00:00:01", target: tap-a}]}
+"""
+        )
+    text = "\n".join(d.format() for d in info.value.diagnostics)
+    assert "MAC 52:54:00:00:00:01 is already used by guests.a.interfaces.0" in text
+    assert "tap tap-a is already used on host hv1 by guests.a.interfaces.0" in text
+
+
+def test_extra_cloud_config_is_checked() -> None:
+    errors = errors_of(
+        HOST + "guests:\n  g1:\n    host: hv1\n    cloud-config: {packges: [htop], hostname: x}\n"
+    )
+    joined = "\n".join(errors)
+    assert "'packges' is not a cloud-config key cloud-init 22.4 knows; did you mean 'packages'?" in joined
+    assert "hostname is written by kvmnet" in joined
