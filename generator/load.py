@@ -42,7 +42,33 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "timestamp"))
 _COLLECTION_TAGS = frozenset(("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"))
 
-Data = Any  # str | None | Mapping[str, Data] | tuple[Data, ...]
+Data = Any  # Text | None | Mapping[str, Data] | tuple[Data, ...]
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class Text(str):
+    """A scalar as the user wrote it, remembering what YAML itself would have made of it.
+
+    The model converts text per field, as netplan does; where a profile carries data for
+    another YAML consumer (extra cloud-config), `typed()` gives back the value cloud-init's
+    own `yaml.safe_load` would see: `true` a boolean, `5` a number, `"5"` a string.
+    """
+
+    __slots__ = ("yaml_tag",)
+    yaml_tag: str
+
+    def __new__(cls, value: str, yaml_tag: str) -> Text:
+        text = super().__new__(cls, value)
+        text.yaml_tag = yaml_tag
+        return text
+
+    def typed(self) -> object:
+        if self.yaml_tag in (_STR_TAG, "tag:yaml.org,2002:timestamp"):
+            return str(self)
+        loaded: object = yaml.safe_load(str(self))
+        return loaded
+
+
 #: (line, column), both 1-based.
 Mark = tuple[int, int]
 
@@ -189,8 +215,7 @@ class _Walker:
             if tag == _NULL_TAG:
                 return None
             if tag in _PLAIN_TAGS:
-                value: str = node.value
-                return value
+                return Text(node.value, tag if not node.style else _STR_TAG)  # quoted: text
             self.problems.append(self._bad_tag(node, path))
             return None
         if depth >= MAX_DEPTH:

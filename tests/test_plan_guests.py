@@ -173,3 +173,28 @@ def test_extra_cloud_config_is_checked() -> None:
     joined = "\n".join(errors)
     assert "'packges' is not a cloud-config key cloud-init 22.4 knows; did you mean 'packages'?" in joined
     assert "hostname is written by kvmnet" in joined
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "{password: hunter2hunter2}",
+        "{chpasswd: {list: ['root:hunter2hunter2']}}",
+        '{chpasswd: {list: "root:hunter2hunter2\\nops:RANDOM"}}',
+        "{chpasswd: {users: [{name: root, password: hunter2hunter2, type: text}]}}",
+    ],
+)
+def test_plain_passwords_in_extra_cloud_config_are_refused_without_echo(extra: str) -> None:
+    errors = errors_of(HOST + f"guests:\n  g1:\n    host: hv1\n    cloud-config: {extra}\n")
+    assert errors and all("plain passwords are refused" in e for e in errors), errors
+    assert not any("hunter2" in e for e in errors)
+
+
+def test_hashed_and_random_passwords_in_extra_cloud_config_pass() -> None:
+    digest = (
+        "$6$kvmnetsalt$Zr1Z0yB4q4d0ZzE2Xbq9oU4c6m7Y3v9QnQd3F2j0wR1yqHn6C8lJ5tT7uKx0aP2sD4fG6hJ8kL0zX2cV4bN6m."
+    )
+    g = guest(
+        f"guests:\n  g1:\n    host: hv1\n    cloud-config: {{chpasswd: {{list: ['root:{digest}', 'ops:RANDOM']}}}}\n"
+    )
+    assert "RANDOM" in g.cloud_config

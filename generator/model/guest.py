@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
+from generator.load import Text
 from generator.model.base import Items, StrictModel
 from generator.model.network import Nameservers, Route
 from generator.model.types import (
@@ -208,6 +209,17 @@ class Disk(StrictModel):
     bus: Literal["virtio", "scsi", "sata"] = "virtio"
 
 
+def _yaml_typed(value: Any) -> Any:
+    """Extra cloud-config with YAML's own types (the loader keeps scalars as text)."""
+    if isinstance(value, Text):
+        return value.typed()
+    if isinstance(value, dict):
+        return {str(k): _yaml_typed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_yaml_typed(v) for v in value]
+    return value
+
+
 class GuestSettings(StrictModel):
     """Everything a guest takes besides its host; `defaults.guest` has the same keys."""
 
@@ -223,7 +235,7 @@ class GuestSettings(StrictModel):
     users: Items[User] | None = None
     hostname: Label | None = None
     #: Extra cloud-config merged into the user-data (top-level keys of cloud-init 22.4).
-    cloud_config: dict[str, Any] | None = None
+    cloud_config: Annotated[dict[str, Any], BeforeValidator(_yaml_typed)] | None = None
 
 
 class Guest(GuestSettings):

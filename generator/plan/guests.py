@@ -11,10 +11,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 
+from pydantic_core import PydanticCustomError
+
 from generator.errors import Diagnostic, KeyPath
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
 from generator.model.guest import Bandwidth as BandwidthSpec
-from generator.model.guest import Guest, GuestInterface
+from generator.model.guest import Guest, GuestInterface, _password_hash
 from generator.model.types import interface_name_problem
 from generator.plan.types import Bandwidth, GuestNic, GuestPlan, HostPlan, Kind, Route, UserPlan
 
@@ -169,7 +171,44 @@ def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Dia
             )
         elif key in EXTENDABLE and not isinstance(value, list):
             problems.append(Diagnostic(f"{key} must be a list (it is added to kvmnet's own)", (*path, key)))
+    problems.extend(_plain_passwords(extra, path))
     return json.dumps(extra, sort_keys=True)
+
+
+def _is_hash(value: object) -> bool:
+    try:
+        _password_hash(value)
+    except PydanticCustomError:
+        return False
+    return True
+
+
+def _plain_passwords(extra: Mapping[str, object], path: KeyPath) -> list[Diagnostic]:
+    """Passwords in extra cloud-config: crypt hashes (or cloud-init's RANDOM) only, as for users.
+
+    Messages never repeat the value: it may be a real password.
+    """
+    found = []
+    message = "plain passwords are refused: give a crypt(3) hash (`mkpasswd -m sha-512`) or RANDOM"
+    if "password" in extra and not _is_hash(extra["password"]):
+        found.append(Diagnostic(message, (*path, "password")))
+    chpasswd = extra.get("chpasswd")
+    if isinstance(chpasswd, Mapping):
+        entries = chpasswd.get("list")
+        lines = (
+            entries.splitlines() if isinstance(entries, str) else entries if isinstance(entries, list) else []
+        )
+        for index, line in enumerate(lines):
+            given = str(line).partition(":")[2]
+            if given not in ("RANDOM", "R") and not _is_hash(given):
+                found.append(Diagnostic(message, (*path, "chpasswd", "list", index)))
+        users = chpasswd.get("users")
+        for index, user in enumerate(users if isinstance(users, list) else []):
+            if isinstance(user, Mapping) and user.get("type", "hash") != "RANDOM":
+                secret = user.get("password")
+                if user.get("type") == "text" or (secret is not None and not _is_hash(secret)):
+                    found.append(Diagnostic(message, (*path, "chpasswd", "users", index, "password")))
+    return found
 
 
 def _nic(

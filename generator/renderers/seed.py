@@ -29,7 +29,9 @@ _MODULES = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib)
 
 @contextmanager
 def _fixed_clock() -> Iterator[None]:
-    clock = SimpleNamespace(time=lambda: 0.0, localtime=time.gmtime, gmtime=time.gmtime)
+    clock = SimpleNamespace(
+        time=lambda: 0.0, localtime=time.gmtime, gmtime=time.gmtime, strftime=time.strftime
+    )
     # The modules hold `time` as a global of their own (`import time`): swap that name.
     saved = [(module, getattr(module, "time")) for module in _MODULES]  # noqa: B009
     for module in _MODULES:

@@ -20,6 +20,8 @@ def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _str)
+# and str subclasses (profile text is read as load.Text, a str that remembers its tag)
+_Dumper.add_multi_representer(str, _str)
 
 
 def dump(data: Any) -> str:
