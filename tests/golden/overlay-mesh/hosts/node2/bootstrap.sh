@@ -348,7 +348,9 @@ touched 'etc/kvmnet/kernel-cmdline' 'etc/default/grub.d/*' && boot_changes=1
 # --- 3. apply -----------------------------------------------------------------------
 
 say "$HOST: ${#added[@]} new, ${#changed[@]} changed, ${#removed[@]} removed, ${#remode[@]} mode-only ($MODE)"
-BACKUP=$STATE/backup/$(date -u +%Y%m%dT%H%M%SZ)-$$
+# Nanoseconds, so that names sort in the order the runs happened (two runs in one second
+# would otherwise sort by PID, which is not time order).
+BACKUP=$STATE/backup/$(date -u +%Y%m%dT%H%M%S.%NZ)-$$
 if ((!DRY_RUN)); then
   mkdir -p -- "$BACKUP/files"
   chmod 0700 -- "$STATE/backup"
