@@ -115,7 +115,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             err.print(warning.format(severity="warning"), markup=False)
         if args.command == "validate":
             out.print(
-                f"{profile}: ok ({len(planned.plan.hosts)} host(s), {len(planned.plan.overlays)} overlay(s))"
+                f"{profile}: ok ({len(planned.plan.hosts)} host(s), {len(planned.plan.overlays)} overlay(s), "
+                f"{len(planned.plan.guests)} guest(s))"
             )
             return EXIT_OK
         if args.command == "plan":

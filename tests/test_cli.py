@@ -169,7 +169,7 @@ def test_output_is_identical_across_hash_seeds(profile: Path, tmp_path: Path) ->
 
 def test_validate_plan_schema_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["validate", str(DEFAULT)]) == 0
-    assert "ok (2 host(s), 1 overlay(s))" in capsys.readouterr().out
+    assert "ok (2 host(s), 1 overlay(s), 2 guest(s))" in capsys.readouterr().out
     assert run(["plan", str(DEFAULT), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert [h["name"] for h in plan["hosts"]] == ["hv1", "hv2"]

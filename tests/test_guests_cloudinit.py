@@ -464,6 +464,9 @@ def test_network_config_cloud_init_networkd(
         [match] = unit.named("Match")
         assert match.get("Name") == (nic.name,), unit.label
         assert link_value(unit, "MTUBytes") == nic.mtu, unit.label
+        # Every planned route arrives, and nothing else (cloud-init 22.4 reads only to and via).
+        routes = {(r.get("Destination"), r.get("Gateway")) for r in unit.named("Route")}
+        assert routes == {(r.destination, r.gateway) for r in nic.routes}, unit.label
 
 
 # --- write_files: .link files ------------------------------------------------------------

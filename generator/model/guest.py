@@ -9,19 +9,21 @@ depends on the host (the bridge exists, its MTU) is checked in the plan.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from generator.load import Text
 from generator.model.base import Items, StrictModel
-from generator.model.network import Nameservers, Route
+from generator.model.network import Nameservers
 from generator.model.types import (
     Flag,
     InterfaceName,
+    IPAddress,
     IPInterface,
     Label,
     MacAddress,
+    RouteDestination,
     fail,
     ranged,
 )
@@ -37,6 +39,12 @@ class Inbound(StrictModel):
 
 
 class Outbound(StrictModel):
+    #: Known to libvirt but refused by it here: say why rather than "unknown key".
+    REFUSED_KEYS: ClassVar[dict[str, str]] = {
+        "floor": "libvirt guarantees a floor on inbound traffic only ('floor' attribute allowed "
+        "only in <inbound> element); leave it out"
+    }
+
     average: Rate | None = None
     #: Accepted by libvirt's schema but ignored (outbound traffic is policed, not shaped).
     peak: Rate | None = None
@@ -109,6 +117,25 @@ GuestMtu = Annotated[
 ]
 
 
+_ROUTE_DROPPED = (
+    "cloud-init 22.4 reads only to and via from a network-config route and drops the rest "
+    "(seen with its networkd renderer)"
+)
+
+
+class GuestRoute(StrictModel):
+    """A route in the guest's network-config: what cloud-init 22.4 carries over from v2
+    (`network_state._v2_common` keeps `to` and `via`; metric, table... are dropped)."""
+
+    #: netplan route keys cloud-init would drop without a word.
+    REFUSED_KEYS: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("metric", "from", "on-link", "table", "scope", "type"), _ROUTE_DROPPED
+    )
+
+    to: RouteDestination
+    via: IPAddress | None = None
+
+
 class GuestInterface(StrictModel):
     #: A bridge of the guest's host (`<interface type='bridge'>`), or
     bridge: InterfaceName | None = None
@@ -131,7 +158,7 @@ class GuestInterface(StrictModel):
     vlan: Annotated[int, ranged(1, 4094, "VLAN id")] | None = None
     # Guest-side addressing, in netplan's words (the network-config of the seed).
     addresses: Items[IPInterface] = ()
-    routes: Items[Route] = ()
+    routes: Items[GuestRoute] = ()
     nameservers: Nameservers | None = None
     dhcp4: Flag | None = None
 

@@ -166,6 +166,9 @@ def translate(error: ErrorDetails, data: Any, root: type[BaseModel]) -> Diagnost
         key = str(loc[-1])
         model = model_at(root, loc[:-1])
         keys = valid_keys(model) if model else []
+        refused: Mapping[str, str] = getattr(model, "REFUSED_KEYS", {}) if model else {}
+        if key in refused:
+            return Diagnostic(f"{key!r} is refused here: {refused[key]}", path, on_key=True)
         if key in NETPLAN_UNSUPPORTED:
             message = f"netplan key {key!r} is not supported by kvmnet"
         else:

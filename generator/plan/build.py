@@ -9,7 +9,7 @@ from generator.model.network import Bond, Bridge, Ethernet, GretapTunnel, GreTun
 from generator.model.network import Route as RouteSpec
 from generator.model.profile import Host, Profile
 from generator.plan.chain import MtuSolver
-from generator.plan.devices import Dev, HostDevices, collect, port_options
+from generator.plan.devices import Dev, GuestTap, HostDevices, TapPort, collect, port_options
 from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
 from generator.plan.mtu import overhead
 from generator.plan.overlays import OverlayDraft, expand, tunnel_settings
@@ -46,8 +46,9 @@ def make_plan(profile: Profile) -> Plan:
     problems: list[Diagnostic] = []
     tables = {name: collect(name, host.network, problems) for name, host in sorted(profile.hosts.items())}
     drafts = expand(dict(profile.overlays), tables, problems)
-    for table in tables.values():
-        port_options(table, problems)
+    taps = _guest_taps(profile)
+    for name, table in tables.items():
+        port_options(table, taps.get(name, {}), problems)
         _unique_vnis(table, problems)
         _filtered_vlans(table, problems)
     solver = MtuSolver(tables, drafts, problems)
@@ -66,6 +67,38 @@ def make_plan(profile: Profile) -> Plan:
     return Plan(hosts=hosts, overlays=overlays, guests=guests, warnings=tuple(dict.fromkeys(warnings)))
 
 
+def _guest_taps(profile: Profile) -> dict[str, dict[str, GuestTap]]:
+    """Per host, the taps guests name with `target:`, and the bridge each joins."""
+    out: dict[str, dict[str, GuestTap]] = {}
+    for guest_name, guest in sorted(profile.guests.items()):
+        for index, nic in enumerate(guest.interfaces or ()):
+            bridge = nic.bridge or nic.network
+            if nic.target is not None and bridge is not None:
+                origin = ("guests", guest_name, "interfaces", index)
+                out.setdefault(guest.host, {}).setdefault(nic.target, GuestTap(bridge, origin))
+    return out
+
+
+def _tap_port(port: TapPort, bridge: Interface, ipv6: bool) -> Interface:
+    """A guest tap as a bridge port: networkd applies its VLANs when libvirt creates it."""
+    return Interface(
+        id=port.tap,
+        kind=Kind.TAP,
+        origin=port.origin,
+        name=port.tap,
+        match=Match(name=port.tap),
+        mtu=bridge.mtu,  # libvirt gives the tap its bridge's MTU
+        mtu_written=None,
+        link_local="no",
+        accept_ra=None if ipv6 else False,
+        # The guest may be shut off when the host boots: never wait for its tap.
+        required_for_online=False,
+        master=bridge.id,
+        master_kind=Kind.BRIDGE,
+        port_vlans=port.vlans,
+    )
+
+
 def _host(
     name: str,
     spec: Host,
@@ -79,6 +112,8 @@ def _host(
         _interface(table, table.devs[i], solver, drafts, problems, ipv6) for i in sorted(table.devs)
     )
     tc = plan_tc(name, spec, {i.id: i for i in interfaces}, problems)
+    by_id = {i.id: i for i in interfaces}
+    taps = tuple(_tap_port(p, by_id[p.bridge], ipv6) for p in sorted(table.tap_ports, key=lambda p: p.tap))
     return HostPlan(
         name=name,
         interfaces=interfaces,
@@ -92,6 +127,7 @@ def _host(
             disk=spec.install.disk,
             timezone=spec.install.timezone,
         ),
+        tap_ports=taps,
     )
 
 

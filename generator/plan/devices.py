@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from generator.errors import Diagnostic, KeyPath
+from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.network import (
     Bond,
     Bridge,
@@ -60,6 +61,24 @@ class Dev:
         return str(self.origin[3]) if len(self.origin) > 3 else ""
 
 
+@dataclass(frozen=True, slots=True)
+class GuestTap:
+    """A tap a guest names with `target:`; libvirt creates it and adds it to `bridge`."""
+
+    bridge: str
+    origin: KeyPath  # the guest interface
+
+
+@dataclass(frozen=True, slots=True)
+class TapPort:
+    """A guest tap listed in a VLAN-aware bridge's `kvmnet.ports`."""
+
+    tap: str
+    bridge: str
+    origin: KeyPath
+    vlans: PortVlans | None
+
+
 @dataclass
 class HostDevices:
     """Every device of one host, by id, plus the host's static addresses."""
@@ -67,6 +86,7 @@ class HostDevices:
     host: str
     devs: dict[str, Dev]
     addresses: dict[str, str]  # IP address (no prefix) -> device id
+    tap_ports: list[TapPort] = field(default_factory=list)
 
     def path(self, *rest: str | int) -> KeyPath:
         return ("hosts", self.host, "network", *rest)
@@ -275,24 +295,34 @@ def _port_vlans(
     return PortVlans(vlans=vlans, pvid=pvid, untagged=untagged)
 
 
-def port_options(table: HostDevices, problems: list[Diagnostic]) -> None:
-    """Apply `kvmnet.ports` of VLAN-aware bridges; runs after overlays added their ports."""
+def port_options(table: HostDevices, taps: Mapping[str, GuestTap], problems: list[Diagnostic]) -> None:
+    """Apply `kvmnet.ports` of VLAN-aware bridges; runs after overlays added their ports.
+
+    A port may also be a guest's tap (`target:` of a guest interface on this bridge): with
+    libvirt before 11.0 this is how a guest's port gets its VLANs on a Linux bridge.
+    """
     for dev in table.devs.values():
         if not isinstance(dev.spec, Bridge) or dev.spec.kvmnet is None:
             continue
         for port, cfg in sorted(dev.spec.kvmnet.ports.items()):
             path = (*dev.origin, "kvmnet", "ports", port)
-            if port not in dev.ports:
-                problems.append(
-                    Diagnostic(
-                        f"{port!r} is not a port of bridge {dev.id} "
-                        f"(ports: {', '.join(dev.ports) or 'none'})",
-                        path,
-                        on_key=True,
-                    )
-                )
+            vlans = _port_vlans(cfg.vlans, cfg.pvid, cfg.untagged, path, problems)
+            if port in dev.ports:
+                table.devs[port].port_vlans = vlans
                 continue
-            table.devs[port].port_vlans = _port_vlans(cfg.vlans, cfg.pvid, cfg.untagged, path, problems)
+            tap = taps.get(port)
+            if tap is not None and tap.bridge == dev.id:
+                table.tap_ports.append(TapPort(port, dev.id, path, vlans))
+                continue
+            if tap is not None:
+                why = f"the tap of {format_path(tap.origin)}, which attaches to {tap.bridge}, not {dev.id}"
+            else:
+                mine = sorted(name for name, t in taps.items() if t.bridge == dev.id)
+                why = (
+                    f"not a port of bridge {dev.id} (ports: {', '.join(dev.ports) or 'none'}; guest taps "
+                    f"on it: {', '.join(mine) or 'none'}, named by a guest interface's target:)"
+                )
+            problems.append(Diagnostic(f"{port!r} is {why}", path, on_key=True))
 
 
 def _stack(

@@ -10,17 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 
 from pydantic_core import PydanticCustomError
 
-from generator.errors import Diagnostic, KeyPath
+from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
 from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.guest import Guest, GuestInterface, _password_hash
 from generator.model.types import interface_name_problem
-from generator.plan.types import Bandwidth, GuestNic, GuestPlan, HostPlan, Kind, Route, UserPlan
+from generator.plan.types import (
+    Bandwidth,
+    GuestNic,
+    GuestPlan,
+    HostPlan,
+    Interface,
+    Kind,
+    Route,
+    UserPlan,
+)
 
-MAX_QUEUES = 256  # QEMU's virtio-net limit; libvirt's schema accepts more
+MAX_QUEUES = 256  # a tap has at most 256 queues (the kernel's MAX_TAP_QUEUES); libvirt's schema takes more
 RINGS = (256, 512, 1024)  # rx_queue_size QEMU accepts for virtio-net
 RESERVED_TAPS = ("vnet", "vif", "macvtap", "macvlan")  # libvirt silently renames these
 IMAGES = "/var/lib/libvirt/images"
@@ -64,23 +74,19 @@ def plan_guests(
             first = macs.setdefault(nic.mac, nic_path)
             if first != nic_path:
                 problems.append(
-                    Diagnostic(f"MAC {nic.mac} is already used by {_dotted(first)}", (*nic_path, "mac"))
+                    Diagnostic(f"MAC {nic.mac} is already used by {format_path(first)}", (*nic_path, "mac"))
                 )
             if nic.target:
                 tap = taps.setdefault((host.name, nic.target), nic_path)
                 if tap != nic_path:
                     problems.append(
                         Diagnostic(
-                            f"tap {nic.target} is already used on host {host.name} by {_dotted(tap)}",
+                            f"tap {nic.target} is already used on host {host.name} by {format_path(tap)}",
                             (*nic_path, "target"),
                         )
                     )
         out.append(plan)
     return tuple(out)
-
-
-def _dotted(path: KeyPath) -> str:
-    return ".".join(str(p) for p in path)
 
 
 def _guest(
@@ -252,7 +258,11 @@ def _nic(
         queues = min(vcpus, MAX_QUEUES) if virtio else None
     elif not virtio:
         problems.append(
-            Diagnostic(f"queues need a virtio NIC; model {spec.model} has one queue", (*path, "queues"))
+            Diagnostic(
+                f"queues need a virtio NIC; model {spec.model} has one queue (use model: virtio, or leave "
+                "queues out)",
+                (*path, "queues"),
+            )
         )
     else:
         assert isinstance(spec.queues, int)
@@ -260,8 +270,8 @@ def _nic(
         if not 1 <= queues <= MAX_QUEUES:
             problems.append(
                 Diagnostic(
-                    f"queues must be 1–{MAX_QUEUES} (QEMU's virtio-net limit; libvirt's schema would take "
-                    f"{queues} and the guest would fail to start), got {queues}",
+                    f"queues must be 1–{MAX_QUEUES} (a tap has at most {MAX_QUEUES} queues; libvirt's schema "
+                    f"would take {queues} and the guest would fail to start), got {queues}",
                     (*path, "queues"),
                 )
             )
@@ -294,30 +304,27 @@ def _nic(
                 (*path, "tx-ring"),
             )
         )
-    if spec.target is not None:
-        problem = interface_name_problem(spec.target)
-        if problem is None and spec.target.startswith(RESERVED_TAPS):
-            problem = (
-                f"tap name {spec.target!r} starts with one of {', '.join(RESERVED_TAPS)}, which libvirt "
-                "silently replaces with a name of its own; pick another prefix"
+    if spec.target is not None and (problem := _tap_problem(spec.target, host)):
+        problems.append(Diagnostic(problem, (*path, "target")))
+    if spec.offloads is not None and not virtio:
+        problems.append(
+            Diagnostic(
+                f"offloads are virtio-net's (<driver><host/><guest/>); model {spec.model} has none and "
+                "libvirt would drop them (use model: virtio, or leave offloads out)",
+                (*path, "offloads"),
             )
-        if problem:
-            problems.append(Diagnostic(problem, (*path, "target")))
-    if spec.vlan is not None:
-        major, minor = (int(p) for p in libvirt.split("."))
-        if (major, minor) < VLAN_ON_LINUX_BRIDGE:
-            problems.append(
-                Diagnostic(
-                    f"libvirt {libvirt} on {host.name} cannot tag a guest's port on a Linux bridge (the "
-                    "guest "
-                    "fails to start; <vlan> works there from libvirt 11.0). Instead make the host bridge "
-                    f"VLAN-aware and put the port in the VLAN: give this interface a target: name and set "
-                    f"hosts.{host.name}.network.bridges.{source}.kvmnet.vlan-filtering: true, or attach the "
-                    "guest to a bridge per VLAN",
-                    (*path, "vlan"),
-                )
-            )
+        )
+    if spec.vlan is not None and (problem := _vlan_problem(spec, source, bridge, host, libvirt)):
+        problems.append(Diagnostic(problem, (*path, "vlan")))
     dhcp4 = spec.dhcp4 if spec.dhcp4 is not None else not spec.addresses
+    if spec.routes and not (spec.addresses or dhcp4):
+        problems.append(
+            Diagnostic(
+                "routes need an address or DHCP on this interface: cloud-init 22.4 hangs a route on "
+                "the interface's first address and drops it when there is none",
+                (*path, "routes"),
+            )
+        )
     return GuestNic(
         index=index,
         name=f"eth{index}",
@@ -337,14 +344,68 @@ def _nic(
         guest_offloads=_offloads(spec, "guest", _GUEST_OFFLOADS),
         vlan=spec.vlan,
         addresses=spec.addresses,
-        routes=tuple(
-            Route(r.to if r.to != "default" else "0.0.0.0/0", r.via, r.from_, r.metric) for r in spec.routes
-        ),
+        routes=tuple(Route(_destination(r.to, r.via), r.via) for r in spec.routes),
         dns=spec.nameservers.addresses if spec.nameservers else (),
         domains=spec.nameservers.search if spec.nameservers else (),
         dhcp4=dhcp4,
         optional=index > 0,
     )
+
+
+def _vlan_problem(
+    spec: GuestInterface, source: str, bridge: Interface | None, host: HostPlan, libvirt: str
+) -> str | None:
+    """Why `vlan:` would not put the guest's port in that VLAN, if it would not."""
+    major, minor = (int(p) for p in libvirt.split("."))
+    if (major, minor) < VLAN_ON_LINUX_BRIDGE:
+        tap = spec.target or "<tap>"
+        vlan = spec.vlan
+        return (
+            f"libvirt {libvirt} on {host.name} cannot tag a guest's port on a Linux bridge (the guest "
+            "fails to start; <vlan> works there from libvirt 11.0). Make the port VLAN-aware on the "
+            f"host instead: give this interface target: {tap} and list the tap on the bridge, "
+            f"hosts.{host.name}.network.bridges.{source}.kvmnet: {{vlan-filtering: true, ports: "
+            f"{{{tap}: {{pvid: {vlan}, untagged: [{vlan}]}}}}}}; or attach the guest to a bridge per "
+            "VLAN. If the host runs libvirt 11.0 or newer, say so with "
+            f"hosts.{host.name}.libvirt-version"
+        )
+    if bridge is not None and not (bridge.bridge and bridge.bridge.vlan_filtering):
+        return (
+            f"bridge {source} does not filter VLANs, so it would ignore the port's VLAN; set "
+            f"hosts.{host.name}.network.bridges.{source}.kvmnet.vlan-filtering: true"
+        )
+    if spec.target is not None and any(t.id == spec.target for t in host.tap_ports):
+        return (
+            f"tap {spec.target} already has its VLANs from hosts.{host.name}.network.bridges.{source}"
+            ".kvmnet.ports; give them in one place"
+        )
+    return None
+
+
+def _tap_problem(target: str, host: HostPlan) -> str | None:
+    """Why the tap name `target:` would not be the tap's name on the host, if it would not."""
+    problem = interface_name_problem(target)
+    if problem is None and target.startswith(RESERVED_TAPS):
+        problem = (
+            f"tap name {target!r} starts with one of {', '.join(RESERVED_TAPS)}, which libvirt "
+            "silently replaces with a name of its own; pick another prefix"
+        )
+    if problem is None:
+        clash = next((i for i in host.interfaces if i.netdev_name == target), None)
+        if clash is not None:
+            kind = "ethernet" if clash.kind is Kind.ETHERNET else clash.kind.value
+            problem = (
+                f"{target!r} is already the name of {kind} {target} on host {host.name}; libvirt "
+                "could not create the tap and the guest would not start. Pick another name"
+            )
+    return problem
+
+
+def _destination(to: str, via: str | None) -> str:
+    """cloud-init 22.4 refuses `to: default` in a v2 route: the prefix of the gateway's family."""
+    if to != "default":
+        return to
+    return "::/0" if via is not None and ":" in via else "0.0.0.0/0"
 
 
 def _offloads(spec: GuestInterface, side: str, keys: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
@@ -362,8 +423,8 @@ def _kilobytes(bits: int | None, path: KeyPath, problems: list[Diagnostic]) -> i
     if bits % 8000:
         problems.append(
             Diagnostic(
-                f"{bits} bit/s is not a whole number of kilobytes per second ({bits / 8000:g}), which is "
-                "libvirt's unit (1 kB/s = 8 kbit/s); round it to a multiple of 8kbit",
+                f"{bits} bit/s is not a whole number of kilobytes per second ({Decimal(bits) / 8000}), "
+                "which is libvirt's unit (1 kB/s = 8 kbit/s); round it to a multiple of 8kbit",
                 path,
             )
         )
@@ -389,7 +450,8 @@ def _bandwidth(spec: BandwidthSpec, attach: str, path: KeyPath, problems: list[D
             problems.append(
                 Diagnostic(
                     "floor is honoured by libvirt only on interfaces of NAT, routed or isolated libvirt "
-                    f"networks; this interface attaches to {where}, where libvirt refuses it",
+                    f"networks; this interface attaches to {where}, where libvirt refuses it (leave floor "
+                    "out; average caps the rate)",
                     (*ipath, "floor"),
                 )
             )

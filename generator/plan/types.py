@@ -25,10 +25,12 @@ class Kind(StrEnum):
     VXLAN = "vxlan"
     GRE = "gre"
     GRETAP = "gretap"
+    #: A guest's tap: libvirt creates it; kvmnet only writes its bridge-port settings.
+    TAP = "tap"
 
     @property
     def is_netdev(self) -> bool:
-        return self is not Kind.ETHERNET
+        return self not in (Kind.ETHERNET, Kind.TAP)
 
     @property
     def carries_ethernet(self) -> bool:
@@ -295,6 +297,8 @@ class HostPlan:
     kernel: KernelPlan = KernelPlan("enabled", (), (), ())
     bootstrap: BootstrapPlan = BootstrapPlan(None, "none", 60)
     install: InstallPlan = InstallPlan("debian12", None, None, None, "UTC")
+    #: Guest taps that are VLAN-aware bridge ports (`kvmnet.ports` naming a guest's `target`).
+    tap_ports: tuple[Interface, ...] = ()
 
     def get(self, ident: str) -> Interface:
         for iface in self.interfaces:

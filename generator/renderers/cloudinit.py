@@ -139,8 +139,6 @@ def _route(route: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"to": route.destination}
     if route.gateway:
         out["via"] = route.gateway
-    if route.metric is not None:
-        out["metric"] = route.metric
     return out
 
 

@@ -20,6 +20,12 @@ def guest_uuid(guest: GuestPlan) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kvmnet:{guest.host}/{guest.name}"))
 
 
+def network_uuid(host: str, bridge: str) -> str:
+    """Stable across builds: libvirt refuses to define a network again under a new UUID
+    ("network 'X' already exists with uuid ..."), and without one it invents a new one each time."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kvmnet:{host}/network/{bridge}"))
+
+
 def domain(guest: GuestPlan) -> Artifact:
     dev, bus = _DISK[guest.disk_bus]
     seed_dev, seed_bus = _SEED[guest.machine]
@@ -42,7 +48,10 @@ def render(plan: Plan) -> list[Artifact]:
         for iface in host.interfaces:
             if iface.kind is Kind.BRIDGE:
                 text = render_template(
-                    "libvirt/network.xml.j2", name=iface.netdev_name, source=format_path(iface.origin)
+                    "libvirt/network.xml.j2",
+                    name=iface.netdev_name,
+                    uuid=network_uuid(host.name, iface.netdev_name),
+                    source=format_path(iface.origin),
                 )
                 out.append(Artifact.text(f"hosts/{host.name}/libvirt/networks/{iface.netdev_name}.xml", text))
     return out

@@ -60,5 +60,8 @@ def files_for(host: HostPlan, iface: Interface) -> list[Artifact]:
 
 def render(plan: Plan) -> list[Artifact]:
     return [
-        artifact for host in plan.hosts for iface in host.interfaces for artifact in files_for(host, iface)
+        artifact
+        for host in plan.hosts
+        for iface in (*host.interfaces, *host.tap_ports)
+        for artifact in files_for(host, iface)
     ]

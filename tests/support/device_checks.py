@@ -292,7 +292,9 @@ def port_vlan_check(iface: Interface, kernel: Kernel) -> Check:
 
 
 def device_cases(host: HostPlan, kernel: Kernel, files: Mapping[str, bytes]) -> dict[str, DeviceCase]:
-    return {iface.id: device_case(host, iface, kernel, files) for iface in host.interfaces}
+    return {
+        iface.id: device_case(host, iface, kernel, files) for iface in (*host.interfaces, *host.tap_ports)
+    }
 
 
 def describe(case: DeviceCase, results: Sequence[Result], entries: Sequence[JournalEntry]) -> str:

@@ -44,13 +44,17 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 readonly -a FILES=(
   '4eb3f5b8569e3858522039a9cf0d9e7e22410eb24d698f7b665c664d93b25895 0644 etc/modules-load.d/kvmnet.conf'
   '98fb69b7857fef61a62ff31aa8e2b939b1ce7a85207368a19fca9d59e3299fae 0644 etc/sysctl.d/90-kvmnet.conf'
+  '4d396bb0af3e8eb9168ebda0d8f65164286fbd6fb8c67408e1572637527fc1eb 0644 etc/systemd/network/10-kvmnet-app1-v100.network'
   'f626ec7ff42edfba1bccd1ad8518cba4b0af1864f08d017fa8b4f72ebf85ffe2 0644 etc/systemd/network/10-kvmnet-br-lan.netdev'
   '4c236014f8da8abf7de0aba838b181ad3f2b456898f2f4e95c745d75f3367ca1 0644 etc/systemd/network/10-kvmnet-br-lan.network'
   '941d864b22052d448294eaec73c1f99ac139f799816195c5718132a76294c90a 0644 etc/systemd/network/10-kvmnet-br-storage.netdev'
   '7811f17c218630bff5f541fc945fbb1904f7645a3aebad263ea39764b1d34be2 0644 etc/systemd/network/10-kvmnet-br-storage.network'
+  'e63855589250c175e1edb94d9b1fa3b688aa9c82be0528bead9a9fe3ddd1eb8c 0644 etc/systemd/network/10-kvmnet-br-trunk.netdev'
+  'f6f0717ebce57d2f762d498325df2efdce0e4efad5396d51b5d943974d6baf26 0644 etc/systemd/network/10-kvmnet-br-trunk.network'
   '15322ec94014bfa34a5953346d6014a7d33048f4def05120a5d5db3aba4b5f7a 0644 etc/systemd/network/10-kvmnet-eno1.network'
   'f39adec34f8b9fa74f173953ba204519ddccc3659f95ecf7b3b12048e74c23a9 0644 etc/systemd/network/10-kvmnet-eno2.link'
   '7a30632deef19c01d3ea0d7eef71ffd424207732a3fc7e036516afd8a59eaa50 0644 etc/systemd/network/10-kvmnet-eno2.network'
+  '7813608b79293ad91f864ee4b9c124c6c3dfa5b68e80d56954fe5419d9db490c 0644 etc/systemd/network/10-kvmnet-eno3.network'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -58,13 +62,16 @@ readonly -a FILES=(
 readonly -a NETDEVS=(
   'etc/systemd/network/10-kvmnet-br-lan.netdev br-lan'
   'etc/systemd/network/10-kvmnet-br-storage.netdev br-storage'
+  'etc/systemd/network/10-kvmnet-br-trunk.netdev br-trunk'
 )
 # Devices kvmnet configures: the bootstrap waits until networkd has picked them up.
 readonly -a LINKS=(
   br-lan
   br-storage
+  br-trunk
   eno1
   eno2
+  eno3
 )
 # Traffic-control units by the tc batch file they apply.
 readonly -a TC_UNITS=(
