@@ -18,9 +18,11 @@ from rich.console import Console
 
 from generator import __version__
 from generator.errors import KvmnetError
+from generator.lab import command as lab_command
 from generator.model import Profile
 from generator.pipeline import Built, build, plan_profile
 from generator.resources import default_profile
+from generator.verify import command as verify_command
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -64,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", required=True, help="print as JSON")
 
     commands.add_parser("schema", help="print the JSON Schema of the profile (for editors)")
+
+    verify_command.add_arguments(
+        commands.add_parser("verify", help="check machines against the generated suites (output/tests/)")
+    )
+    lab_command.add_arguments(
+        commands.add_parser("lab", help="realize a profile in network namespaces and test it (root)")
+    )
     return parser
 
 
@@ -109,6 +118,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             schema["title"] = "kvmnet profile"
             sys.stdout.write(json.dumps(schema, indent=2, sort_keys=True) + "\n")
             return EXIT_OK
+        if args.command == "verify":
+            return verify_command.run(args, out, err)
+        if args.command == "lab":
+            return lab_command.run(args, out, err)
         profile = _profile(args)
         planned = plan_profile(profile)
         for warning in planned.warnings:

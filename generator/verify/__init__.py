@@ -1,0 +1,1 @@
+"""`kvmnet verify`: run the generated check suites (output/tests/) against machines."""

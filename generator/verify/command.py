@@ -1,0 +1,15 @@
+"""The `verify` subcommand's arguments and entry point (wired in generator/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `kvmnet verify` (to be filled in by the verify work)."""
+
+
+def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    raise NotImplementedError("kvmnet verify is not built yet")
