@@ -9,7 +9,8 @@ PIP    := $(VENV)/bin/pip
 # Programs the consumer tests run for real (netplan and udevadm are fetched by the tests
 # themselves with `apt-get download`, refreshing the package index if they must).
 APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd shellcheck dbus debconf util-linux \
-	libvirt-clients libxml2-utils libvirt-dev pkg-config gcc python3-dev cloud-init genisoimage
+	libvirt-clients libxml2-utils libvirt-dev pkg-config gcc python3-dev cloud-init genisoimage \
+	iperf3 graphviz
 
 .PHONY: build test venv test-deps bench clean
 

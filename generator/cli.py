@@ -19,8 +19,10 @@ from rich.console import Console
 from generator import __version__
 from generator.errors import KvmnetError
 from generator.lab import command as lab_command
+from generator.live import graphviz
 from generator.model import Profile
-from generator.pipeline import Built, build, plan_profile
+from generator.pipeline import Built, Planned, build, plan_profile
+from generator.renderers import topology
 from generator.resources import default_profile
 from generator.verify import command as verify_command
 
@@ -67,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the JSON Schema of the profile (for editors)")
 
+    g = commands.add_parser("graph", help="draw the fleet: hosts, devices, overlays, tunnels, guests")
+    profile_arg(g)
+    g.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="write FILE.svg (needs graphviz's dot) or FILE.dot; default: DOT on standard output",
+    )
+
     verify_command.add_arguments(
         commands.add_parser("verify", help="check machines against the generated suites (output/tests/)")
     )
@@ -104,6 +115,21 @@ def _report_build(console: Console, built: Built, output: Path, check: bool) -> 
     return EXIT_OK
 
 
+def _graph(planned: Planned, profile: Path, output: Path | None, err: Console) -> int:
+    text = topology.graph(planned.plan, f"kvmnet: {profile.name}")
+    if output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    if output.suffix == ".svg":
+        output.write_bytes(graphviz.to_svg(text))
+    elif output.suffix in (".dot", ".gv"):
+        output.write_text(text)
+    else:
+        err.print(f"kvmnet graph: {output}: write .svg, .dot or .gv", markup=False)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     out = Console(highlight=False, soft_wrap=True, markup=False)
     err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -135,6 +161,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "plan":
             sys.stdout.write(json.dumps(dataclasses.asdict(planned.plan), indent=2, sort_keys=True) + "\n")
             return EXIT_OK
+        if args.command == "graph":
+            return _graph(planned, profile, args.output, err)
         extras = frozenset({"seed-iso"} if args.seed_iso else set())
         built = build(profile, args.output, check=args.check, planned=planned, extras=extras)
         return _report_build(out, built, args.output, args.check)

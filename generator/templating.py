@@ -56,6 +56,14 @@ def _shquote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+def _dotq(value: Any) -> str:
+    """A Graphviz quoted string: backslash and double quote escaped, newlines as `\\n`."""
+    if not isinstance(value, str):
+        raise TypeError(f"dotq expects text, got {value!r}")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -73,6 +81,7 @@ def environment() -> jinja2.Environment:
     env.filters["hexnum"] = _hexnum
     env.filters["hexhandle"] = _hexhandle
     env.filters["shquote"] = _shquote
+    env.filters["dotq"] = _dotq
     env.globals["GENERATED"] = GENERATED
     return env
 
