@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+#: tests/golden holds generated output, including the generated check suites
+#: (tests/golden/*/tests/test_*.py): data to compare, not tests of kvmnet.
+collect_ignore = ["golden"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

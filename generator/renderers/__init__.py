@@ -13,7 +13,18 @@ from collections.abc import Callable, Sequence
 
 from generator.errors import Diagnostic, PlanError
 from generator.plan.types import Plan
-from generator.renderers import bootstrap, cloudinit, kernel, libvirt, networkd, pxe, seed, tc
+from generator.renderers import (
+    bootstrap,
+    checks,
+    cloudinit,
+    inventory,
+    kernel,
+    libvirt,
+    networkd,
+    pxe,
+    seed,
+    tc,
+)
 from generator.renderers.artifact import Artifact
 
 Renderer = Callable[[Plan], list[Artifact]]
@@ -26,6 +37,8 @@ RENDERERS: dict[str, Renderer] = {
     "kernel": kernel.render,
     "libvirt": libvirt.render,
     "cloud-init": cloudinit.render,
+    "checks": checks.render,
+    "inventory": inventory.render,
 }
 
 #: Delivery vehicles, in the order they run: each sees what the ones before it made.

@@ -1,0 +1,241 @@
+"""The expected state of every machine, as data: what the generated check suites compare with.
+
+One JSON document per host and per guest (`output/tests/host_<host>.json`,
+`guest_<guest>.json`), made from the plan only. Keys appear only where the plan has
+something to check, so a document reads as a description of the machine. Every check
+carries a scope: `netns` when a network namespace shows it (devices, addresses, qdiscs,
+per-namespace sysctls), `machine` when only the whole machine does (kernel modules and
+command line, systemd units, global sysctls).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from generator.plan.types import HTB_CLASS, GuestPlan, HostPlan, Interface, Kind, Plan, TcPlan
+
+Entry = dict[str, Any]
+
+NETNS = "netns"
+MACHINE = "machine"
+
+#: Where kvmnet's bootstrap records that new kernel arguments wait for a reboot
+#: (templates/bootstrap/bootstrap.sh.j2: $STATE/reboot-required).
+REBOOT_MARKER = "/var/lib/kvmnet/reboot-required"
+
+#: The kernel module behind each kind of device and qdisc (the ones plan/tuning.py loads).
+#: A check uses them to tell "this kernel cannot have it" from "it is missing".
+KIND_MODULES = {
+    Kind.BRIDGE: "bridge",
+    Kind.BOND: "bonding",
+    Kind.VLAN: "8021q",
+    Kind.VXLAN: "vxlan",
+    Kind.GRE: "ip_gre",
+    Kind.GRETAP: "ip_gre",
+}
+POLICE_MODULES = ("sch_ingress", "cls_matchall", "act_police")
+
+
+def qdisc_module(kind: str) -> str:
+    return f"sch_{kind}"
+
+
+# --- sysctl scopes ---------------------------------------------------------------------
+# A network namespace has its own copy of most net.* sysctls, but not all: on Debian 12's
+# kernel 6.1, net.core.* (except somaxconn), tcp_mem, udp_mem and the neighbour table's
+# gc_thresh* are global and absent or read-only inside a namespace. Those are `machine`
+# checks, so that a namespace lab never reports the host's global value as the guest's.
+# Keys not known to be per-namespace count as global: a missed check in the lab is better
+# than a wrong one.
+_PER_NAMESPACE = re.compile(
+    r"""^net\.(
+        core\.somaxconn
+      | ipv4\.conf\..+ | ipv6\.conf\..+
+      | ipv4\.(ip_forward|ip_nonlocal_bind|ip_local_port_range|ip_no_pmtu_disc
+              |fib_multipath_hash_policy|icmp_echo_ignore_broadcasts|icmp_ratelimit)
+      | ipv4\.tcp_(?!mem$)[a-z0-9_]+
+      | bridge\..+
+      | netfilter\.nf_conntrack_tcp_timeout_established
+    )$""",
+    re.VERBOSE,
+)
+
+
+def sysctl_scope(key: str) -> str:
+    return NETNS if _PER_NAMESPACE.match(key) else MACHINE
+
+
+# --- hosts -----------------------------------------------------------------------------
+
+
+def _span(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _kernel_name(iface: Interface) -> str | None:
+    return iface.name if iface.name else (iface.id if iface.kind.is_netdev else None)
+
+
+def _label(iface: Interface) -> str:
+    return _kernel_name(iface) or iface.id
+
+
+def _needs(host: HostPlan, iface: Interface) -> list[str]:
+    """Modules without which the device cannot exist: its own kind's, then its lower device's."""
+    needs: list[str] = []
+    current: Interface | None = iface
+    while current is not None:
+        module = KIND_MODULES.get(current.kind)
+        if module and module not in needs:
+            needs.append(module)
+        bound = current.lower is not None and not (current.tunnel and current.tunnel.independent)
+        current = host.get(current.lower) if bound and current.lower else None
+    return needs
+
+
+def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> Entry:
+    entry: Entry = {"id": iface.id, "name": _kernel_name(iface), "kind": iface.kind.value}
+    if entry["name"] is None:  # networkd finds it by [Match]: so does the check
+        entry["match"] = {
+            k: v for k, v in (("name", iface.match.name), ("mac", iface.match.mac)) if v is not None
+        }
+    elif iface.kind is Kind.ETHERNET and iface.match.mac:
+        entry["mac"] = iface.match.mac
+    if guest is not None:
+        entry["guest"] = guest  # a guest's tap: libvirt makes it while the guest runs
+    if needs := _needs(host, iface):
+        entry["needs"] = needs
+    entry["mtu"] = iface.mtu
+    if iface.master:
+        master = host.get(iface.master)
+        entry["master"] = {"name": _label(master), "kind": master.kind.value, "needs": _needs(host, master)}
+    if iface.addresses:
+        entry["addresses"] = list(iface.addresses)
+    if iface.kind is Kind.VLAN and iface.vlan_id is not None and iface.lower:
+        entry["vlan"] = {"id": iface.vlan_id, "link": _label(host.get(iface.lower))}
+    tunnel = iface.tunnel
+    if iface.kind is Kind.VXLAN and tunnel is not None:
+        vxlan: Entry = {"vni": tunnel.vni}
+        if tunnel.local:
+            vxlan["local"] = tunnel.local
+        if tunnel.remote:
+            vxlan["remote"] = tunnel.remote
+        if tunnel.group:
+            vxlan["group"] = tunnel.group
+        if tunnel.port is not None:
+            vxlan["port"] = tunnel.port
+        entry["vxlan"] = vxlan
+    if iface.kind in (Kind.GRE, Kind.GRETAP) and tunnel is not None:
+        gre: Entry = {k: v for k, v in (("local", tunnel.local), ("remote", tunnel.remote)) if v}
+        if tunnel.ttl is not None:
+            gre["ttl"] = tunnel.ttl
+        entry["gre"] = gre
+    if iface.bridge is not None:
+        bridge: Entry = {"vlan_filtering": iface.bridge.vlan_filtering}
+        if iface.bridge.stp is not None:
+            bridge["stp"] = iface.bridge.stp
+        pvid = iface.bridge.default_pvid
+        if pvid is not None:
+            bridge["default_pvid"] = 0 if pvid == "none" else int(pvid)
+        entry["bridge"] = bridge
+    if iface.port_vlans is not None:
+        vlans = iface.port_vlans
+        entry["port_vlans"] = {
+            "vlans": [_span(lo, hi) for lo, hi in vlans.vlans],
+            "pvid": vlans.pvid,
+            "untagged": [_span(lo, hi) for lo, hi in vlans.untagged],
+        }
+    return entry
+
+
+def qdisc_entry(tc: TcPlan) -> Entry:
+    root_kind = tc.shape.kind if tc.shape else str(tc.qdisc)
+    entry: Entry = {
+        "device": tc.device,
+        "engine": tc.engine,
+        "root": {"kind": root_kind, "handle": f"{tc.root_handle:x}:", "module": qdisc_module(root_kind)},
+    }
+    if tc.shape is not None:
+        rate: Entry = {"kind": tc.shape.kind, "rate": tc.shape.rate}
+        if tc.shape.kind == "htb":
+            rate["class"] = f"{tc.root_handle:x}:{HTB_CLASS:x}"
+            rate["ceil"] = tc.shape.ceil or tc.shape.rate
+        entry["rate"] = rate
+    if tc.leaf_handle is not None and tc.qdisc is not None:
+        entry["leaf"] = {"kind": tc.qdisc, "handle": f"{tc.leaf_handle:x}:", "module": qdisc_module(tc.qdisc)}
+    if tc.police is not None:
+        entry["police"] = {"rate": tc.police.rate, "needs": list(POLICE_MODULES)}
+    if tc.engine == "service":
+        entry["unit"] = tc.unit
+    return entry
+
+
+def _tap_guests(plan: Plan, host: HostPlan) -> dict[str, str]:
+    return {
+        nic.target: guest.name
+        for guest in plan.guests
+        if guest.host == host.name
+        for nic in guest.nics
+        if nic.target
+    }
+
+
+def host_state(plan: Plan, host: HostPlan, generated: str) -> Entry:
+    taps = _tap_guests(plan, host)
+    kernel = host.kernel
+    return {
+        "generated": generated,
+        "machine": host.name,
+        "role": "host",
+        "links": [link_entry(host, i) for i in host.interfaces]
+        + [link_entry(host, t, guest=taps.get(t.id, "?")) for t in host.tap_ports],
+        "qdiscs": [qdisc_entry(t) for t in host.tc],
+        "sysctls": [
+            {
+                "key": s.key,
+                "value": s.value,
+                "scope": sysctl_scope(s.key),
+                **({"optional": True} if s.optional else {}),
+            }
+            for s in kernel.sysctls
+        ],
+        "modules": [{"name": name, "why": why} for name, why in kernel.modules],
+        "cmdline": [{"argument": arg} for arg in kernel.cmdline],
+        "reboot_marker": REBOOT_MARKER,
+    }
+
+
+# --- guests ----------------------------------------------------------------------------
+
+#: What cloud-init's user-data sets for `ipv6: disabled` (templates/cloudinit/sysctl.conf.j2).
+GUEST_IPV6_OFF = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6")
+
+
+def guest_state(guest: GuestPlan, generated: str) -> Entry:
+    nics = []
+    for nic in guest.nics:
+        entry: Entry = {"name": nic.name, "mac": nic.mac, "model": nic.model, "mtu": nic.mtu}
+        if nic.addresses:
+            entry["addresses"] = list(nic.addresses)
+        entry["dhcp4"] = nic.dhcp4
+        if nic.channels is not None:
+            entry["channels"] = nic.channels
+        if nic.rx_ring is not None:
+            entry["rx_ring"] = nic.rx_ring
+        entry["ipv6"] = guest.ipv6
+        nics.append(entry)
+    sysctls = (
+        [{"key": key, "value": "1", "scope": sysctl_scope(key)} for key in GUEST_IPV6_OFF]
+        if guest.ipv6 == "disabled"
+        else []
+    )
+    return {
+        "generated": generated,
+        "machine": guest.name,
+        "role": "guest",
+        "hypervisor": guest.host,
+        "vcpus": guest.vcpus,
+        "nics": nics,
+        "sysctls": sysctls,
+    }
