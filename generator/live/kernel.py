@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from generator.live.commands import run
 from generator.live.namespaces import Lab
@@ -19,6 +19,16 @@ _PROBES: Mapping[str, tuple[str, ...]] = {
     "gretap": ("type", "gretap", "local", "192.0.2.1", "remote", "192.0.2.2"),
 }
 _MODULES = {"bond": "bonding", "vlan": "8021q", "gre": "ip_gre", "gretap": "ip_gre"}
+#: One `tc qdisc add` per kind kvmnet (or libvirt's <bandwidth>) may ask for, on `p0`.
+_QDISCS: Mapping[str, tuple[str, ...]] = {
+    "tbf": ("tbf", "rate", "1mbit", "burst", "10kb", "latency", "50ms"),
+    "htb": ("htb",),
+    "fq_codel": ("fq_codel",),
+    "fq": ("fq",),
+    "cake": ("cake",),
+    "sfq": ("sfq",),
+    "netem": ("netem", "delay", "1ms"),
+}
 #: What iproute2 says when the kernel lacks a feature; any other error is a broken probe.
 _UNSUPPORTED = ("Unknown device type", "Operation not supported")
 
@@ -30,6 +40,8 @@ class Kernel:
     cannot_create: Mapping[str, str]  # networkd kind -> why the kernel refuses it
     vlan_filtering: str | None  # why a bridge cannot filter VLANs; None if it can
     bridge_vlans: str | None  # why VLANs cannot be set on bridge ports; None if they can
+    #: qdisc kind, or "police" (an ingress policing filter) -> why tc cannot set it up
+    cannot_queue: Mapping[str, str] = field(default_factory=dict)
 
 
 def _refused(result: subprocess.CompletedProcess[str], what: str) -> str | None:
@@ -43,7 +55,16 @@ def _refused(result: subprocess.CompletedProcess[str], what: str) -> str | None:
 
 def probe(lab: Lab, kinds: Iterable[str]) -> Kernel:
     ns = lab.namespace("probe")
-    lab.veth(ns, "p0", peer_ns=ns, peer_name="p1")
+    kernel = probe_namespace(ns, kinds)
+    lab.remove_namespace(ns)
+    return kernel
+
+
+def probe_namespace(ns: str, kinds: Iterable[str]) -> Kernel:
+    """Probe in `ns`, an empty namespace the caller made (and removes afterwards)."""
+    run("ip", "-n", ns, "link", "add", "p0", "type", "veth", "peer", "name", "p1")
+    run("ip", "-n", ns, "link", "set", "p1", "up")
+    queues = _qdiscs(ns)
     cannot = {}
     for kind in kinds:
         command = ("ip", "-n", ns, "link", "add", f"t-{kind}", *_PROBES[kind])
@@ -52,7 +73,9 @@ def probe(lab: Lab, kinds: Iterable[str]) -> Kernel:
             cannot[kind] = f"sandbox kernel cannot create {kind} devices (no {module}: {said!r})"
     bridge = "t-bridge"
     if "bridge" in cannot:  # nothing below can be asked without a bridge
-        return Kernel(cannot, cannot["bridge"], cannot["bridge"])
+        return Kernel(cannot, cannot["bridge"], cannot["bridge"], queues)
+    if "bridge" not in kinds:
+        run("ip", "-n", ns, "link", "add", bridge, "type", "bridge")
     said = _refused(
         run("ip", "-n", ns, "link", "set", bridge, "type", "bridge", "vlan_filtering", "1", check=False),
         "vlan_filtering 1",
@@ -61,5 +84,27 @@ def probe(lab: Lab, kinds: Iterable[str]) -> Kernel:
     run("ip", "-n", ns, "link", "set", "p0", "master", bridge)
     said = _refused(run("bridge", "-n", ns, "vlan", "add", "dev", "p0", "vid", "2", check=False), "vlan add")
     port_vlans = f"sandbox kernel cannot set VLANs on bridge ports ({said!r})" if said else None
-    lab.remove_namespace(ns)
-    return Kernel(cannot, filtering, port_vlans)
+    return Kernel(cannot, filtering, port_vlans, queues)
+
+
+def _qdiscs(ns: str) -> Mapping[str, str]:
+    """qdisc kind, or "police" -> why tc refuses it, for what this kernel cannot do."""
+    missing = {}
+    for number, (kind, spec) in enumerate(_QDISCS.items(), start=1):
+        # A handle of its own per kind: the kernel refuses to turn one qdisc into another kind.
+        command = ("tc", "-n", ns, "qdisc", "replace", "dev", "p0", "root", "handle", f"{number}:", *spec)
+        result = run(*command, check=False)
+        if result.returncode != 0:
+            missing[kind] = f"sandbox kernel has no sch_{kind} ({result.stderr.strip()!r})"
+    run("tc", "-n", ns, "qdisc", "del", "dev", "p0", "root", check=False)
+    result = run("tc", "-n", ns, "qdisc", "add", "dev", "p0", "ingress", check=False)
+    if result.returncode == 0:
+        result = run(
+            *("tc", "-n", ns, "filter", "add", "dev", "p0", "parent", "ffff:", "protocol", "all"),
+            *("pref", "1", "matchall", "action", "police", "rate", "1mbit", "burst", "100kb"),
+            *("conform-exceed", "drop"),
+            check=False,
+        )
+    if result.returncode != 0:
+        missing["police"] = f"sandbox kernel cannot police ingress ({result.stderr.strip()!r})"
+    return missing

@@ -26,6 +26,8 @@ RUN_NETWORK = "/run/systemd/network"
 INVALID_CONFIGURATION = "c772d24e9a884cbeb9ea12625c306c01"
 WARNING = 4  # syslog priority; this and lower numbers (err, crit...) are problems
 SO_RCVBUFFORCE = 33  # socket(7); Python's socket module does not export it
+#: How networkd words a complaint about a configuration file, in a log line of any form.
+SYNTAX_COMPLAINT = re.compile(r"Unknown (key|section|lvalue)|Failed to parse")
 
 # --- the one deliberate change to generated files ----------------------------------------
 
@@ -83,7 +85,7 @@ class JournalEntry:
         return (
             "CONFIG_FILE" in self.fields
             or self.fields.get("MESSAGE_ID") == INVALID_CONFIGURATION
-            or re.search(r"Unknown (key|section|lvalue)|Failed to parse", self.message) is not None
+            or SYNTAX_COMPLAINT.search(self.message) is not None
         )
 
 
@@ -157,18 +159,75 @@ class JournalSink:
 _START = r"""
 set -eu
 umask 022  # networkd reads its files and state directories as the systemd-network user
-ns=$1 files=$2 machine_id=$3 journal=$4 networkd=$5
+ns=$1 files=$2 machine_id=$3 journal=$4 networkd=$5 name=$6
 mount -t tmpfs -o mode=0755 tmpfs /run/systemd
 mount -t tmpfs -o mode=0755 tmpfs /etc/systemd/network
 mkdir -p /run/systemd/netif/links /run/systemd/netif/leases /run/systemd/netif/lldp /run/systemd/journal
 chown -R systemd-network:systemd-network /run/systemd/netif
 cp -R "$files" /run/systemd/network
 chmod -R a+rX /run/systemd/network
-touch /run/systemd/journal/socket
-mount --bind "$journal" /run/systemd/journal/socket
+if [ -n "$journal" ]; then
+  touch /run/systemd/journal/socket
+  mount --bind "$journal" /run/systemd/journal/socket
+fi
 mount --bind "$machine_id" /etc/machine-id
-exec ip netns exec "$ns" sh -c 'mount -o remount,ro /sys && exec "$0"' "$networkd"
+# bash for `exec -a`: the process is named `$name`, so that it can be found by that name.
+exec ip netns exec "$ns" bash -c 'mount -o remount,ro /sys && exec -a "$1" "$0"' "$networkd" "$name"
 """
+
+
+def _prepare(files: Mapping[str, bytes], seed: str, workdir: Path) -> tuple[Path, Path]:
+    """The adapted files and the machine-id file, under `workdir`."""
+    workdir.mkdir(parents=True)
+    network = workdir / "network"
+    network.mkdir()
+    for name, content in files.items():
+        (network / name).write_text(adapt_for_veth(content.decode()))
+    identity = workdir / "machine-id"
+    identity.write_text(machine_id(seed) + "\n")
+    identity.chmod(0o444)  # bind-mounted as is; read after networkd drops privileges
+    return network, identity
+
+
+def start_detached(ns: str, files: Mapping[str, bytes], seed: str, workdir: Path, name: str) -> int:
+    """networkd in `ns` that outlives this process; its PID. It logs to `workdir`/networkd.log.
+
+    The process gets a session of its own (a Ctrl-C of the caller does not reach it) and is
+    named `name` (argv[0]), so that it can be found again without this process.
+    Without a journal socket to keep alive, it logs plain lines (with their time) to a file.
+    """
+    network, identity = _prepare(files, seed, workdir)
+    env = {
+        **os.environ,
+        "SYSTEMD_LOG_LEVEL": "info",
+        "SYSTEMD_LOG_TARGET": "console",
+        "SYSTEMD_LOG_COLOR": "0",
+        "SYSTEMD_LOG_TIME": "1",
+    }
+    with (workdir / "networkd.log").open("ab") as log:
+        process = subprocess.Popen(
+            [
+                *("unshare", "-m", "--propagation", "private", "sh", "-c", _START, "sh"),
+                *(ns, str(network), str(identity), "", str(NETWORKD), name),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def link_state(pid: int, ifindex: int) -> Mapping[str, str]:
+    """The state file networkd `pid` keeps for a link (ADMIN_STATE=, NETWORK_FILE=...), {} if none."""
+    # The file is on a tmpfs of networkd's private mount namespace: reach it via its root.
+    path = Path(f"/proc/{pid}/root/run/systemd/netif/links/{ifindex}")
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 class Networkd:
@@ -176,14 +235,7 @@ class Networkd:
 
     def __init__(self, ns: str, files: Mapping[str, bytes], seed: str, workdir: Path) -> None:
         self.ns = ns
-        workdir.mkdir(parents=True)
-        network = workdir / "network"
-        network.mkdir()
-        for name, content in files.items():
-            (network / name).write_text(adapt_for_veth(content.decode()))
-        identity = workdir / "machine-id"
-        identity.write_text(machine_id(seed) + "\n")
-        identity.chmod(0o444)  # bind-mounted as is; read after networkd drops privileges
+        network, identity = _prepare(files, seed, workdir)
         self.journal = JournalSink(workdir / "journal.sock")
         self.console = workdir / "console.log"
         env = {**os.environ, "SYSTEMD_LOG_LEVEL": "debug", "SYSTEMD_LOG_TARGET": "journal"}
@@ -192,7 +244,7 @@ class Networkd:
             self.process = subprocess.Popen(
                 [
                     *("unshare", "-m", "--propagation", "private", "sh", "-c", _START, "sh"),
-                    *(ns, str(network), str(identity), str(self.journal.path), str(NETWORKD)),
+                    *(ns, str(network), str(identity), str(self.journal.path), str(NETWORKD), str(NETWORKD)),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=console,
@@ -213,13 +265,7 @@ class Networkd:
 
     def link_state(self, ifindex: int) -> Mapping[str, str]:
         """networkd's state file for a link (ADMIN_STATE=, NETWORK_FILE=...), {} if none yet."""
-        # The file is on a tmpfs of networkd's private mount namespace: reach it via its root.
-        path = Path(f"/proc/{self.process.pid}/root/run/systemd/netif/links/{ifindex}")
-        try:
-            text = path.read_text()
-        except OSError:
-            return {}
-        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return link_state(self.process.pid, ifindex)
 
     def stop(self) -> None:
         if self.alive:

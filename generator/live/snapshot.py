@@ -29,6 +29,7 @@ class Link:
     info: Mapping[str, Any]  # IFLA_INFO_DATA, attribute name -> value as pyroute2 decodes it
     addresses: frozenset[str]  # global scope, "address/prefixlen" in ipaddress' spelling
     fdb: frozenset[tuple[str, str]]  # static (MAC, remote VTEP) entries
+    operstate: str = "UNKNOWN"  # RFC 2863: "UP" when it can pass traffic, "DOWN", "LOWERLAYERDOWN"...
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def read(ns: str) -> Snapshot:
             info=_attrs(m.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")),
             addresses=frozenset(addresses.get(index, ())),
             fdb=frozenset(fdb.get(index, ())),
+            operstate=str(m.get_attr("IFLA_OPERSTATE") or "UNKNOWN"),
         )
         links[link.name] = link
     return Snapshot(links, _bridge_vlans(ns))

@@ -1,15 +1,117 @@
-"""The `verify` subcommand's arguments and entry point (wired in generator/cli.py)."""
+"""The `verify` subcommand's arguments and entry point (wired in generator/cli.py).
+
+Exit codes: 0 every check passed (some may be skipped, with the reason shown); 1 a check
+failed, or none passed; 2 the command cannot run (bad target, unknown machine, no
+generated suites).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from generator.verify.errors import VerifyError
+from generator.verify.runner import Report, verify
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `kvmnet verify` (to be filled in by the verify work)."""
+    parser.description = (
+        "Run the check suites `kvmnet build` wrote (OUTPUT/tests/) against a machine: is it what "
+        "the profile says? Name the machine(s) the target is; a fleet run through Ansible may name none."
+    )
+    parser.add_argument(
+        "machines", nargs="*", metavar="MACHINE", help="host or guest of the profile that the target is"
+    )
+    parser.add_argument(
+        "-t",
+        "--target",
+        default="local",
+        help="local (default), ssh://[user@]host[:port], netns:NAME, or ansible[:INVENTORY] "
+        "(default inventory: OUTPUT/inventory.yaml)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("output"),
+        help="kvmnet's output directory (default: ./output)",
+    )
+    parser.add_argument(
+        "--scope",
+        choices=("all", "netns"),
+        default="all",
+        help="netns: only what a network namespace shows (devices, addresses, qdiscs, its sysctls)",
+    )
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", dest="json_report", help="also write a JSON report"
+    )
+    parser.add_argument(
+        "-n", "--workers", type=int, metavar="N", help="run N machines' suites at once (pytest-xdist)"
+    )
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    raise NotImplementedError("kvmnet verify is not built yet")
+    if args.workers is not None and args.workers < 1:
+        err.print("kvmnet verify: --workers must be at least 1")
+        return EXIT_USAGE
+    try:
+        with err.status(f"checking {', '.join(args.machines) or 'the fleet'} on {args.target}"):
+            report = verify(
+                args.output,
+                args.machines,
+                args.target,
+                scope=args.scope,
+                junit=args.junit,
+                json_report=args.json_report,
+                workers=args.workers,
+            )
+    except VerifyError as exc:
+        for diagnostic in exc.diagnostics:
+            err.print(f"kvmnet verify: {diagnostic.format()}")
+        return EXIT_USAGE
+    print_report(out, report)
+    if not report.ok and not any(r.outcome == "failed" for r in report.results):
+        err.print("kvmnet verify: no check passed, so nothing was proven (see the reasons above)")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def print_report(out: Console, report: Report) -> None:
+    summary = Table(title="kvmnet verify", title_justify="left")
+    for column in ("machine", "passed", "failed", "skipped"):
+        summary.add_column(column, justify="left" if column == "machine" else "right")
+    for machine in report.machines:
+        summary.add_row(
+            Text(machine),
+            str(report.count(machine, "passed")),
+            str(report.count(machine, "failed")),
+            str(report.count(machine, "skipped")),
+        )
+    out.print(summary)
+    failed = [r for r in report.results if r.outcome == "failed"]
+    if failed:
+        table = Table(title="failed", title_justify="left")
+        for column in ("machine", "check", "message"):
+            table.add_column(column, overflow="fold")
+        for r in failed:
+            table.add_row(Text(r.machine), Text(r.check), Text(r.message))
+        out.print(table)
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for r in report.results:
+        if r.outcome == "skipped":
+            skipped.setdefault((r.machine, r.message), []).append(r.check)
+    if skipped:
+        table = Table(title="skipped, and why", title_justify="left")
+        for column in ("machine", "checks", "reason"):
+            table.add_column(column, overflow="fold")
+        for (machine, reason), checks in skipped.items():
+            table.add_row(Text(machine), Text(", ".join(checks)), Text(reason))
+        out.print(table)
