@@ -54,6 +54,7 @@ def scratch_root() -> Path:
     """
     chosen = os.environ.get("KVMNET_BENCH_DIR")
     if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)
         return Path(chosen)
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):

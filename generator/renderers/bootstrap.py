@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from generator.plan.types import HostPlan, Plan
 from generator.renderers.artifact import MODE_SCRIPT, Artifact
+from generator.renderers.bundle import by_host
 from generator.renderers.networkd import NETWORK_DIR, PREFIX
 from generator.renderers.tc import TC_DIR
 from generator.templating import render as render_template
@@ -49,4 +50,5 @@ def script(host: HostPlan, artifacts: Sequence[Artifact]) -> Artifact:
 
 
 def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:
-    return [script(host, artifacts) for host in plan.hosts]
+    grouped = by_host(artifacts)
+    return [script(host, grouped.get(host.name, [])) for host in plan.hosts]

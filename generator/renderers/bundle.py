@@ -19,6 +19,18 @@ from generator.renderers.artifact import Artifact
 BUNDLE_DIR = "/var/lib/kvmnet/bundle"
 
 
+def by_host(artifacts: Sequence[Artifact]) -> dict[str, list[Artifact]]:
+    """Each host's artifacts (under `hosts/<host>/`), in path order: found in one pass, since
+    a delivery vehicle that scanned every artifact for each host was quadratic in fleet size
+    (12 s of a 1000-host build)."""
+    found: dict[str, list[Artifact]] = {}
+    for artifact in sorted(artifacts, key=lambda a: a.path):
+        top, _, rest = artifact.path.partition("/")
+        if top == "hosts" and "/" in rest:
+            found.setdefault(rest.split("/", 1)[0], []).append(artifact)
+    return found
+
+
 def host_members(host: str, artifacts: Sequence[Artifact]) -> list[Artifact]:
     """The artifacts a host's bundle carries: bootstrap.sh and everything under rootfs/."""
     prefix = f"hosts/{host}/"

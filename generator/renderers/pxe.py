@@ -27,7 +27,7 @@ from generator.errors import Diagnostic, PlanError
 from generator.plan.types import HostPlan, Plan
 from generator.renderers import yamltext
 from generator.renderers.artifact import Artifact
-from generator.renderers.bundle import BUNDLE_DIR, tarball
+from generator.renderers.bundle import BUNDLE_DIR, by_host, tarball
 from generator.templating import GENERATED
 from generator.templating import render as render_template
 
@@ -214,9 +214,10 @@ def host_files(host: HostPlan, artifacts: Sequence[Artifact]) -> list[Artifact]:
 def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:
     problems: list[Diagnostic] = []
     out: list[Artifact] = []
+    grouped = by_host(artifacts)
     for host in plan.hosts:
         try:
-            out.extend(host_files(host, artifacts))
+            out.extend(host_files(host, grouped.get(host.name, [])))
         except PlanError as exc:
             problems.extend(exc.diagnostics)
     if problems:
