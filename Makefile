@@ -37,6 +37,7 @@ test: test-deps
 bench: venv
 	$(VENV)/bin/python -m bench.render_vs_netplan
 	$(VENV)/bin/python -m bench.fleet_scaling
+	$(VENV)/bin/python -m bench.lab_scale
 
 clean:
 	rm -rf output .cache .pytest_cache .mypy_cache .ruff_cache
