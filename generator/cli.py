@@ -131,8 +131,10 @@ def _graph(planned: Planned, profile: Path, output: Path | None, err: Console) -
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    out = Console(highlight=False, soft_wrap=True, markup=False)
-    err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+    # emoji=False: rich would turn "profile.yaml:100:9" into "profile.yaml💯9" (found by
+    # tests/test_fuzz.py); markup=False: values from profiles are printed as they are.
+    out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version, usage errors

@@ -144,6 +144,13 @@ def parse(raw: bytes, name: str) -> Document:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         raise LoadError([_yaml_error(name, exc)]) from None
+    except yaml.reader.ReaderError as exc:
+        # Characters YAML does not allow anywhere (control characters, found by fuzzing):
+        # the reader knows only the position in the text, not a line and column.
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        message = f"character U+{exc.character:04X} is not allowed in YAML ({exc.reason})"
+        raise LoadError([Diagnostic(message, (), Location(name, line, col))]) from None
     except RecursionError:  # only PyYAML's pure-Python composer recurses; libyaml caps depth
         message = f"nesting deeper than {MAX_DEPTH} levels is not accepted"
         raise LoadError([Diagnostic(message, (), Location(name, 1, 1))]) from None

@@ -207,6 +207,15 @@ def test_missing_profile_is_a_located_error(tmp_path: Path) -> None:
     )
 
 
+def test_line_100_is_printed_as_written(tmp_path: Path) -> None:
+    """rich turned `:100:` into an emoji (found by tests/test_fuzz.py)."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text("hosts:\n" + "#\n" * 97 + "  hv1:\n    network: 5\n")
+    result = kvmnet("validate", str(profile))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{profile}:100:14: hosts.hv1.network: expected a mapping"), result.stderr
+
+
 def test_concurrent_build_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import fcntl
 

@@ -108,6 +108,12 @@ def test_invalid_utf8() -> None:
     assert info.value.diagnostics[0].format() == "p.yaml:2:4: file is not valid UTF-8"
 
 
+@pytest.mark.parametrize(("text", "where"), [("\x1fa: 1\n", "1:1"), ("a: 1\nb: x\x07y\n", "2:5")])
+def test_control_characters_are_located(text: str, where: str) -> None:
+    """Found by tests/test_fuzz.py: PyYAML's ReaderError has a position, not a mark (was exit 70)."""
+    assert _error(text).startswith(f"p.yaml:{where}: character U+00"), _error(text)
+
+
 def test_missing_file(tmp_path: object) -> None:
     from pathlib import Path
 
