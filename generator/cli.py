@@ -22,6 +22,7 @@ from generator.lab import command as lab_command
 from generator.live import graphviz
 from generator.model import Profile
 from generator.pipeline import Built, Planned, build, plan_profile
+from generator.plan.redact import redacted
 from generator.renderers import topology
 from generator.resources import default_profile
 from generator.verify import command as verify_command
@@ -161,7 +162,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
             return EXIT_OK
         if args.command == "plan":
-            sys.stdout.write(json.dumps(dataclasses.asdict(planned.plan), indent=2, sort_keys=True) + "\n")
+            shown = redacted(dataclasses.asdict(planned.plan))  # no password hashes in CI logs
+            sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + "\n")
             return EXIT_OK
         if args.command == "graph":
             return _graph(planned, profile, args.output, err)
