@@ -34,6 +34,13 @@ MAX_DEPTH = 64
 #: Nodes that aliases may add on top of the nodes written in the file: a fixed
 #: allowance plus a multiple of the file's own size. A "billion laughs" file needs
 #: 10^9; honest reuse of an anchor across a large fleet stays far below.
+#: Largest profile file read: composing 4 MiB of YAML takes ~250 MiB. A 10,000-guest
+#: profile is 1-3 MiB.
+MAX_BYTES = 4 * 2**20
+#: The most machines one profile may have, checked as soon as the file is composed (before
+#: anything is built per machine): a 1000-host full-mesh fleet builds in ~7 s and 250 MiB,
+#: and the mesh grows as hosts squared (docs/performance.md).
+MACHINE_LIMITS = {"hosts": 2000, "guests": 10_000}
 ALIAS_ALLOWANCE = 10_000
 ALIAS_RATIO = 10
 
@@ -126,6 +133,13 @@ def load(path: Path, name: str | None = None) -> Document:
     """Read `path`; errors name it as `name` (default: the path as given)."""
     shown = name or str(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:  # refused before reading: bounded memory whatever the file
+            message = (
+                f"profile is {size / 2**20:.1f} MiB; kvmnet reads at most {MAX_BYTES // 2**20} MiB "
+                "(a 1000-host fleet is ~0.2 MiB): split the fleet into several profiles"
+            )
+            raise LoadError([Diagnostic(message, (), Location(shown, 1, 1))])
         raw = path.read_bytes()
     except OSError as exc:
         message = f"cannot read profile: {exc.strerror or exc}"
@@ -154,6 +168,7 @@ def parse(raw: bytes, name: str) -> Document:
     except RecursionError:  # only PyYAML's pure-Python composer recurses; libyaml caps depth
         message = f"nesting deeper than {MAX_DEPTH} levels is not accepted"
         raise LoadError([Diagnostic(message, (), Location(name, 1, 1))]) from None
+    _check_limits(root, name)
     walker = _Walker(name)
     data = walker.build(root)
     if walker.problems:
@@ -165,6 +180,26 @@ def parse(raw: bytes, name: str) -> Document:
         key_marks=MappingProxyType(walker.key_marks),
         digest=hashlib.sha256(raw).hexdigest(),
     )
+
+
+def _check_limits(root: yaml.Node | None, name: str) -> None:
+    if not isinstance(root, yaml.MappingNode):
+        return
+    problems = [
+        Diagnostic(
+            f"{len(value.value)} {key.value} in one profile; kvmnet accepts at most {limit}: "
+            "split the fleet into several profiles",
+            (key.value,),
+            _at(name, key.start_mark),
+        )
+        for key, value in root.value
+        if isinstance(key, yaml.ScalarNode)
+        and (limit := MACHINE_LIMITS.get(key.value)) is not None
+        and isinstance(value, yaml.MappingNode)
+        and len(value.value) > limit
+    ]
+    if problems:
+        raise LoadError(problems)
 
 
 def _yaml_error(name: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
