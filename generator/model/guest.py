@@ -172,7 +172,9 @@ class GuestInterface(StrictModel):
 _CRYPT = re.compile(r"\$(1|5|6|y|gy|2[aby]|7)\$[./A-Za-z0-9$=,+-]{8,}")
 _SSH_KEY = re.compile(
     r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
-    r" [A-Za-z0-9+/=]+( [^\n\r]{0,200})?"
+    # The comment: printable text only (a NUL or control character in authorized_keys
+    # is at best cut by sshd; found with tests/test_hostile_values.py).
+    r" [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]{0,200})?"
 )
 
 
