@@ -47,7 +47,7 @@ TIME_LIMIT_S = 10.0
 #: and per source under `-m fuzz`.
 SCALE = float(os.environ.get("KVMNET_FUZZ_SCALE", "1"))
 SCHEMA_EXAMPLES, MUTATED_EXAMPLES, SPLICED_EXAMPLES = (max(1, int(n * SCALE)) for n in (100, 900, 1000))
-FUZZ_EXAMPLES = 20_000
+FUZZ_EXAMPLES = int(os.environ.get("KVMNET_FUZZ_DEEP", "20000"))
 
 LOCATED = re.compile(r"^(?P<file>[^:\n]+):(?:(?P<line>\d+):(?P<col>\d+):)? ")
 SUMMARY = re.compile(r"^kvmnet: (\d+) problems?; nothing was written$")
