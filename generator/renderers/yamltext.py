@@ -7,7 +7,6 @@ from typing import Any
 
 import yaml
 
-
 # libyaml's emitter where PyYAML has it: the pure-Python one took ~10 ms per guest's
 # user-data (a 2000-guest build spent most of its time there).
 _Base: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
