@@ -10,7 +10,8 @@ PIP    := $(VENV)/bin/pip
 # themselves with `apt-get download`, refreshing the package index if they must).
 APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd shellcheck dbus debconf util-linux \
 	libvirt-clients libxml2-utils libvirt-dev pkg-config gcc python3-dev cloud-init genisoimage \
-	iperf3 graphviz openssh-server openssh-client strace
+	iperf3 graphviz openssh-server openssh-client strace \
+	debootstrap qemu-utils fdisk e2fsprogs file git vagrant vagrant-libvirt
 
 .PHONY: build test venv test-deps bench clean
 

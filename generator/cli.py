@@ -18,6 +18,7 @@ from rich.console import Console
 
 from generator import __version__
 from generator.errors import KvmnetError
+from generator.image import command as image_command
 from generator.lab import command as lab_command
 from generator.live import graphviz
 from generator.model import Profile
@@ -85,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     lab_command.add_arguments(
         commands.add_parser("lab", help="realize a profile in network namespaces and test it (root)")
     )
+    image_command.add_arguments(
+        commands.add_parser("image", help="build a golden image (diskimage-builder, generated elements)")
+    )
     return parser
 
 
@@ -151,6 +155,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return verify_command.run(args, out, err)
         if args.command == "lab":
             return lab_command.run(args, out, err)
+        if args.command == "image":
+            return image_command.run(args, out, err)
         profile = _profile(args)
         planned = plan_profile(profile)
         for warning in planned.warnings:

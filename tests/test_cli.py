@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -30,9 +31,13 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
+#: diskimage-builder hook scripts of the generated elements (they must be executable)
+HOOK = r"images/dib/[^/]+/elements/[^/]+/(install|finalise|cleanup)\.d/"
+
+
 def expected_mode(path: str) -> str:
     """Scripts run, secrets (user-data: password hashes, keys) stay private."""
-    if path.endswith("/bootstrap.sh"):
+    if path.endswith("/bootstrap.sh") or re.match(HOOK, path):
         return "0755"
     if path.endswith(("/user-data", "/seed.iso")):
         return "0600"

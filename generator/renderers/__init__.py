@@ -17,6 +17,7 @@ from generator.renderers import (
     bootstrap,
     checks,
     cloudinit,
+    images,
     inventory,
     kernel,
     libvirt,
@@ -24,6 +25,7 @@ from generator.renderers import (
     pxe,
     seed,
     tc,
+    vagrant,
 )
 from generator.renderers.artifact import Artifact
 
@@ -39,12 +41,14 @@ RENDERERS: dict[str, Renderer] = {
     "cloud-init": cloudinit.render,
     "checks": checks.render,
     "inventory": inventory.render,
+    "vagrant": vagrant.render,
 }
 
 #: Delivery vehicles, in the order they run: each sees what the ones before it made.
 DELIVERY: dict[str, Delivery] = {
     "bootstrap": bootstrap.render,
     "pxe": pxe.render,
+    "images": images.render,
 }
 
 

@@ -1,0 +1,270 @@
+"""The `image` subcommand's arguments and entry point (wired in generator/cli.py).
+
+`kvmnet image [PROFILE] --role guest|host [--machine NAME] [-o FILE.qcow2]` builds the
+profile, then runs diskimage-builder with the machine's generated element
+(docs/images.md). Exit codes as the rest of kvmnet: 0 built (or `--dry-run` printed),
+1 the profile has problems or the build failed, 2 usage (unknown machine, a program
+or the mirror missing, not root without sudo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from generator.errors import KvmnetError
+from generator.image import dib, mirror, shims
+from generator.pipeline import build, plan_profile
+from generator.renderers.images import elements_dir
+from generator.resources import default_profile
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+ROLES = ("guest", "host")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "profile", nargs="?", type=Path, help="profile YAML (default: the bundled default profile)"
+    )
+    parser.add_argument("--role", choices=ROLES, required=True, help="a guest image or a hypervisor image")
+    parser.add_argument(
+        "--machine",
+        help="the guest or host of the profile (default: the only one of that role, if there is one)",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, help="the image to write (default: ./kvmnet-<role>-<machine>.qcow2)"
+    )
+    parser.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="Debian mirror for the image (default: the one this machine's apt sources use for bookworm)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="write the profile's output tree here and keep it (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="diskimage-builder's download cache and lock files (default: ~/.cache/kvmnet/dib)",
+    )
+    parser.add_argument(
+        "--vagrant",
+        action="store_true",
+        help="add the user `vagrant` with Vagrant's insecure key and password-less sudo (for a Vagrant box)",
+    )
+    parser.add_argument(
+        "--vagrant-key",
+        type=Path,
+        metavar="FILE",
+        help="the public key for --vagrant (default: Vagrant's own)",
+    )
+    parser.add_argument(
+        "--box",
+        type=Path,
+        metavar="FILE.box",
+        help="also pack the image as a vagrant-libvirt box (implies --vagrant); see docs/vagrant.md",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up after this long (default: 3600)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the disk-image-create command and environment, build nothing",
+    )
+
+
+def _say(console: Console, message: str) -> None:
+    console.print(f"kvmnet image: {message}", markup=False, highlight=False)
+
+
+def _cache(args: argparse.Namespace) -> Path:
+    if args.cache is not None:
+        return Path(args.cache).resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kvmnet" / "dib"
+
+
+class _UsageError(Exception):
+    """A usage error: the message is printed after `kvmnet image: `."""
+
+
+def _machine(args: argparse.Namespace, profile: Path, names: list[str]) -> str:
+    listed = ", ".join(names) or "none"
+    if args.machine is None:
+        if len(names) != 1:
+            raise _UsageError(f"{profile} has {len(names)} {args.role}s ({listed}): pick one with --machine")
+        return names[0]
+    if args.machine not in names:
+        raise _UsageError(f"{profile} has no {args.role} named {args.machine!r} ({args.role}s: {listed})")
+    return str(args.machine)
+
+
+def _mirrors(args: argparse.Namespace) -> mirror.Mirrors:
+    if args.mirror:
+        if not args.mirror.startswith(mirror.SCHEMES):
+            raise _UsageError(f"--mirror {args.mirror}: give an http://, https://, ftp:// or file:/ URL")
+        try:  # the security archive as apt has it, if it has one
+            security = mirror.find(dib.RELEASE).security
+        except mirror.MirrorError:
+            security = None
+        return mirror.Mirrors(args.mirror.rstrip("/"), security, "--mirror")
+    try:
+        return mirror.find(dib.RELEASE)
+    except mirror.MirrorError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _vagrant_key(args: argparse.Namespace) -> Path | None:
+    if not (args.vagrant or args.vagrant_key or args.box):
+        return None
+    key: Path | None = args.vagrant_key or dib.vagrant_key()
+    if key is None or not key.is_file():
+        raise _UsageError(
+            "--vagrant: no Vagrant insecure public key found (install vagrant, or give --vagrant-key)"
+        )
+    return key
+
+
+def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    profile: Path = args.profile if args.profile is not None else default_profile()
+    try:
+        planned = plan_profile(profile)
+    except KvmnetError as exc:
+        for diagnostic in exc.diagnostics:
+            err.print(diagnostic.format(), markup=False)
+        return EXIT_PROBLEMS
+    names = [m.name for m in (planned.plan.guests if args.role == "guest" else planned.plan.hosts)]
+    try:
+        machine = _machine(args, profile, names)
+        if args.role == "host":
+            distro = next(h.install.distro for h in planned.plan.hosts if h.name == machine)
+            if distro != dib.DISTRO:
+                raise _UsageError(
+                    f"host {machine} is installed as {distro}; kvmnet image builds {dib.DISTRO} images only "
+                    f"(its bootstrap would run {distro}'s boot-loader tools)"
+                )
+        mirrors = _mirrors(args)
+        key = _vagrant_key(args)
+    except _UsageError as exc:
+        _say(err, str(exc))
+        return EXIT_USAGE
+
+    needs = shims.detect()
+    output: Path = (args.output or Path(f"kvmnet-{args.role}-{machine}.qcow2")).resolve()
+    with tempfile.TemporaryDirectory(prefix="kvmnet-image-") as scratch:
+        tree = Path(args.output_dir).resolve() if args.output_dir else Path(scratch) / "output"
+        shim_dir = Path(scratch) / "shims" if needs.shims else None
+        rec = dib.recipe(args.role, tree / elements_dir(machine), mirrors, _cache(args), shim_dir, key)
+        if args.dry_run:
+            _dry_run(out, rec, output, needs, mirrors)
+            return EXIT_OK
+        problem = _check_machine(needs)
+        program = dib.program()
+        if not problem and program is None:
+            problem = "disk-image-create is not installed (pip install diskimage-builder)"
+        if problem or program is None:
+            _say(err, problem)
+            return EXIT_USAGE
+        try:
+            build(profile, tree, planned=planned)
+        except KvmnetError as exc:
+            for diagnostic in exc.diagnostics:
+                err.print(diagnostic.format(), markup=False)
+            return EXIT_PROBLEMS
+        if shim_dir is not None:
+            shims.write(shim_dir, needs.shims)
+            _say(err, f"this machine lacks {_lacks(needs)}: using kvmnet's {', '.join(needs.shims)} shims")
+        _say(
+            err,
+            f"building the {args.role} image of {machine} ({' '.join(rec.elements)}), mirror {mirrors.main}",
+        )
+        code = _build(rec, output, program, args.timeout, out, err)
+        return _box(output, args.box, out, err) if code == EXIT_OK and args.box is not None else code
+
+
+def _box(image: Path, box: Path, out: Console, err: Console) -> int:
+    from generator.image.box import BoxError, make_box
+
+    try:
+        make_box(image, box)
+    except BoxError as exc:
+        _say(err, f"cannot make the box: {exc}")
+        return EXIT_PROBLEMS
+    out.print(f"wrote {box}: vagrant box add --name kvmnet/debian12 {box}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+def _lacks(needs: shims.Needs) -> str:
+    lacking = [] if needs.device_mapper else ["device-mapper"]
+    if not needs.sudo:
+        lacking.append("sudo")
+    return " and ".join(lacking)
+
+
+def _check_machine(needs: shims.Needs) -> str:
+    missing = [tool for tool in dib.TOOLS if not _which(tool)]
+    if needs.device_mapper and not _which("kpartx"):
+        missing.append("kpartx")
+    if missing:
+        return (
+            f"missing programs: {', '.join(missing)} "
+            "(Debian: debootstrap qemu-utils util-linux fdisk e2fsprogs kpartx)"
+        )
+    return needs.problem()
+
+
+def _which(tool: str) -> bool:
+    return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is not None
+
+
+def _dry_run(
+    out: Console, rec: dib.Recipe, output: Path, needs: shims.Needs, mirrors: mirror.Mirrors
+) -> None:
+    out.print(f"# mirror from {mirrors.origin}", markup=False, highlight=False)
+    if needs.shims:
+        out.print(f"# shims first on PATH: {', '.join(needs.shims)} (lacks {_lacks(needs)})", markup=False)
+    for key in sorted(rec.env):
+        out.print(f"{key}={shlex.quote(rec.env[key])}", markup=False, highlight=False)
+    out.print(shlex.join(rec.argv(output.with_suffix(""))), markup=False, highlight=False)
+
+
+def _build(rec: dib.Recipe, output: Path, program: str, timeout: float, out: Console, err: Console) -> int:
+    with err.status("disk-image-create: starting") as status:
+
+        def phase(name: str, at: float) -> None:
+            err.print(f"  {at:6.1f} s  {name}", markup=False, highlight=False)
+            status.update(f"disk-image-create: {name}")
+
+        def hook(name: str) -> None:
+            status.update(f"disk-image-create: {name}")
+
+        result = dib.run(rec, output, program, timeout, phase, hook)
+    if not result.ok:
+        _say(err, f"build failed: {result.reason}; the last lines of {result.log}:")
+        for line in result.tail:
+            err.print(f"  | {line}", markup=False, highlight=False)
+        _say(err, f"no image was written to {output}")
+        return EXIT_PROBLEMS
+    table = Table("phase", "seconds", title=f"{output.name}: {result.seconds:.0f} s", title_justify="left")
+    for name, seconds in result.phases:
+        table.add_row(name, f"{seconds:.1f}")
+    err.print(table)
+    size = output.stat().st_size / (1 << 20)
+    out.print(f"wrote {output} ({size:.0f} MiB) in {result.seconds:.0f} s; log: {result.log}", markup=False)
+    return EXIT_OK

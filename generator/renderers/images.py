@@ -1,0 +1,159 @@
+"""diskimage-builder elements for golden images, one set per machine (issue 6).
+
+`images/dib/<machine>/elements/kvmnet-guest/` for each guest and
+`images/dib/<machine>/elements/kvmnet-host/` for each host: their content is the
+machine's own (MAC-matched `.link` files, a host's rootfs/), so `ELEMENTS_PATH` is one
+machine's `elements/` directory and the element names stay those the docs use.
+
+A delivery vehicle: it carries files other renderers made and makes none of its own.
+- kvmnet-guest carries the guest's tuning exactly as its NoCloud user-data writes it
+  (`write_files` of renderers/cloudinit.py, read back from the rendered YAML, so the
+  two vehicles cannot drift apart).
+- kvmnet-host carries the host's bundle (renderers/bundle.py: bootstrap.sh and rootfs/,
+  the bytes a PXE install carries) and installs it with the host's own bootstrap.
+
+Files travel inside a tarball rather than as an element's `static/` tree: dib-lint
+checks every executable file of an element as if it were a hook (4-space indents,
+bash settings), and the rootfs holds scripts that are not hooks (the guest's ethtool
+fallback is `#!/bin/sh` with 2-space indents). A tar keeps each file's bytes and mode.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from generator.plan.types import GuestPlan, HostPlan, Plan
+from generator.renderers import yamltext
+from generator.renderers.artifact import MODE_FILE, MODE_SCRIPT, Artifact
+from generator.renderers.bundle import BUNDLE_DIR, by_host, tarball
+from generator.renderers.cloudinit import CHANNELS_SCRIPT, CHANNELS_UNIT, LINK_PREFIX, SYSCTL, user_data
+from generator.templating import GENERATED
+from generator.templating import render as render_template
+
+GUEST_ELEMENT = "kvmnet-guest"
+HOST_ELEMENT = "kvmnet-host"
+#: The element-deps of both: kvmnet's seeds need cloud-init reading NoCloud.
+DEPS = ("cloud-init", "cloud-init-datasources", "package-installs")
+#: ethtool: the guest's fallback unit runs it, and the guest's suite reads channels with it.
+GUEST_PACKAGES = ("ethtool",)
+#: What the host's files need at run time: tc (kvmnet-tc@ units) and bridge from
+#: iproute2, ethtool, modules-load (kmod), sysctl (procps).
+HOST_PACKAGES = ("ethtool", "iproute2", "kmod", "procps")
+NETWORKD = "systemd-networkd.service"
+#: Element directories that are neither hooks nor element files: diskimage-builder copies
+#: every directory of an element into the chroot's /tmp/in_target.d/, so the data
+#: travels there. Named after the element, since directories of all elements merge.
+GUEST_DATA = "kvmnet-guest-files"
+HOST_DATA = "kvmnet-host-bundle"
+IN_TARGET = "/tmp/in_target.d"
+GUEST_TARBALL = "files.tar.gz"
+HOST_TARBALL = "bundle.tar.gz"
+STATE_DIR = "/var/lib/kvmnet"
+
+
+def elements_dir(machine: str) -> str:
+    """The `ELEMENTS_PATH` of one machine, relative to the output tree."""
+    return f"images/dib/{machine}/elements"
+
+
+def _ours(path: str) -> bool:
+    return path in (SYSCTL, CHANNELS_SCRIPT, CHANNELS_UNIT) or path.startswith(LINK_PREFIX)
+
+
+def guest_files(guest: GuestPlan) -> list[tuple[str, int, bytes]]:
+    """kvmnet's own write_files of the guest's user-data: (path, mode, content), by path.
+
+    The profile's extra write_files are the instance's, not the image's: they stay in
+    the seed.
+    """
+    text = user_data(guest)
+    # libyaml: the pure-Python loader took ~30 ms per guest (a minute for 2000 guests)
+    data: dict[str, Any] = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    files = [
+        (str(f["path"]), int(str(f["permissions"]), 8), str(f["content"]).encode("utf-8"))
+        for f in data.get("write_files", [])
+        if _ours(str(f["path"]))
+    ]
+    return sorted(files)
+
+
+def _tarball(files: Sequence[tuple[str, int, bytes]]) -> bytes:
+    """Files as a deterministic tar.gz (mtime 0, owner root, no directory entries: the
+    image's own directories keep their modes)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path, mode, content in files:
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.mode = mode
+            info.size = len(content)
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
+
+
+def _common(base: str, element: str, machine: str, role: str, packages: Sequence[str]) -> list[Artifact]:
+    readme = render_template(
+        "images/README.rst.j2", element=element, machine=machine, role=role, packages=packages
+    )
+    installs = f"# {GENERATED}\n" + yamltext.dump(dict.fromkeys(packages))
+    return [
+        Artifact.text(f"{base}/README.rst", readme),
+        Artifact.text(f"{base}/element-deps", "".join(f"{d}\n" for d in sorted(DEPS))),
+        Artifact.text(f"{base}/package-installs.yaml", installs),
+        Artifact.text(
+            f"{base}/environment.d/10-{element}", render_template("images/environment.j2", role=role)
+        ),
+        # cleanup.d: outside the chroot, after every in-chroot phase (finalise.d included).
+        Artifact.text(f"{base}/cleanup.d/99-{element}-seal", render_template("images/seal.j2"), MODE_SCRIPT),
+    ]
+
+
+def guest_element(guest: GuestPlan) -> list[Artifact]:
+    base = f"{elements_dir(guest.name)}/{GUEST_ELEMENT}"
+    files = guest_files(guest)
+    units = [NETWORKD]
+    if any(path == CHANNELS_UNIT for path, _, _ in files):
+        units.append(CHANNELS_UNIT.rsplit("/", 1)[1])
+    install = render_template(
+        "images/guest-install.j2", data_dir=f"{IN_TARGET}/{GUEST_DATA}", tarball=GUEST_TARBALL, units=units
+    )
+    return [
+        *_common(base, GUEST_ELEMENT, guest.name, "guest", GUEST_PACKAGES),
+        Artifact(f"{base}/{GUEST_DATA}/{GUEST_TARBALL}", _tarball(files), MODE_FILE),
+        Artifact.text(f"{base}/install.d/60-{GUEST_ELEMENT}", install, MODE_SCRIPT),
+    ]
+
+
+def host_element(host: HostPlan, artifacts: Sequence[Artifact]) -> list[Artifact]:
+    base = f"{elements_dir(host.name)}/{HOST_ELEMENT}"
+    finalise = render_template(
+        "images/host-finalise.j2",
+        data_dir=f"{IN_TARGET}/{HOST_DATA}",
+        tarball=HOST_TARBALL,
+        bundle_dir=BUNDLE_DIR,
+        state_dir=STATE_DIR,
+    )
+    return [
+        *_common(base, HOST_ELEMENT, host.name, "host", HOST_PACKAGES),
+        Artifact(f"{base}/{HOST_DATA}/{HOST_TARBALL}", tarball(host.name, artifacts), MODE_FILE),
+        # finalise.d 60: after the bootloader element's grub.cfg (finalise.d 50).
+        Artifact.text(f"{base}/finalise.d/60-{HOST_ELEMENT}", finalise, MODE_SCRIPT),
+    ]
+
+
+def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:
+    grouped = by_host(artifacts)
+    made: list[Artifact] = []
+    for host in plan.hosts:
+        made += host_element(host, grouped.get(host.name, []))
+    for guest in plan.guests:
+        made += guest_element(guest)
+    return made

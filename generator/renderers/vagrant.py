@@ -1,0 +1,219 @@
+"""`vagrant/Vagrantfile` for the vagrant-libvirt provider (issue 6).
+
+One Vagrant machine per host and guest of the profile, on the machine that runs Vagrant:
+
+- guests get the planned vCPUs, memory, machine type, disk bus and virtio NICs with the
+  planned MAC, queue pairs and MTU, on the libvirt network kvmnet writes for the planned
+  bridge (`hosts/<host>/libvirt/networks/<bridge>.xml`, named like the bridge); their
+  NoCloud seed (`kvmnet build --seed-iso`) is attached as a CD-ROM, because Vagrant's own
+  `cloud_init` does not reach libvirt machines;
+- hosts get one NIC per planned ethernet, with the MAC the profile matches, cabled like
+  in `kvmnet lab`: every host's NIC of one name on one isolated libvirt network (a wire);
+  their provisioning uploads `hosts/<host>/` and runs its `bootstrap.sh`;
+- then `kvmnet verify` runs the machine's generated suite over Vagrant's SSH connection.
+
+Every vagrant-libvirt option used here was read in vagrant-libvirt 0.11.2's source
+(Debian 12's, /usr/share/rubygems-integration/all/gems/vagrant-libvirt-0.11.2). Knobs it
+lacks (ring sizes per NIC, bandwidth, offloads, a VLAN tag) are said in the file, not
+faked; rings are raised for the whole machine through QEMU's `-global`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+from generator.plan.types import GuestPlan, HostPlan, Interface, Kind, Plan
+from generator.renderers.artifact import Artifact
+from generator.renderers.libvirt import _DISK, _SEED
+from generator.templating import render as render_template
+
+PATH = "vagrant/Vagrantfile"
+#: vagrant-libvirt's default: eight NICs, the management network's included.
+NIC_SLOTS = 8
+
+
+def ruby(value: str | int) -> str:
+    """A Ruby literal: integers as they are, text single-quoted (no `#{}` interpolation)."""
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True, slots=True)
+class VagrantNic:
+    """One `config.vm.network :private_network` of a machine; values are Ruby literals."""
+
+    mac: str
+    network: str  # the libvirt network (guests: kvmnet's network for the bridge; hosts: a wire)
+    options: tuple[tuple[str, str], ...]  # (option, Ruby literal), in the order written
+    note: str  # a comment: where the NIC comes from, what vagrant-libvirt cannot carry
+
+
+@dataclass(frozen=True, slots=True)
+class VagrantMachine:
+    name: str
+    kind: str  # "host" | "guest"
+    driver: str | None  # the planned libvirt domain type (guests); hosts have none in the plan
+    cpus: int | None
+    memory_mib: int | None
+    machine_type: str | None
+    disk_bus: str | None
+    disk_device: str | None
+    disk_gib: int | None
+    loader: bool  # UEFI firmware
+    seed: tuple[str, str, str] | None  # (path from the output directory, target dev, bus)
+    rx_ring: int | None  # QEMU's virtio-net rx_queue_size for the whole machine
+    nics: tuple[VagrantNic, ...]
+    renames: tuple[tuple[str, str], ...]  # hosts: (MAC, name) of NICs the profile matches by name
+    nic_slots: int | None  # set only when more NICs than vagrant-libvirt's default slots
+
+
+def derived_mac(*parts: str) -> str:
+    """A stable locally administered MAC in QEMU's 52:54:00 range, as the plan makes them."""
+    digest = hashlib.sha256("/".join(("vagrant", *parts)).encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def concrete_name(iface: Interface) -> str:
+    """The kernel name a NIC gets in the VM: set-name, the matched name, or the profile id.
+
+    A `match: {name: "en*"}` glob is made concrete the way `kvmnet lab` does it, so the
+    host's networkd files select the same NIC in the VM as on the lab's namespaces.
+    """
+    if iface.name:
+        return iface.name
+    pattern = iface.match.name
+    if pattern is None:
+        return iface.id
+    name = re.sub(r"\[!?(.)[^\]]*\]", r"\1", pattern).replace("*", "").replace("?", "0")
+    return name or iface.id
+
+
+def wire(iface: Interface) -> str:
+    """The isolated libvirt network every host's NIC of this name is cabled to."""
+    return f"kvmnet-{concrete_name(iface)}"[:64]
+
+
+def _host_nics(plan: Plan) -> dict[str, list[Interface]]:
+    return {host.name: [i for i in host.interfaces if i.kind is Kind.ETHERNET] for host in plan.hosts}
+
+
+def _wire_mtus(plan: Plan) -> dict[str, int]:
+    """A wire carries the largest MTU of its NICs, like the lab's switch: the hosts' own
+    MTUs (networkd's) are what limits a frame, as behind a jumbo-frame switch."""
+    mtus: dict[str, int] = {}
+    for nics in _host_nics(plan).values():
+        for iface in nics:
+            mtus[wire(iface)] = max(mtus.get(wire(iface), 0), iface.mtu)
+    return mtus
+
+
+def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) -> VagrantMachine:
+    out: list[VagrantNic] = []
+    renames: list[tuple[str, str]] = []
+    for iface in nics:
+        mac = iface.match.mac or derived_mac(host.name, iface.id)
+        name = concrete_name(iface)
+        if iface.match.mac is None:
+            renames.append((mac, name))
+        network = wire(iface)
+        options = (
+            ("libvirt__network_name", ruby(network)),
+            ("libvirt__forward_mode", ruby("veryisolated")),
+            ("libvirt__dhcp_enabled", "false"),
+            # A wire forwards at once, like the lab's switch: no STP listening.
+            ("libvirt__bridge_stp", "false"),
+            ("libvirt__mtu", ruby(mtus[network])),
+            ("auto_config", "false"),
+        )
+        out.append(VagrantNic(mac, network, options, f"{name} (hosts.{host.name}.network: {iface.id})"))
+    return VagrantMachine(
+        name=host.name,
+        kind="host",
+        driver=None,
+        cpus=None,
+        memory_mib=None,
+        machine_type=None,
+        disk_bus=None,
+        disk_device=None,
+        disk_gib=None,
+        loader=False,
+        seed=None,
+        rx_ring=None,
+        nics=tuple(out),
+        renames=tuple(renames),
+        nic_slots=len(out) + 1 if len(out) + 1 > NIC_SLOTS else None,
+    )
+
+
+def guest_machine(guest: GuestPlan) -> VagrantMachine:
+    disk_dev, disk_bus = _DISK[guest.disk_bus]
+    seed_dev, seed_bus = _SEED[guest.machine]
+    if guest.machine == "q35" and guest.disk_bus == "sata":
+        seed_dev = "sdb"
+    nics = []
+    for nic in guest.nics:
+        options: list[tuple[str, str]] = [
+            ("libvirt__network_name", ruby(nic.source)),
+            ("libvirt__model_type", ruby(nic.model)),
+        ]
+        if nic.model == "virtio":
+            # As the domain XML: vhost-net where the host has it (libvirt skips it for
+            # type='qemu' domains), the planned queue pairs, and the tap's MTU.
+            options.append(("libvirt__driver_name", ruby("vhost")))
+            if nic.queues is not None:
+                options.append(("libvirt__driver_queues", ruby(nic.queues)))
+            options.append(("libvirt__mtu", ruby(nic.mtu)))
+        if nic.target is not None:
+            options.append(("libvirt__iface_name", ruby(nic.target)))
+        # The network is kvmnet's (defined from its network XML), not Vagrant's: without
+        # this, `vagrant destroy` would destroy it with the last machine using it.
+        options.append(("libvirt__always_destroy", "false"))
+        # cloud-init configures the NIC from the seed; Vagrant's own configuration
+        # (ifupdown files written over SSH) would fight it.
+        options.append(("auto_config", "false"))
+        lacking = [
+            what
+            for what, present in (
+                ("bandwidth", nic.bandwidth is not None),
+                ("offloads", bool(nic.host_offloads or nic.guest_offloads)),
+                ("VLAN tag", nic.vlan is not None),
+            )
+            if present
+        ]
+        note = f"{nic.name} (guests.{guest.name}.interfaces[{nic.index}]: {nic.attach} {nic.source})"
+        if lacking:
+            note += "; vagrant-libvirt 0.11.2 has no option for its " + ", ".join(lacking)
+        nics.append(VagrantNic(nic.mac, nic.source, tuple(options), note))
+    rings = [nic.rx_ring for nic in guest.nics if nic.model == "virtio" and nic.rx_ring is not None]
+    return VagrantMachine(
+        name=guest.name,
+        kind="guest",
+        driver=guest.virt_type,
+        cpus=guest.vcpus,
+        memory_mib=guest.memory_kib // 1024,
+        machine_type=guest.machine,
+        disk_bus=disk_bus,
+        disk_device=disk_dev,
+        disk_gib=math.ceil(guest.disk_size / 2**30),
+        loader=guest.firmware == "uefi",
+        seed=(f"guests/{guest.name}/seed.iso", seed_dev, seed_bus),
+        # One value for every virtio NIC of the machine (QEMU's -global): the largest
+        # planned ring is every NIC's maximum, and each guest NIC sets its own below it.
+        rx_ring=max(rings) if rings else None,
+        nics=tuple(nics),
+        renames=(),
+        nic_slots=len(nics) + 1 if len(nics) + 1 > NIC_SLOTS else None,
+    )
+
+
+def render(plan: Plan) -> list[Artifact]:
+    nics = _host_nics(plan)
+    mtus = _wire_mtus(plan)
+    machines = [host_machine(host, nics[host.name], mtus) for host in plan.hosts]
+    machines += [guest_machine(guest) for guest in plan.guests]
+    text = render_template("vagrant/Vagrantfile.j2", machines=machines, ruby=ruby)
+    return [Artifact.text(PATH, text)]
