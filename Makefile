@@ -11,7 +11,8 @@ PIP    := $(VENV)/bin/pip
 APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd shellcheck dbus debconf util-linux \
 	libvirt-clients libxml2-utils libvirt-dev pkg-config gcc python3-dev cloud-init genisoimage \
 	iperf3 graphviz openssh-server openssh-client strace \
-	debootstrap qemu-utils fdisk e2fsprogs file git vagrant vagrant-libvirt
+	debootstrap qemu-utils fdisk e2fsprogs file git vagrant vagrant-libvirt \
+	qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu
 
 .PHONY: build test venv test-deps bench clean
 

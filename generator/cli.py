@@ -27,6 +27,7 @@ from generator.plan.redact import redacted
 from generator.renderers import topology
 from generator.resources import default_profile
 from generator.verify import command as verify_command
+from generator.vm import command as vm_command
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -88,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     image_command.add_arguments(
         commands.add_parser("image", help="build a golden image (diskimage-builder, generated elements)")
+    )
+    vm_command.add_arguments(
+        commands.add_parser("vm", help="boot generated guests and hosts in VMs and run their suites (root)")
     )
     return parser
 
@@ -157,6 +161,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return lab_command.run(args, out, err)
         if args.command == "image":
             return image_command.run(args, out, err)
+        if args.command == "vm":
+            return vm_command.run(args, out, err)
         profile = _profile(args)
         planned = plan_profile(profile)
         for warning in planned.warnings:

@@ -1,0 +1,241 @@
+"""The `vm` subcommand's arguments and entry point (wired in generator/cli.py).
+
+`kvmnet vm test [PROFILE] [--guest NAME]... [--host NAME]... --image QCOW2 ...` builds the
+profile (with seed images) into a work directory, starts a private libvirtd
+(generator/live/libvirtd.py), boots each chosen guest from its generated domain XML and
+seed, and each chosen host from a host image, runs the host's bootstrap, and checks
+every machine with its generated suite over SSH (`kvmnet verify -t ssh://...`).
+
+Exit codes as the rest of kvmnet: 0 every suite passed; 1 a check failed, or a machine
+did not boot, answer SSH or finish cloud-init; 2 usage (not root, a program or image
+missing, an unknown machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from generator.errors import KvmnetError
+from generator.pipeline import build, plan_profile
+from generator.plan.types import Plan
+from generator.resources import default_profile
+from generator.verify.command import print_report
+
+if TYPE_CHECKING:
+    from generator.vm.fleet import SuiteRun
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: bootstrap.sh leaves this when the kernel command line changed (GRUB drop-in).
+REBOOT_MARKER = "/var/lib/kvmnet/reboot-required"
+NEEDED = (
+    "ip",
+    "unshare",
+    "nsenter",
+    "libvirtd",
+    "virtlogd",
+    "virsh",
+    "qemu-img",
+    "qemu-system-x86_64",
+    "ssh",
+    "tar",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Boot guests and hosts of a profile in VMs (a private libvirtd, software emulation) from "
+        "the generated domain XML and NoCloud seed, and check them with their generated suites over SSH."
+    )
+    parser.add_argument("action", choices=("test",), help="test: boot, check, remove")
+    parser.add_argument(
+        "profile", nargs="?", type=Path, help="profile YAML (default: the bundled default profile)"
+    )
+    parser.add_argument(
+        "--guest",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a guest to boot (repeat; default: every guest)",
+    )
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host to boot and bootstrap (repeat; default: none)",
+    )
+    parser.add_argument(
+        "--image",
+        type=Path,
+        metavar="QCOW2",
+        help="golden guest image (`kvmnet image PROFILE --role guest`); used read-only, through an overlay",
+    )
+    parser.add_argument(
+        "--host-image",
+        type=Path,
+        metavar="QCOW2",
+        help="golden host image (`kvmnet image PROFILE --role host`)",
+    )
+    parser.add_argument(
+        "-i",
+        "--identity",
+        type=Path,
+        metavar="KEY",
+        help="SSH private key of the guests' user (its .pub is given to hosts' root); default: ssh's own",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="where the build, disks and sockets go (default: a temporary directory)"
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    machine: str
+    role: str
+    boot_ssh: float
+    boot_cloud_init: float
+    bootstrap: str  # "" for guests; the bootstrap's exit and last line for hosts
+    suite: SuiteRun
+
+
+def _usage(err: Console, message: str) -> int:
+    err.print(f"kvmnet vm: {message}", markup=False, highlight=False)
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if os.geteuid() != 0:
+        return _usage(err, "must run as root: it starts libvirtd in namespaces of its own")
+    missing = [tool for tool in NEEDED if shutil.which(tool) is None]
+    if missing:
+        return _usage(
+            err,
+            f"missing {', '.join(missing)}: apt-get install --no-install-recommends qemu-system-x86 "
+            "qemu-utils libvirt-daemon-system libvirt-clients openssh-client",
+        )
+    try:
+        # Only here: libvirt-python is an extra, and `kvmnet` starts faster without it.
+        import libvirt  # noqa: F401
+    except ImportError:
+        return _usage(
+            err,
+            "needs libvirt-python: pip install 'kvmnet[vm]' (it builds against libvirt-dev, "
+            "pkg-config and gcc from apt)",
+        )
+    from generator.live.libvirtd import LibvirtdError
+    from generator.live.vms import VmError
+
+    profile = args.profile if args.profile is not None else default_profile()
+    try:
+        planned = plan_profile(profile)
+    except KvmnetError as exc:
+        for diagnostic in exc.diagnostics:
+            err.print(diagnostic.format(), markup=False)
+        return EXIT_FAILED
+    guests = args.guest or ([] if args.host else [g.name for g in planned.plan.guests])
+    known_guests = {g.name for g in planned.plan.guests}
+    known_hosts = {h.name for h in planned.plan.hosts}
+    unknown = [g for g in guests if g not in known_guests] + [h for h in args.host if h not in known_hosts]
+    if unknown:
+        return _usage(err, f"not a machine of {profile}: {', '.join(unknown)}")
+    if not guests and not args.host:
+        return _usage(err, f"{profile} has no guests; name hosts with --host")
+    for flag, image, wanted in (
+        ("--image", args.image, guests),
+        ("--host-image", args.host_image, args.host),
+    ):
+        if wanted and (image is None or not image.is_file()):
+            return _usage(err, f"{flag}: give the golden image to boot ({image or 'none given'})")
+    with tempfile.TemporaryDirectory(prefix="kvmnet-vm-") as scratch:
+        work = (args.workdir or Path(scratch)).resolve()
+        output = work / "output"
+        try:
+            build(profile, output, planned=planned, extras=frozenset({"seed-iso"}))
+            outcomes = _boot_all(args, planned.plan, output, work, guests, err)
+        except KvmnetError as exc:
+            for diagnostic in exc.diagnostics:
+                err.print(f"kvmnet vm: {diagnostic.format()}", markup=False)
+            return EXIT_FAILED
+        except (VmError, LibvirtdError) as exc:
+            err.print(f"kvmnet vm: {exc}", markup=False)
+            return EXIT_FAILED
+    _print(out, outcomes)
+    return EXIT_OK if all(o.suite.ok for o in outcomes) else EXIT_FAILED
+
+
+def _boot_all(
+    args: argparse.Namespace, plan: Plan, output: Path, work: Path, guests: list[str], err: Console
+) -> list[Outcome]:
+    from generator.live.libvirtd import private_libvirtd
+    from generator.vm.fleet import Fleet
+
+    # KVM only when a chosen guest asks for it (virt-type: kvm): never because /dev/kvm exists.
+    kvm = any(g.virt_type == "kvm" for g in plan.guests if g.name in guests)
+    outcomes = []
+    with (
+        private_libvirtd(work, kvm=kvm) as daemon,
+        Fleet(daemon, output, plan, args.identity, work / "fleet") as fleet,
+    ):
+        for name in guests:
+            with (
+                err.status(f"booting guest {name} (software emulation: about a minute)"),
+                fleet.guest(name, args.image) as booted,
+            ):
+                suite = fleet.verify(booted)
+            outcomes.append(Outcome(name, "guest", booted.boot.ssh, booted.boot.cloud_init, "", suite))
+        for name in args.host:
+            with err.status(f"booting host {name}"), fleet.host(name, args.host_image) as booted:
+                started = time.monotonic()
+                ran = fleet.bootstrap(booted)
+                said = (ran.stdout + ran.stderr).strip().splitlines()
+                note = (
+                    f"exit {ran.returncode} in {time.monotonic() - started:.0f} s: {said[-1] if said else ''}"
+                )
+                if booted.ssh.run("test", "-e", REBOOT_MARKER, check=False).returncode == 0:
+                    # As an operator would: new kernel arguments show after a reboot.
+                    note += f"; rebooted ({booted.reboot().ssh:.0f} s to SSH)"
+                suite = fleet.verify(booted)
+            outcomes.append(Outcome(name, "host", booted.boot.ssh, booted.boot.cloud_init, note, suite))
+    return outcomes
+
+
+def _print(out: Console, outcomes: list[Outcome]) -> None:
+    table = Table(title="kvmnet vm test", title_justify="left")
+    for column in (
+        "machine",
+        "role",
+        "SSH after",
+        "cloud-init done after",
+        "bootstrap",
+        "suite",
+        "suite time",
+    ):
+        table.add_column(column)
+    for o in outcomes:
+        verdict = "passed" if o.suite.ok else f"FAILED (kvmnet verify exit {o.suite.exit_code})"
+        table.add_row(
+            Text(o.machine),
+            o.role,
+            f"{o.boot_ssh:.0f} s",
+            f"{o.boot_cloud_init:.0f} s",
+            Text(o.bootstrap or "-"),
+            verdict,
+            f"{o.suite.seconds:.0f} s",
+        )
+    out.print(table)
+    for o in outcomes:
+        if o.suite.report is not None:
+            print_report(out, o.suite.report)
+        elif not o.suite.ok:
+            out.print(Text(o.suite.said))

@@ -1,0 +1,310 @@
+"""Boot guests and hosts of a profile as kvmnet wrote them, and run their generated
+suites over SSH.
+
+    with private_libvirtd(work) as daemon, Fleet(daemon, output, plan, key, work) as fleet:
+        with fleet.guest("vm1", image) as booted:
+            result = fleet.verify(booted)
+        with fleet.host("hv1", host_image) as booted:
+            bootstrap = fleet.bootstrap(booted)
+            result = fleet.verify(booted)
+
+What is the profile's and what is the tier's:
+
+- the domain is defined from `guests/<guest>/domain.xml` exactly as written (libvirt's
+  VALIDATE flag: nothing dropped) and started; its disk, at the path the XML names, is a
+  throw-away overlay of the golden image; its cdrom, at the path the XML names, is
+  `guests/<guest>/seed.iso` (`kvmnet build --seed-iso`), or another seed for a negative
+  control;
+- the bridges its NICs attach to are made in libvirtd's namespace as the guest's host
+  has them in the plan (name, MTU, addresses); a libvirt network (`network:` NICs) is
+  defined from `hosts/<host>/libvirt/networks/<bridge>.xml`. If the host has no address
+  in the guest's subnet, the tier adds the subnet's last address to reach the guest;
+- a host boots as generator/vm/hosts.py describes, and runs `hosts/<host>/bootstrap.sh`
+  copied from the output;
+- the suite is `kvmnet verify -t ssh://USER@ADDRESS GUEST`, run in that namespace: the
+  real CLI, testinfra's ssh backend, one reused SSH connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libvirt
+
+from generator.live.libvirtd import Libvirtd
+from generator.live.vms import (
+    Boot,
+    Ssh,
+    bridge,
+    disks_of,
+    overlay,
+    reboot,
+    running,
+    ssh_config,
+    wait_booted,
+)
+from generator.plan.types import GuestPlan, HostPlan, Plan
+from generator.verify.runner import CheckResult, Report
+from generator.vm.errors import VmTierError
+from generator.vm.hosts import MGMT, MGMT_MTU, MGMT_NET, WIRE, host_vm
+
+VERIFY_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Booted:
+    name: str  # the machine's name in the profile (guest or host)
+    ssh: Ssh
+    boot: Boot
+    domain: libvirt.virDomain
+
+    def reboot(self) -> Boot:
+        """Reboot the machine (e.g. for kernel arguments) and wait until it is up again."""
+        return reboot(self.ssh, self.domain)
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    machine: str
+    exit_code: int  # kvmnet verify's: 0 passed, 1 a check failed, 2 could not run
+    seconds: float
+    report: Report | None
+    said: str  # what kvmnet verify printed (tables, or why it could not run)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.report is not None and self.report.ok
+
+    def failures(self) -> list[CheckResult]:
+        return [r for r in self.report.results if r.outcome == "failed"] if self.report else []
+
+
+def login(guest: GuestPlan) -> tuple[str, str]:
+    """The user (first with an SSH key) and address (first static one) to reach `guest` by."""
+    user = next((u.name for u in guest.users if u.ssh_keys), None)
+    address = next((a.split("/")[0] for nic in guest.nics for a in nic.addresses), None)
+    if user is None:
+        raise VmTierError.of(
+            f"guest {guest.name}: no user with an SSH key (users: ...ssh-authorized-keys), "
+            "so the VM tier cannot log in"
+        )
+    if address is None:
+        raise VmTierError.of(
+            f"guest {guest.name}: no static address on any interface; the VM tier has no DHCP "
+            "server and reaches guests by their address"
+        )
+    return user, address
+
+
+@dataclass
+class Fleet:
+    """Guests (and hosts) of one plan booted in one private libvirtd; all removed on close."""
+
+    daemon: Libvirtd
+    output: Path
+    plan: Plan
+    identity: Path | None
+    work: Path
+    _conn: libvirt.virConnect | None = None
+    _bridges: set[str] = field(default_factory=set)
+    _networks: set[str] = field(default_factory=set)
+    _hosts: int = 0
+
+    def __enter__(self) -> Fleet:
+        self._conn = libvirt.open(self.daemon.uri)
+        self.work.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        if self._conn is None:
+            raise RuntimeError("Fleet used outside its with-block")
+        return self._conn
+
+    def host_plan(self, name: str) -> HostPlan:
+        return next(h for h in self.plan.hosts if h.name == name)
+
+    def guest_plan(self, name: str) -> GuestPlan:
+        for guest in self.plan.guests:
+            if guest.name == name:
+                return guest
+        known = ", ".join(g.name for g in self.plan.guests) or "none"
+        raise VmTierError.of(f"no guest {name!r} in the profile (guests: {known})")
+
+    # --- the guest's host, as far as its NICs need it ------------------------------
+
+    def _attach(self, guest: GuestPlan) -> None:
+        host = self.host_plan(guest.host)
+        for nic in guest.nics:
+            if nic.source in self._bridges:
+                continue
+            device = next((i for i in host.interfaces if i.id == nic.source), None)
+            if device is None:
+                raise VmTierError.of(f"guest {guest.name}: {nic.source} is not a device of host {host.name}")
+            addresses = list(device.addresses)
+            for own in nic.addresses:
+                subnet = ipaddress.ip_interface(own).network
+                if not any(ipaddress.ip_interface(a).network == subnet for a in addresses):
+                    # The host has no address there: the tier needs one to reach the guest.
+                    addresses.append(
+                        f"{subnet[-2] if subnet.num_addresses > 2 else subnet[-1]}/{subnet.prefixlen}"
+                    )
+            bridge(self.daemon, nic.source, device.mtu, addresses)
+            self._bridges.add(nic.source)
+            if nic.attach == "network" and nic.source not in self._networks:
+                xml = (
+                    self.output / "hosts" / host.name / "libvirt" / "networks" / f"{nic.source}.xml"
+                ).read_text()
+                network = self.conn.networkDefineXML(xml)
+                network.create()
+                self._networks.add(nic.source)
+
+    # --- booting -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def guest(self, name: str, image: Path, *, seed: Path | None = None) -> Iterator[Booted]:
+        """`name` booted from its domain XML with its seed (or `seed`), until SSH and
+        cloud-init are done; destroyed, undefined and its disk removed afterwards."""
+        plan = self.guest_plan(name)
+        user, address = login(plan)
+        folder = self.output / "guests" / name
+        xml = (folder / "domain.xml").read_text()
+        seed = seed or folder / "seed.iso"
+        if not seed.is_file():
+            raise VmTierError.of(f"no seed image {seed}: build with `kvmnet build --seed-iso`")
+        files = disks_of(xml)
+        if len(files.disks) != 1 or len(files.cdroms) != 1:
+            raise VmTierError.of(
+                f"{folder / 'domain.xml'}: expected one disk and one cdrom (the seed), found {files}"
+            )
+        disk = self.daemon.host_path(files.disks[0])
+        overlay(image, disk)
+        cdrom = self.daemon.host_path(files.cdroms[0])
+        shutil.copyfile(seed, cdrom)
+        self._attach(plan)
+        ssh = Ssh(
+            self.daemon,
+            user,
+            address,
+            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.work / "cm"),
+        )
+        try:
+            with running(self.conn, xml) as (domain, started):
+                boot = wait_booted(ssh, started, domain)
+                try:
+                    yield Booted(name, ssh, boot, domain)
+                finally:
+                    ssh.close()
+        finally:
+            disk.unlink(missing_ok=True)
+            cdrom.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def host(self, name: str, image: Path) -> Iterator[Booted]:
+        """Hypervisor `name` booted from `image` (see generator/vm/hosts.py), root over SSH."""
+        plan = next((h for h in self.plan.hosts if h.name == name), None)
+        if plan is None:
+            known = ", ".join(h.name for h in self.plan.hosts)
+            raise VmTierError.of(f"no host {name!r} in the profile (hosts: {known})")
+        if self.identity is None:
+            raise VmTierError.of("booting a host needs --identity: its seed gives root that key")
+        public = Path(f"{self.identity}.pub")
+        if not public.is_file():
+            raise VmTierError.of(f"no public key {public} beside the identity {self.identity}")
+        vm = host_vm(plan, self._hosts, public.read_text())
+        self._hosts += 1
+        if MGMT not in self._bridges:
+            bridge(self.daemon, MGMT, MGMT_MTU, [f"{MGMT_NET[1]}/{MGMT_NET.prefixlen}"])
+            self._bridges.add(MGMT)
+        if WIRE not in self._bridges:
+            bridge(self.daemon, WIRE, vm.wire_mtu, vm.wire_addresses)
+            self._bridges.add(WIRE)
+        else:  # hosts share the wire: add this one's gateways the first host did not have
+            present = self.daemon.run("ip", "-o", "address", "show", "dev", WIRE).stdout
+            for address in vm.wire_addresses:
+                if f" {address} " not in present:
+                    self.daemon.run("ip", "address", "add", address, "dev", WIRE)
+        disk = self.daemon.host_path(vm.disk)
+        overlay(image, disk)
+        cdrom = self.daemon.host_path(vm.cdrom)
+        cdrom.write_bytes(vm.seed)
+        ssh = Ssh(
+            self.daemon,
+            "root",
+            vm.address,
+            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.work / "cm"),
+        )
+        try:
+            with running(self.conn, vm.xml) as (domain, started):
+                boot = wait_booted(ssh, started, domain)
+                try:
+                    yield Booted(name, ssh, boot, domain)
+                finally:
+                    ssh.close()
+        finally:
+            disk.unlink(missing_ok=True)
+            cdrom.unlink(missing_ok=True)
+
+    def bootstrap(self, booted: Booted, *args: str) -> subprocess.CompletedProcess[str]:
+        """Copy `hosts/<host>/` into the host and run its bootstrap.sh there (as root)."""
+        folder = self.output / "hosts" / booted.name
+        bundle = f"/root/kvmnet-{booted.name}"
+        with subprocess.Popen(
+            ["tar", "-C", str(folder), "-c", "."], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        ) as tar:
+            copy = subprocess.run(
+                booted.ssh.argv(f"rm -rf {bundle} && mkdir -p {bundle} && tar -x -C {bundle}"),
+                stdin=tar.stdout,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        if copy.returncode != 0:
+            raise VmTierError.of(f"could not copy {folder} to {booted.name}: {copy.stderr.strip()}")
+        return booted.ssh.run(f"{bundle}/bootstrap.sh", *args, timeout=600, check=False)
+
+    # --- the generated suite -------------------------------------------------------
+
+    def verify(self, booted: Booted, output: Path | None = None) -> SuiteRun:
+        """`kvmnet verify -t ssh://... MACHINE` in libvirtd's namespace, with `output`'s suites."""
+        output = output or self.output
+        report_file = self.work / f"verify-{booted.name}-{time.monotonic_ns()}.json"
+        command = self.daemon.command(
+            sys.executable,
+            *("-m", "generator", "verify", "-t", booted.ssh.target, "-o", str(output)),
+            *("--json", str(report_file), booted.name),
+        )
+        begun = time.monotonic()
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=VERIFY_TIMEOUT, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise VmTierError.of(
+                f"kvmnet verify on {booted.name} took longer than {VERIFY_TIMEOUT:.0f} s"
+            ) from exc
+        seconds = round(time.monotonic() - begun, 1)
+        report = None
+        if report_file.exists():
+            data = json.loads(report_file.read_text())
+            report = Report(tuple(CheckResult(**r) for r in data["results"]))
+            report_file.unlink()
+        return SuiteRun(
+            booted.name, result.returncode, seconds, report, (result.stdout + result.stderr).strip()
+        )

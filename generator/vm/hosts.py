@@ -1,0 +1,166 @@
+"""A hypervisor of the profile as a VM: the domain and NoCloud seed the VM tier makes for it.
+
+kvmnet writes no domain for a hypervisor (it is a machine, not a guest), so the tier
+makes one: the host image on a virtio disk, and
+
+- one NIC per ethernet of the host, with the MAC its `match: {macaddress}` names, so the
+  host's own `.link`/`.network` files find and rename it (`set-name: eno1`), at the
+  ethernet's planned MTU, all on one wire bridge in libvirtd's namespace that carries the
+  host's gateways' addresses (the bootstrap's probe);
+- a management NIC on a bridge of its own (198.18.0.0/24, RFC 2544's benchmarking
+  range, seen nowhere else), configured by the seed's network-config, so SSH keeps
+  working while the bootstrap rebuilds the host's network;
+- a seed (label cidata) whose user-data gives root the test's SSH key: the host suite
+  reads what root reads (tc, bridge VLANs, /proc/cmdline).
+
+Ethernets matched by name only cannot be given to a VM (a virtio NIC is named by udev,
+`enp1s0`): the tier refuses such a host and says how to match by MAC.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+import yaml
+
+from generator.plan.types import HostPlan, Kind
+from generator.renderers import seed
+from generator.vm.errors import VmTierError
+
+WIRE = "kvwire"  # the bridge the host's ethernets are cabled to
+MGMT = "kvmgmt"  # the management bridge
+MGMT_NET = ipaddress.ip_network("198.18.0.0/24")
+MGMT_MTU = 1500
+
+
+@dataclass(frozen=True)
+class HostVm:
+    name: str
+    xml: str
+    seed: bytes
+    address: str  # management address to SSH to
+    disk: str  # paths inside libvirtd's mount namespace
+    cdrom: str
+    wire_mtu: int
+    wire_addresses: tuple[str, ...]  # the host's gateways, with the prefix of the host's subnet
+
+
+def _ethernets(host: HostPlan) -> list[tuple[str, int]]:
+    """(MAC, MTU) of each ethernet; refused if one is matched by name only."""
+    out = []
+    for device in host.interfaces:
+        if device.kind != Kind.ETHERNET:
+            continue
+        mac = device.match.mac or device.macaddress
+        if device.match.mac is None:
+            raise VmTierError.of(
+                f"host {host.name}: ethernet {device.id} is matched by name, which a VM's virtio NIC "
+                f"cannot have; give it match: {{macaddress: ...}} and set-name: {device.name or device.id}"
+            )
+        assert mac is not None
+        out.append((mac, device.mtu))
+    return out
+
+
+def _gateways(host: HostPlan) -> tuple[str, ...]:
+    """Each gateway address with the prefix of the host's own address in its subnet."""
+    found: list[str] = []
+    for device in host.interfaces:
+        vias = [*device.gateways, *(r.gateway for r in device.routes if r.gateway)]
+        for via in vias:
+            gateway = ipaddress.ip_address(via)
+            for own in device.addresses:
+                net = ipaddress.ip_interface(own).network
+                if gateway in net and f"{gateway}/{net.prefixlen}" not in found:
+                    found.append(f"{gateway}/{net.prefixlen}")
+    return tuple(found)
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memory_mib: int = 1024) -> HostVm:
+    """The VM for `host` (the `index`-th host the tier boots: its management address)."""
+    ethernets = _ethernets(host)
+    address = str(MGMT_NET[2 + index])
+    mgmt_mac = f"52:54:00:fe:00:{index + 1:02x}"
+    disk = f"/var/lib/libvirt/images/kvmnet-host-{host.name}.qcow2"
+    cdrom = f"/var/lib/libvirt/images/kvmnet-host-{host.name}-seed.iso"
+
+    domain = ET.Element("domain", type="qemu")  # software emulation: see docs/vm.md
+    _sub(domain, "name", host.name)
+    _sub(domain, "memory", str(memory_mib), unit="MiB")
+    _sub(domain, "vcpu", str(vcpus))
+    os_ = _sub(domain, "os")
+    _sub(os_, "type", "hvm", arch="x86_64", machine="q35")
+    _sub(os_, "boot", dev="hd")
+    features = _sub(domain, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    devices = _sub(domain, "devices")
+    for path, device, bus, dev, kind in (
+        (disk, "disk", "virtio", "vda", "qcow2"),
+        (cdrom, "cdrom", "sata", "sda", "raw"),
+    ):
+        element = _sub(devices, "disk", type="file", device=device)
+        _sub(element, "driver", name="qemu", type=kind)
+        _sub(element, "source", file=path)
+        _sub(element, "target", dev=dev, bus=bus)
+        if device == "cdrom":
+            _sub(element, "readonly")
+    for mac, bridge, mtu in ((mgmt_mac, MGMT, MGMT_MTU), *((m, WIRE, t) for m, t in ethernets)):
+        nic = _sub(devices, "interface", type="bridge")
+        _sub(nic, "mac", address=mac)
+        _sub(nic, "source", bridge=bridge)
+        _sub(nic, "model", type="virtio")
+        _sub(nic, "mtu", size=str(mtu))
+    serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "target", port="0")
+    ET.indent(domain)
+    xml = ET.tostring(domain, encoding="unicode") + "\n"
+
+    user_data = "#cloud-config\n" + yaml.safe_dump(
+        {
+            # root's key as given: with disable_root cloud-init would prefix "please login as".
+            "disable_root": False,
+            "ssh_pwauth": False,
+            "write_files": [
+                {
+                    "path": "/root/.ssh/authorized_keys",
+                    "content": public_key.strip() + "\n",
+                    "permissions": "0600",
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+    meta_data = yaml.safe_dump({"instance-id": f"kvmnet-vm-host-{host.name}", "local-hostname": host.name})
+    network = yaml.safe_dump(
+        {
+            "version": 2,
+            "ethernets": {
+                "kvmgmt0": {
+                    "match": {"macaddress": mgmt_mac},
+                    "set-name": "kvmgmt0",
+                    "addresses": [f"{address}/{MGMT_NET.prefixlen}"],
+                    "dhcp4": False,
+                }
+            },
+        },
+        sort_keys=True,
+    )
+    iso = seed.image(
+        [
+            ("user-data", user_data.encode()),
+            ("meta-data", meta_data.encode()),
+            ("network-config", network.encode()),
+        ]
+    )
+    wire_mtu = max((mtu for _, mtu in ethernets), default=1500)
+    return HostVm(host.name, xml, iso, address, disk, cdrom, wire_mtu, _gateways(host))

@@ -1,0 +1,384 @@
+"""The VM tier: what kvmnet generated boots in real VMs and passes its own suites.
+
+One private libvirtd (generator/live/libvirtd.py: its own network and mount namespaces,
+QEMU in software emulation) serves the module. Its guests:
+
+- tests/vm/guest.yaml's vm1 (2 vCPUs, 2 queue pairs, MTU 9000, IPv6 off, a user with a
+  key made here), booted from the golden image built with the generated element, its
+  generated domain XML and seed: `kvmnet verify -t ssh://...` passes. Then the channel
+  count is set to a NON-default 1 in the running guest: the suite fails naming the
+  channels check; the generated `.link` file (udev "add") and, separately, the
+  generated ethtool fallback unit each bring it back, and the suite passes again;
+- the same domain booted with the seed of a profile that asks for MTU 1400 and IPv6 on:
+  the suite fails, naming the MTU and IPv6 checks with both values;
+- profiles/default.yaml's hypervisor hv1, booted from its host image: its generated
+  bootstrap.sh runs in the VM and the host suite passes, including the VLAN, GRE and
+  VXLAN devices and the fq qdisc this sandbox's kernel cannot create.
+
+Timings (boot to SSH, to cloud-init done, suite) are printed and written to
+$KVMNET_VM_TIMINGS (JSON) if set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from generator.live import processes
+from generator.live.libvirtd import QEMU_CONF, private_libvirtd
+from generator.pipeline import build, plan_profile
+from generator.vm import command as vm_command
+from generator.vm.errors import VmTierError
+from generator.vm.fleet import Booted, Fleet, SuiteRun
+from generator.vm.hosts import host_vm
+from tests.support import images
+from tests.support.cli import kvmnet
+
+HERE = Path(__file__).parent
+GUEST_PROFILE = HERE / "vm" / "guest.yaml"
+HOST_PROFILE = HERE.parent / "profiles" / "default.yaml"
+NEEDED = ("libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "nsenter")
+REBOOT_MARKER = "/var/lib/kvmnet/reboot-required"  # written by bootstrap.sh
+TIMINGS: dict[str, dict[str, float]] = {}
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "the VM tier needs root (namespaces, libvirtd, taps)"
+    missing = [
+        tool for tool in NEEDED if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin") is None
+    ]
+    missing += images.missing()
+    if missing:
+        return f"missing {', '.join(missing)} (see docs/vm.md for the packages)"
+    return None
+
+
+_REASON = _why_not()
+#: The tests that boot VMs: marked `vm`, skipped with the reason on a machine that cannot.
+boots_vms = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("vm")
+
+
+@pytest.fixture(scope="module")
+def key(work: Path) -> Path:
+    path = work / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kvmnet-vm-test", "-f", str(path)], check=True
+    )
+    return path
+
+
+def _profile(work: Path, key: Path, name: str, change: dict[str, Any] | None = None) -> Path:
+    """tests/vm/guest.yaml with the test's key, and `change` merged into guest vm1."""
+    data = yaml.safe_load(GUEST_PROFILE.read_text())
+    guest = data["guests"]["vm1"]
+    guest["users"][0]["ssh-authorized-keys"] = [key.with_suffix(".pub").read_text().strip()]
+    for field, value in (change or {}).items():
+        if field == "interface":
+            guest["interfaces"][0].update(value)
+        else:
+            guest[field] = value
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _built(profile: Path, output: Path) -> Path:
+    build(profile, output, extras=frozenset({"seed-iso"}))
+    return output
+
+
+@pytest.fixture(scope="module")
+def fleet(work: Path, key: Path) -> Iterator[Fleet]:
+    profile = _profile(work, key, "guest")
+    output = _built(profile, work / "output")
+    plan = plan_profile(profile).plan
+    with (
+        private_libvirtd(work, label="vmtest") as daemon,
+        Fleet(daemon, output, plan, key, work / "fleet") as f,
+    ):
+        yield f
+        netns = daemon.netns
+    # Nothing of it is left: no namespace, no process of its daemons or guests.
+    assert not Path("/run/netns", netns).exists()
+    assert not (work / netns).exists()
+
+
+@pytest.fixture(scope="module")
+def guest_image() -> Path:
+    if given := os.environ.get("KVMNET_VM_GUEST_IMAGE"):
+        return Path(given)  # a prebuilt golden image of vm1 (docs/vm.md)
+    started = time.monotonic()
+    path = images.guest_image(GUEST_PROFILE, "vm1")
+    TIMINGS.setdefault("guest image", {})["seconds"] = round(
+        images.BUILD_SECONDS.get(path, time.monotonic() - started), 1
+    )
+    return path
+
+
+def _record(name: str, booted: Booted, suite: SuiteRun) -> None:
+    TIMINGS[name] = {
+        "boot_to_ssh": booted.boot.ssh,
+        "boot_to_cloud_init_done": booted.boot.cloud_init,
+        "suite": suite.seconds,
+    }
+
+
+def _outcomes(run: SuiteRun) -> dict[str, tuple[str, str]]:
+    assert run.report is not None, run.said
+    return {r.check: (r.outcome, r.message) for r in run.report.results}
+
+
+def _passed(run: SuiteRun, *checks: str) -> None:
+    outcomes = _outcomes(run)
+    for check in checks:
+        assert outcomes.get(check, ("missing", ""))[0] == "passed", (check, outcomes.get(check), run.said)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_timings() -> Iterator[None]:
+    yield
+    if not TIMINGS:
+        return
+    text = json.dumps(TIMINGS, indent=2, sort_keys=True)
+    print(f"\nVM tier timings (seconds):\n{text}")
+    if target := os.environ.get("KVMNET_VM_TIMINGS"):
+        Path(target).write_text(text + "\n")
+
+
+@pytest.mark.vm
+@boots_vms
+def test_guest_boots_from_generated_xml_and_seed_and_passes_its_suite(
+    fleet: Fleet, guest_image: Path
+) -> None:
+    started = time.monotonic()
+    with fleet.guest("vm1", guest_image) as booted:
+        run = fleet.verify(booted)
+        _record("guest vm1", booted, run)
+        assert run.exit_code == 0 and run.ok, run.said
+        # What the issue asks for, each a check that ran and passed (not skipped):
+        _passed(
+            run,
+            "test_nic_exists[eth0]",
+            "test_nic_mtu[eth0]",
+            "test_nic_channels[eth0]",
+            "test_nic_ipv6[eth0]",
+            "test_sysctl[net.ipv6.conf.all.disable_ipv6]",
+            "test_sysctl[net.ipv6.conf.default.disable_ipv6]",
+        )
+
+        # The persisted channel count, proven with a NON-default count: the guest's
+        # kernel already starts with min(queues, vCPUs) = 2, so set 1 and let each of
+        # kvmnet's two mechanisms restore the planned 2.
+        def tamper() -> None:
+            booted.ssh.run("sudo", "ethtool", "-L", "eth0", "combined", "1")
+            broken = fleet.verify(booted)
+            assert broken.exit_code == 1
+            outcome, message = _outcomes(broken)["test_nic_channels[eth0]"]
+            assert outcome == "failed" and re.search(r"eth0.*channels.*2.*1", message), message
+
+        tamper()
+        # 1. the .link file (CombinedChannels=2), applied by udev on an "add" event
+        booted.ssh.run("sudo", "udevadm", "trigger", "--action=add", "--subsystem-match=net")
+        booted.ssh.run("sudo", "udevadm", "settle")
+        _passed(fleet.verify(booted), "test_nic_channels[eth0]")
+        tamper()
+        # 2. the ethtool fallback unit (for kernels that ignore CombinedChannels=)
+        booted.ssh.run("sudo", "systemctl", "restart", "kvmnet-nic-tuning.service")
+        restored = fleet.verify(booted)
+        assert restored.ok, restored.said
+    TIMINGS["guest vm1"]["total"] = round(time.monotonic() - started, 1)
+
+
+@pytest.mark.vm
+@boots_vms
+def test_seed_of_another_profile_fails_the_suite_naming_the_checks(
+    fleet: Fleet, guest_image: Path, work: Path, key: Path
+) -> None:
+    other = _profile(work, key, "other", {"ipv6": "enabled", "interface": {"mtu": 1400}})
+    seed = _built(other, work / "output-other") / "guests" / "vm1" / "seed.iso"
+    assert seed.read_bytes() != (fleet.output / "guests" / "vm1" / "seed.iso").read_bytes()
+    started = time.monotonic()
+    with fleet.guest("vm1", guest_image, seed=seed) as booted:
+        run = fleet.verify(booted)
+    TIMINGS["negative control"] = {"total": round(time.monotonic() - started, 1), "suite": run.seconds}
+    assert run.exit_code == 1, run.said
+    outcomes = _outcomes(run)
+    mtu = outcomes["test_nic_mtu[eth0]"]
+    assert mtu[0] == "failed" and "9000" in mtu[1] and "1400" in mtu[1], mtu
+    ipv6 = outcomes["test_nic_ipv6[eth0]"]
+    assert ipv6[0] == "failed", ipv6
+    # and the rest of the suite still ran: the NIC was found and its channels are right
+    assert outcomes["test_nic_channels[eth0]"][0] == "passed"
+
+
+@pytest.fixture(scope="module")
+def host_image() -> Path:
+    if given := os.environ.get("KVMNET_VM_HOST_IMAGE"):
+        return Path(given)  # a prebuilt host image of profiles/default.yaml's hv1
+    started = time.monotonic()
+    path = images.host_image(HOST_PROFILE, "hv1")
+    TIMINGS.setdefault("host image", {})["seconds"] = round(
+        images.BUILD_SECONDS.get(path, time.monotonic() - started), 1
+    )
+    return path
+
+
+@pytest.mark.vm
+@boots_vms
+def test_hypervisor_runs_its_bootstrap_and_passes_its_suite(work: Path, key: Path, host_image: Path) -> None:
+    output = _built(HOST_PROFILE, work / "output-host")
+    plan = plan_profile(HOST_PROFILE).plan
+    started = time.monotonic()
+    with (
+        private_libvirtd(work, label="vmhost") as daemon,
+        Fleet(daemon, output, plan, key, work / "fleet-host") as fleet,
+        fleet.host("hv1", host_image) as booted,
+    ):
+        ran = fleet.bootstrap(booted)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        again = fleet.bootstrap(booted)  # idempotent: nothing left to do
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "no changes" in again.stdout, again.stdout
+        if booted.ssh.run("test", "-e", REBOOT_MARKER, check=False).returncode == 0:
+            # New kernel arguments (GRUB drop-in + update-grub) take a reboot to show.
+            TIMINGS["host hv1 reboot"] = {"boot_to_ssh": booted.reboot().ssh}
+        run = fleet.verify(booted)
+        _record("host hv1", booted, run)
+    TIMINGS["host hv1"]["total"] = round(time.monotonic() - started, 1)
+    assert run.exit_code == 0 and run.ok, run.said
+    outcomes = _outcomes(run)
+    # The devices the sandbox kernel cannot make, made here by Debian's kernel from the
+    # generated files: the VLAN on the VLAN-aware bridge, the GRE tunnel, the overlay.
+    for device in ("mgmt100", "gre-peer", "br-guest", "vx10010"):
+        mine = {c: o for c, o in outcomes.items() if f"[{device}]" in c}
+        assert mine and all(o[0] == "passed" for o in mine.values()), (device, mine)
+    # fq on eno1 (no sch_fq here), tbf on eno2, and the kernel arguments on /proc/cmdline
+    for check in (
+        "test_root_qdisc[eno1]",
+        "test_root_qdisc[eno2]",
+        "test_shaping_rate[eno2]",
+        "test_kernel_argument[intel_iommu=on]",
+        "test_kernel_argument[iommu=pt]",
+    ):
+        assert outcomes.get(check, ("missing", ""))[0] == "passed", (check, outcomes.get(check))
+
+
+# --- without VMs: what the tier makes for a hypervisor, read by the real consumers ----
+
+
+def test_host_vm_domain_and_seed_are_what_libvirt_and_cloud_init_accept(tmp_path: Path) -> None:
+    libvirt = pytest.importorskip("libvirt")
+    plan = plan_profile(HOST_PROFILE).plan
+    hv1 = next(h for h in plan.hosts if h.name == "hv1")
+    vm = host_vm(hv1, 0, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvmnetVmTierPlaceholderReplacedByTheTest0 t")
+    conn = libvirt.open("test:///default")
+    try:
+        domain = conn.defineXMLFlags(vm.xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+        kept = ET.fromstring(domain.XMLDesc(0))
+    finally:
+        conn.close()
+    assert kept.get("type") == "qemu"  # software emulation: never guessed from /dev/kvm
+    macs = []
+    for nic in kept.iterfind("./devices/interface"):
+        mac, mtu = nic.find("mac"), nic.find("mtu")
+        assert mac is not None and mtu is not None
+        macs.append((mac.get("address"), mtu.get("size")))
+    # the management NIC, then hv1's ethernets with the MACs its .link files match
+    assert macs == [
+        ("52:54:00:fe:00:01", "1500"),
+        ("52:54:00:a0:00:01", "9000"),
+        ("52:54:00:a0:00:02", "1500"),
+    ]
+    assert vm.wire_addresses == ("192.0.2.1/24",)
+    iso = tmp_path / "seed.iso"
+    iso.write_bytes(vm.seed)
+    if shutil.which("isoinfo") is None or shutil.which("cloud-init") is None:
+        pytest.skip("isoinfo (genisoimage) or cloud-init not installed: the seed is not read back")
+    for name in ("user-data", "meta-data", "network-config"):
+        text = subprocess.run(
+            ["isoinfo", "-R", "-i", str(iso), "-x", f"/{name}"], capture_output=True, text=True, check=True
+        ).stdout
+        (tmp_path / name).write_text(text)
+    schema = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(tmp_path / "user-data")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert schema.returncode == 0 and "Valid" in schema.stdout, schema.stdout + schema.stderr
+    assert "instance-id" in (tmp_path / "meta-data").read_text()
+
+
+def test_host_with_a_name_matched_ethernet_is_refused_with_advice(tmp_path: Path) -> None:
+    profile = tmp_path / "p.yaml"
+    profile.write_text("hosts:\n  hv9:\n    network:\n      ethernets:\n        eno1: {mtu: 9000}\n")
+    hv9 = plan_profile(profile).plan.hosts[0]
+    with pytest.raises(VmTierError) as caught:
+        host_vm(hv9, 0, "ssh-ed25519 AAAA t")
+    assert "eno1 is matched by name" in str(caught.value.diagnostics[0].message)
+    assert "macaddress" in caught.value.diagnostics[0].message
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--guest", "nope"], "not a machine of"),
+        (["--guest", "vm1"], "--image: give the golden image"),
+        (["--host", "vmhost", "--image", "/nonexistent.qcow2"], "--host-image: give the golden image"),
+    ],
+)
+def test_vm_command_usage_errors(args: list[str], said: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("kvmnet vm refuses to run unless root before it reads its arguments")
+    lacking = [tool for tool in vm_command.NEEDED if shutil.which(tool) is None]
+    if lacking:
+        pytest.skip(f"kvmnet vm checks for {', '.join(lacking)} before it reads its arguments")
+    result = kvmnet("vm", "test", str(GUEST_PROFILE), *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
+
+
+def test_private_libvirtd_answers_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    libvirt = pytest.importorskip("libvirt")
+    lacking = [t for t in ("libvirtd", "virtlogd", "virsh", "nsenter") if shutil.which(t) is None]
+    if os.geteuid() != 0 or lacking:
+        pytest.skip(f"needs root and {', '.join(lacking) or 'libvirtd'}")
+    with private_libvirtd(tmp_path, label="probe") as daemon:
+        conn = libvirt.open(daemon.uri)
+        try:
+            assert conn.getType() == "QEMU"
+            capabilities = conn.getCapabilities()
+        finally:
+            conn.close()
+        assert "<domain type='qemu'" in capabilities  # software emulation is on offer
+        assert "<domain type='kvm'" not in capabilities  # and only that: /dev/kvm is hidden
+        pids = processes.in_namespace(daemon.netns)
+        assert len(pids) >= 2  # libvirtd and virtlogd, in their own network namespace
+        assert (
+            daemon.host_path("/var/lib/libvirt/images/x.qcow2") == daemon.root / "lib" / "images" / "x.qcow2"
+        )
+        # the machine's own /etc/libvirt is not what libvirtd reads
+        assert (daemon.root / "etc" / "qemu.conf").read_text() == QEMU_CONF
+    assert not Path("/run/netns", daemon.netns).exists()
+    assert not any(processes.alive(pid) for pid in pids)
+    assert not daemon.root.exists()
+    # pytest's tmp_path is too deep for a UNIX socket under it: the root moved to /tmp
+    if daemon.root.parent != tmp_path:
+        assert not daemon.root.parent.exists()
