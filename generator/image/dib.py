@@ -103,6 +103,9 @@ def recipe(
             "DIB_DEV_USER_SHELL": "/bin/bash",
             "DIB_DEV_USER_PWDLESS_SUDO": "yes",
             "DIB_DEV_USER_AUTHORIZED_KEYS": str(vagrant),
+            # kvmnet's hooks add DHCP for Vagrant's management NIC (found with vagrant up:
+            # without it the box never gets an address)
+            "DIB_KVMNET_VAGRANT": "1",
         }
     prefix = [str(shim_dir)] if shim_dir else []
     prefix.append(str(Path(sys.executable).parent))  # element-info, dib-run-parts...
