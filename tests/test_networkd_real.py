@@ -31,11 +31,12 @@ from pathlib import Path
 
 import pytest
 
+from generator.lab.layout import concrete, kernel_name
 from generator.pipeline import Planned, artifacts_for, plan_profile
 from generator.plan.types import HostPlan, Kind, OverlayPlan
 from generator.renderers.networkd import NETWORK_DIR, PREFIX
 from tests.support import udev
-from tests.support.device_checks import DeviceCase, concrete, describe, device_cases, kernel_name
+from tests.support.device_checks import DeviceCase, describe, device_cases
 from tests.support.networkd import (
     NETWORKD,
     WARNING,

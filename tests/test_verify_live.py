@@ -38,6 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generator.lab.layout import kernel_name
 from generator.live.commands import wait_for
 from generator.live.kernel import Kernel, probe
 from generator.live.namespaces import Lab
@@ -48,7 +49,7 @@ from generator.plan.types import GuestPlan, HostPlan, Kind
 from generator.renderers.expected import sysctl_scope
 from generator.renderers.networkd import NETWORK_DIR
 from generator.verify.runner import Report, verify
-from tests.support.device_checks import absence, kernel_name
+from tests.support.device_checks import absence
 
 pytestmark = pytest.mark.networkd
 

@@ -6,13 +6,12 @@ this kernel (or why not), and the check for each one, all derived from the plan.
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from generator.lab.layout import kernel_name
 from generator.plan.types import HostPlan, Interface, Kind
 from generator.renderers.networkd import PREFIX
 from tests.support.networkd import (
@@ -32,21 +31,6 @@ from tests.support.networkd import (
     ip,
     on_link,
 )
-
-
-def concrete(pattern: str) -> str:
-    """A name that the [Match] Name= glob `pattern` selects."""
-    name = re.sub(r"\[!?(.)[^\]]*\]", r"\1", pattern).replace("*", "").replace("?", "0")
-    assert fnmatch.fnmatchcase(name, pattern), f"cannot make up a name matching {pattern!r}"
-    return name
-
-
-def kernel_name(iface: Interface) -> str:
-    """The device's final name: set-name, the matched name, or (netdevs) its id."""
-    if iface.name:
-        return iface.name
-    return concrete(iface.match.name) if iface.match.name else iface.id
-
 
 # --- what to expect, from the plan and the probed kernel --------------------------------
 
