@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from generator.renderers.bundle import tar_member
+
 #: qcow2 header: magic "QFI\xfb", version (u32), backing file offset (u64), backing file
 #: size (u32), cluster bits (u32), then the virtual size in bytes (u64), all big-endian.
 QCOW2_MAGIC = b"QFI\xfb"
@@ -63,14 +65,8 @@ def metadata(image: Path) -> dict[str, object]:
     return {"provider": "libvirt", "format": "qcow2", "virtual_size": -(-size // GIB)}
 
 
-def _member(name: str, size: int, mode: int = 0o644) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    return info
+def _member(name: str, size: int) -> tarfile.TarInfo:
+    return tar_member(name, tarfile.REGTYPE, 0o644, size)
 
 
 def make_box(image: Path, box: Path, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:

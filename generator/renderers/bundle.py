@@ -53,15 +53,16 @@ def tarball(host: str, artifacts: Sequence[Artifact]) -> bytes:
                 directory = "/".join(parts[:depth])
                 if directory not in directories:
                     directories.add(directory)
-                    tar.addfile(_info(directory, tarfile.DIRTYPE, 0o755, 0))
+                    tar.addfile(tar_member(directory, tarfile.DIRTYPE, 0o755, 0))
             tar.addfile(
-                _info(name, tarfile.REGTYPE, artifact.mode, len(artifact.content)),
+                tar_member(name, tarfile.REGTYPE, artifact.mode, len(artifact.content)),
                 io.BytesIO(artifact.content),
             )
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
-def _info(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
+def tar_member(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
+    """A tar entry that depends only on its arguments: mtime 0, owner root (deterministic archives)."""
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode

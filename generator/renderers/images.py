@@ -31,7 +31,7 @@ import yaml
 from generator.plan.types import GuestPlan, HostPlan, Plan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SCRIPT, Artifact
-from generator.renderers.bundle import BUNDLE_DIR, by_host, tarball
+from generator.renderers.bundle import BUNDLE_DIR, by_host, tar_member, tarball
 from generator.renderers.cloudinit import CHANNELS_SCRIPT, CHANNELS_UNIT, LINK_PREFIX, SYSCTL, user_data
 from generator.templating import GENERATED
 from generator.templating import render as render_template
@@ -89,12 +89,7 @@ def _tarball(files: Sequence[tuple[str, int, bytes]]) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path, mode, content in files:
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.mode = mode
-            info.size = len(content)
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
+            info = tar_member(path.lstrip("/"), tarfile.REGTYPE, mode, len(content))
             tar.addfile(info, io.BytesIO(content))
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
