@@ -203,6 +203,12 @@ class Fleet:
             address,
             ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.work / "cm"),
         )
+        with self._booted(name, ssh, xml, disk, cdrom) as booted:
+            yield booted
+
+    @contextlib.contextmanager
+    def _booted(self, name: str, ssh: Ssh, xml: str, disk: Path, cdrom: Path) -> Iterator[Booted]:
+        """Start the domain, wait for SSH and cloud-init; afterwards remove its disk and seed."""
         try:
             with running(self.conn, xml) as (domain, started):
                 boot = wait_booted(ssh, started, domain)
@@ -249,16 +255,8 @@ class Fleet:
             vm.address,
             ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.work / "cm"),
         )
-        try:
-            with running(self.conn, vm.xml) as (domain, started):
-                boot = wait_booted(ssh, started, domain)
-                try:
-                    yield Booted(name, ssh, boot, domain)
-                finally:
-                    ssh.close()
-        finally:
-            disk.unlink(missing_ok=True)
-            cdrom.unlink(missing_ok=True)
+        with self._booted(name, ssh, vm.xml, disk, cdrom) as booted:
+            yield booted
 
     def bootstrap(self, booted: Booted, *args: str) -> subprocess.CompletedProcess[str]:
         """Copy `hosts/<host>/` into the host and run its bootstrap.sh there (as root)."""
