@@ -186,6 +186,11 @@ def test_bundled_profiles_cover_the_cases() -> None:
         n.channels is not None and n.rx_ring is None for n in nics
     )
     assert any(not tuned(n) for n in nics), "no NIC without tuning (e.g. e1000e)"
+    assert any(
+        n.channels is not None and n.queues is not None and n.channels < min(n.queues, g.vcpus)
+        for g in guests
+        for n in g.nics
+    ), "no NIC whose channels are capped below min(queues, vCPUs) (channels:)"
     assert any(u.passwd for g in guests for u in g.users) and any(
         not u.passwd for g in guests for u in g.users
     )

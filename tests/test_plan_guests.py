@@ -78,6 +78,14 @@ def test_channels_are_the_smaller_of_queues_and_vcpus() -> None:
     assert g.nics[0].mtu == 9000
 
 
+def test_channels_can_be_capped_below_the_queue_pairs() -> None:
+    g = guest(
+        "guests:\n  g1:\n    host: hv1\n    vcpus: 8\n"
+        "    interfaces: [{bridge: br-jumbo, queues: 4, channels: 1}]\n"
+    )
+    assert (g.nics[0].queues, g.nics[0].channels) == (4, 1)
+
+
 def test_more_queues_than_vcpus_is_a_warning_not_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -119,6 +127,14 @@ def test_plaintext_password_is_refused_without_being_echoed() -> None:
         ("{bridge: br-ovl, queues: 257}", "queues must be 1–256"),
         ("{bridge: br-ovl, model: e1000e, queues: 2}", "queues need a virtio NIC"),
         ("{bridge: br-ovl, rx-ring: 2048}", "rx-ring must be one of 256, 512, 1024"),
+        # the default guest has 2 vCPUs: min(queues auto = 2, 2) = 2 channels at most
+        (
+            "{bridge: br-ovl, channels: 3}",
+            "channels must be at most 2, got 3: the guest can use min(queues 2, vCPUs 2)",
+        ),
+        ("{bridge: br-ovl, queues: 1, channels: 2}", "channels must be at most 1, got 2"),
+        ("{bridge: br-ovl, model: e1000e, channels: 1}", "channels need a virtio NIC with queue pairs"),
+        ("{bridge: br-ovl, channels: 0}", "channels"),
         ("{bridge: br-ovl, tx-ring: 512}", "honoured only for vhost-user"),
         ("{bridge: br-ovl, target: vnet7}", "libvirt silently replaces"),
         ("{bridge: br-ovl, vlan: 100}", "libvirt 9.0 on hv1 cannot tag a guest's port on a Linux bridge"),

@@ -144,6 +144,9 @@ class GuestInterface(StrictModel):
     model: Literal["virtio", "e1000e", "rtl8139"] = "virtio"
     #: Queue pairs (`<driver queues=>`); `auto` = one per vCPU.
     queues: Queues = "auto"
+    #: Channels the guest uses (`ethtool -L combined`), to cap them below the queue pairs;
+    #: default min(queues, vCPUs), what virtio_net already picks.
+    channels: Annotated[int, ranged(1, 256, "channels")] | None = None
     #: virtio ring size (`rx_queue_size`): 256, 512 or 1024.
     rx_ring: Annotated[int, ranged(0, 65_535, "rx-ring")] | None = None
     #: `tx_queue_size`: honoured for vhost-user only, so refused for taps (kept to say so).

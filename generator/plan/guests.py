@@ -297,6 +297,26 @@ def _nic(
                     (*path, "queues"),
                 )
             )
+    channels = min(queues, vcpus) if queues else None
+    if spec.channels is not None:
+        if channels is None:
+            problems.append(
+                Diagnostic(
+                    f"channels need a virtio NIC with queue pairs; model {spec.model} has one queue "
+                    "(use model: virtio, or leave channels out)",
+                    (*path, "channels"),
+                )
+            )
+        elif spec.channels > channels:
+            problems.append(
+                Diagnostic(
+                    f"channels must be at most {channels}, got {spec.channels}: the guest can use "
+                    f"min(queues {queues}, vCPUs {vcpus}) = {channels} (raise queues and vcpus for more)",
+                    (*path, "channels"),
+                )
+            )
+        else:
+            channels = spec.channels
     if spec.rx_ring is not None:
         if not virtio:
             problems.append(
@@ -347,7 +367,7 @@ def _nic(
         source=source,
         model=spec.model,
         queues=queues,
-        channels=min(queues, vcpus) if queues else None,
+        channels=channels,
         rx_ring=spec.rx_ring if virtio else None,
         mtu=mtu,
         target=spec.target,

@@ -333,7 +333,7 @@ class GuestNic:
     source: str  # the bridge or libvirt network
     model: str
     queues: int | None  # queue pairs; None when the model has no multiqueue
-    channels: int | None  # what the guest should use: min(queues, vCPUs)
+    channels: int | None  # what the guest should use: `channels:`, or min(queues, vCPUs)
     rx_ring: int | None
     mtu: int
     target: str | None

@@ -52,7 +52,7 @@ def test_nic_addresses(machine: checks.Machine, nic: checks.Entry) -> None:
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", checks.having("channels", NICS), ids=checks.label)
 def test_nic_channels(machine: checks.Machine, nic: checks.Entry) -> None:
-    """The virtio NIC uses min(queues, vCPUs) combined channels."""
+    """The virtio NIC uses its planned combined channels (`channels:`, default min(queues, vCPUs))."""
     checks.nic_channels(machine, nic)
 
 
