@@ -31,6 +31,7 @@ import pytest
 from generator.pipeline import Planned, artifacts_for, plan_profile
 from generator.renderers.artifact import MODE_SECRET
 from generator.renderers.seed import FILES, LABEL
+from generator.renderers.vagrant import host_seed_dir
 from tests.support.cli import kvmnet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +134,12 @@ def test_seed_is_reproducible(profile: Path, builds: Builds) -> None:
         for a in artifacts_for(planned(profile), frozenset({"seed-iso"}))
         if a.path.endswith("/seed.iso")
     }
-    assert sorted(rendered) == sorted(f"guests/{g.name}/seed.iso" for g in planned(profile).plan.guests)
+    plan = planned(profile).plan
+    # Guests' seeds, and each host's seed for Vagrant (read back in tests/test_vagrant.py)
+    assert sorted(rendered) == sorted(
+        [f"guests/{g.name}/seed.iso" for g in plan.guests]
+        + [f"{host_seed_dir(h.name)}/seed.iso" for h in plan.hosts]
+    )
     for path, content in rendered.items():
         images = [(tree / path).read_bytes() for tree in builds.trees[profile]]
         assert all(image == content for image in images), path

@@ -20,13 +20,16 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from generator.image.box import BoxError, make_box, virtual_size
+from generator.live.libvirtd import Libvirtd
 from generator.pipeline import Planned, build, plan_profile
 from generator.plan.types import Kind
 from generator.renderers.vagrant import derived_mac, wire
@@ -191,6 +194,74 @@ def test_machines_follow_the_plan(outputs: dict[str, Path]) -> None:
             )
 
 
+#: Debian's cloud-init reading a NoCloud seed directory as its datasource does, and deciding
+#: about the network as `stages.Init._find_networking_config` does for the datasource's part.
+CLOUD_INIT_READS_SEED = """
+import json, sys
+from cloudinit import net, util
+from cloudinit.sources.DataSourceNoCloud import _merge_new_seed
+from cloudinit.stages import Init
+seeded = util.pathprefix2dict(sys.argv[1], required=["user-data", "meta-data"], optional=["network-config"])
+data = _merge_new_seed({"meta-data": {}, "user-data": "", "network-config": None}, seeded)
+network = Init._remove_top_level_network_key(None, data["network-config"])
+print(json.dumps({"meta-data": data["meta-data"], "disabled": net.is_disabled_cfg(network)}))
+"""
+
+
+def test_hosts_boot_with_a_seed_that_leaves_their_network_to_kvmnet(
+    outputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Without a seed, cloud-init in a Vagrant host finds no datasource and writes a fallback
+    DHCP file for eno1 ahead of kvmnet's; each host's seed turns that off. Read back from the
+    ISO by isoinfo, then by Debian's cloud-init 22.4 code; its user-data passes the schema."""
+    if not (shutil.which("isoinfo") and shutil.which("cloud-init")):
+        pytest.fail(
+            "isoinfo and cloud-init are needed (apt-get install genisoimage cloud-init; .ci/run does)"
+        )
+    plan = planned(REPO / "profiles" / "default.yaml").plan
+    text = (outputs["default"] / "vagrant" / "Vagrantfile").read_text()
+    for host in plan.hosts:
+        assert (
+            f"path: File.join(kvmnet_output, 'vagrant/hosts/{host.name}/seed.iso'), dev: 'hdc', bus: 'ide'"
+            in text
+        )
+        iso = outputs["default"] / "vagrant" / "hosts" / host.name / "seed.iso"
+        seed = tmp_path / host.name
+        seed.mkdir()
+        for name in ("user-data", "meta-data", "network-config"):
+            read = subprocess.run(
+                ["isoinfo", "-i", str(iso), "-R", "-x", f"/{name}"],
+                capture_output=True,
+                check=True,
+                timeout=TIMEOUT,
+            )
+            assert read.stdout == (iso.parent / "nocloud" / name).read_bytes()
+            (seed / name).write_bytes(read.stdout)
+        label = subprocess.run(["isoinfo", "-d", "-i", str(iso)], capture_output=True, text=True, check=True)
+        assert "Volume id: cidata" in label.stdout
+        seen = subprocess.run(
+            ["/usr/bin/python3", "-c", CLOUD_INIT_READS_SEED, str(seed)],
+            capture_output=True, text=True, check=True, timeout=TIMEOUT,
+        )  # fmt: skip
+        assert json.loads(seen.stdout) == {
+            "meta-data": {"instance-id": f"iid-kvmnet-vagrant-{host.name}", "local-hostname": host.name},
+            "disabled": True,
+        }
+        schema = subprocess.run(
+            ["cloud-init", "schema", "--config-file", str(seed / "user-data")],
+            capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+        assert schema.returncode == 0, schema.stdout + schema.stderr
+    # The control: a guest's seed leaves cloud-init's network handling on.
+    guest = tmp_path / "guest"
+    shutil.copytree(outputs["default"] / "guests" / plan.guests[0].name / "nocloud", guest)
+    seen = subprocess.run(
+        ["/usr/bin/python3", "-c", CLOUD_INIT_READS_SEED, str(guest)],
+        capture_output=True, text=True, check=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert json.loads(seen.stdout)["disabled"] is False
+
+
 def test_name_matched_nics_are_named_in_the_vm(outputs: dict[str, Path]) -> None:
     """A host NIC matched by name gets a stable MAC, and a .link names it as the profile expects."""
     plan = planned(REPO / "profiles" / "guests.yaml").plan
@@ -343,13 +414,41 @@ def _dnsmasq_user() -> None:
         )
 
 
-@pytest.mark.vm
-def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> None:
-    """The default profile's guest web1 from the repository's harness: a box made from its
-    golden image (kvmnet image --vagrant), vagrant-libvirt with driver qemu in a private
-    libvirtd, the generated seed on a CD-ROM, the NIC on kvmnet's libvirt network for
-    br-tenant; `vagrant up` provisions and runs the generated suite (its trigger), which
-    must pass; `vagrant destroy` removes the machine but not kvmnet's network."""
+@dataclass
+class VagrantRun:
+    """One machine of the default profile under Vagrant, in a private libvirtd."""
+
+    vagrant: str
+    daemon: Libvirtd
+    env: dict[str, str]
+    output: Path
+    dot: Path  # VAGRANT_DOTFILE_PATH
+    timings: dict[str, float]
+
+    def step(self, name: str, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return _timed(self.timings, name, self.daemon.command(self.vagrant, *argv), REPO, self.env, timeout)
+
+    def verify(self, machine: str, report: Path) -> subprocess.CompletedProcess[str]:
+        """`kvmnet verify` over the SSH connection Vagrant uses (the trigger's config)."""
+        ssh_config = self.dot / "machines" / machine / "libvirt" / "kvmnet-ssh-config"
+        argv = self.daemon.command(
+            self.env["KVMNET"], "verify", machine, "-o", str(self.output),
+            "-t", f"ssh://{machine}?ssh_config={ssh_config}&sudo=true", "--json", str(report),
+        )  # fmt: skip
+        return _timed(self.timings, "verify", argv, REPO, self.env, 300)
+
+
+@contextmanager
+def vagrant_machine(
+    vagrant: str,
+    tmp_path: Path,
+    machine: str,
+    role: str,
+    prepare: Callable[[Libvirtd, Path], None] | None = None,
+) -> Iterator[VagrantRun]:
+    """A box from `machine`'s golden image (`kvmnet image --vagrant`, built once per content),
+    the default profile built with its seeds, a private libvirtd with `prepare` done in it,
+    and the box added; `vagrant up` and `destroy` are the test's."""
     from generator.live.libvirtd import private_libvirtd
     from tests.support import images
 
@@ -357,13 +456,9 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
     if lacking:
         pytest.fail(f"this machine cannot build the golden image: it lacks {', '.join(lacking)}")
     profile = REPO / "profiles" / "default.yaml"
-    plan = planned(profile).plan
-    guest = next(g for g in plan.guests if g.name == "web1")
-    nic = guest.nics[0]
     timings: dict[str, float] = {}
-
     started = time.monotonic()
-    image = images.vagrant_image(profile, "web1", "guest")
+    image = images.vagrant_image(profile, machine, role)
     timings["image"] = round(images.BUILD_SECONDS.get(image, time.monotonic() - started), 1)
     output = tmp_path / "out"
     build(profile, output, planned=planned(profile), extras=frozenset({"seed-iso"}))
@@ -373,20 +468,14 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
     _dnsmasq_user()
 
     with private_libvirtd(tmp_path / "libvirt", label="vagrant") as daemon:
-        # The hypervisor's side of web1's NIC: br-tenant at the overlay's MTU, and the
-        # libvirt network kvmnet writes for it.
-        daemon.run("ip", "link", "add", nic.source, "mtu", str(nic.mtu), "type", "bridge")
-        daemon.run("ip", "link", "set", nic.source, "up")
-        network = output / "hosts" / guest.host / "libvirt" / "networks" / f"{nic.source}.xml"
-        daemon.virsh("net-define", str(network))
-        daemon.virsh("net-start", nic.source)
-
+        if prepare is not None:
+            prepare(daemon, output)
         env = vagrant_env(
             tmp_path / "home",
             VAGRANT_DOTFILE_PATH=str(tmp_path / "dot"),  # not .vagrant/ in the repository
             LIBVIRT_DEFAULT_URI=daemon.uri,
             KVMNET_OUTPUT=str(output),
-            KVMNET_MACHINES="web1",
+            KVMNET_MACHINES=machine,
             KVMNET_VAGRANT_DRIVER="qemu",  # software emulation: never KVM here (FACTS)
             KVMNET_VAGRANT_BOX="kvmnet/test",
             KVMNET_VAGRANT_MGMT_NETWORK="kvmnet-vagrant-mgmt",
@@ -399,10 +488,38 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
         )  # fmt: skip
         assert added.returncode == 0, added.stdout + added.stderr
         try:
+            yield VagrantRun(vagrant, daemon, env, output, tmp_path / "dot", timings)
+        finally:
+            print(f"vagrant timings of {machine} (s):", json.dumps(timings))
+
+
+@pytest.mark.vm
+def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> None:
+    """The default profile's guest web1 from the repository's harness: a box made from its
+    golden image (kvmnet image --vagrant), vagrant-libvirt with driver qemu in a private
+    libvirtd, the generated seed on a CD-ROM, the NIC on kvmnet's libvirt network for
+    br-tenant; `vagrant up` provisions and runs the generated suite (its trigger), which
+    must pass; `vagrant destroy` removes the machine but not kvmnet's network."""
+    plan = planned(REPO / "profiles" / "default.yaml").plan
+    guest = next(g for g in plan.guests if g.name == "web1")
+    nic = guest.nics[0]
+
+    def hypervisor_side(daemon: Libvirtd, output: Path) -> None:
+        # web1's host's side of its NIC: br-tenant at the overlay's MTU, and the libvirt
+        # network kvmnet writes for it.
+        daemon.run("ip", "link", "add", nic.source, "mtu", str(nic.mtu), "type", "bridge")
+        daemon.run("ip", "link", "set", nic.source, "up")
+        network = output / "hosts" / guest.host / "libvirt" / "networks" / f"{nic.source}.xml"
+        daemon.virsh("net-define", str(network))
+        daemon.virsh("net-start", nic.source)
+
+    with vagrant_machine(vagrant, tmp_path, "web1", "guest", hypervisor_side) as vm:
+        daemon, output = vm.daemon, vm.output
+        try:
             # ~70 s on an idle machine (FACTS), 290-360 s here beside other VMs. A box whose
             # first NIC takes no DHCP leaves vagrant-libvirt "Waiting for domain to get an IP
             # address" for far longer: the limit turns that into a failure.
-            up = _timed(timings, "up", daemon.command(vagrant, "up", "--provider=libvirt"), REPO, env, 900)
+            up = vm.step("up", "up", "--provider=libvirt", timeout=900)
             log = up.stdout + up.stderr
             assert up.returncode == 0, log[-6000:] + "\n" + daemon.log()[-3000:]
             # Provisioned: cloud-init finished; the trigger ran the suite, which passed.
@@ -417,20 +534,9 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
 
             # Again, on its own, with a report to read: the checks that matter passed.
             report = tmp_path / "verify.json"
-            provision = _timed(
-                timings, "provision (suite again)", daemon.command(vagrant, "provision"), REPO, env, 600
-            )
+            provision = vm.step("provision (suite again)", "provision")
             assert provision.returncode == 0, provision.stdout[-4000:] + provision.stderr
-            ssh_config = tmp_path / "dot" / "machines" / "web1" / "libvirt" / "kvmnet-ssh-config"
-            verify = _timed(
-                timings,
-                "verify",
-                daemon.command(
-                    env["KVMNET"], "verify", "web1", "-o", str(output),
-                    "-t", f"ssh://web1?ssh_config={ssh_config}&sudo=true", "--json", str(report),
-                ),
-                REPO, env, 300,
-            )  # fmt: skip
+            verify = vm.verify("web1", report)
             assert verify.returncode == 0, verify.stdout + verify.stderr
             results = json.loads(report.read_text())["results"]
             passed = {r["check"] for r in results if r["outcome"] == "passed"}
@@ -449,17 +555,60 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
             state = json.loads(expected.read_text())
             state["nics"][0]["mtu"] = 1500
             expected.write_text(json.dumps(state))
-            broken = _timed(
-                timings, "provision (tampered)", daemon.command(vagrant, "provision"), REPO, env, 600
-            )
+            broken = vm.step("provision (tampered)", "provision")
             assert broken.returncode != 0
             assert f"eth0: MTU expected 1500, found {nic.mtu}" in broken.stdout + broken.stderr
             assert "web1: its generated suite failed" in broken.stderr
         finally:
-            destroy = _timed(timings, "destroy", daemon.command(vagrant, "destroy", "-f"), REPO, env, 300)
-            print("vagrant timings (s):", json.dumps(timings))
+            destroy = vm.step("destroy", "destroy", "-f", timeout=300)
         assert destroy.returncode == 0, destroy.stdout + destroy.stderr
         assert daemon.virsh("list", "--all", "--name").stdout.strip() == ""
         # kvmnet's network stays (libvirt__always_destroy: false); Vagrant's own goes.
         networks = daemon.virsh("net-list", "--all", "--name").stdout.split()
         assert nic.source in networks and "kvmnet-vagrant-mgmt" not in networks
+
+
+@pytest.mark.vm
+def test_vagrant_host_up_bootstrap_verify_destroy(vagrant: str, tmp_path: Path) -> None:
+    """The default profile's hypervisor hv1 from a box of its `--vagrant` host image: it
+    boots with its own seed (cloud-init's network handling off), eno1 and eno2 on Vagrant's
+    wires; `vagrant up` uploads hosts/hv1, runs its bootstrap and the generated suite (the
+    trigger), which passes with the devices this sandbox's kernel cannot make (VLAN, GRE);
+    no cloud-init file took a NIC; `vagrant destroy` removes the machine and its wires."""
+    plan = planned(REPO / "profiles" / "default.yaml").plan
+    hv1 = next(h for h in plan.hosts if h.name == "hv1")
+    with vagrant_machine(vagrant, tmp_path, "hv1", "host") as vm:
+        try:
+            up = vm.step("up", "up", "--provider=libvirt", timeout=1200)
+            log = up.stdout + up.stderr
+            assert up.returncode == 0, log[-6000:] + "\n" + vm.daemon.log()[-3000:]
+            assert "kvmnet verify hv1" in log  # the trigger ran (a failed suite fails `up`)
+            domain = vm.daemon.virsh("dumpxml", "main_hv1").stdout
+            assert (
+                "<source file='" + str(vm.output / "vagrant" / "hosts" / "hv1" / "seed.iso") + "'" in domain
+            )
+            for iface in (i for i in hv1.interfaces if i.kind is Kind.ETHERNET):
+                assert f"<mac address='{iface.match.mac}'/>" in domain
+            # The failure the seed prevents: cloud-init's fallback DHCP file for eno1.
+            listed = vm.step(
+                "ls", "ssh", "hv1", "-c", "ls /etc/systemd/network /run/systemd/network", timeout=120
+            )
+            assert listed.returncode == 0, listed.stdout + listed.stderr
+            assert "10-kvmnet-eno1.network" in listed.stdout and "cloud-init" not in listed.stdout, (
+                listed.stdout
+            )
+
+            report = tmp_path / "verify.json"
+            verify = vm.verify("hv1", report)
+            assert verify.returncode == 0, verify.stdout + verify.stderr
+            outcomes = {r["check"]: r["outcome"] for r in json.loads(report.read_text())["results"]}
+            for device in ("eno1", "mgmt100", "gre-peer", "br-guest", "vx10010"):
+                mine = {c: o for c, o in outcomes.items() if f"[{device}]" in c}
+                assert mine and set(mine.values()) == {"passed"}, (device, mine)
+            assert outcomes.get("test_kernel_argument[intel_iommu=on]") == "passed", outcomes
+        finally:
+            destroy = vm.step("destroy", "destroy", "-f", timeout=300)
+        assert destroy.returncode == 0, destroy.stdout + destroy.stderr
+        assert vm.daemon.virsh("list", "--all", "--name").stdout.strip() == ""
+        networks = vm.daemon.virsh("net-list", "--all", "--name").stdout.split()
+        assert not [n for n in networks if n.startswith("kvmnet-")], networks

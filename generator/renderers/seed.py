@@ -20,7 +20,8 @@ import pycdlib.headervd
 import pycdlib.pycdlib
 
 from generator.plan.types import Plan
-from generator.renderers.artifact import MODE_SECRET, Artifact
+from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
+from generator.renderers.vagrant import host_seed_dir
 
 LABEL = "cidata"  # what cloud-init's NoCloud datasource looks for
 FILES = ("user-data", "meta-data", "network-config")
@@ -59,10 +60,17 @@ def image(files: Sequence[tuple[str, bytes]]) -> bytes:
 
 def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:
     by_path = {a.path: a for a in artifacts}
+
+    def files(base: str) -> list[tuple[str, bytes]]:
+        return [(name, by_path[f"{base}/nocloud/{name}"].content) for name in FILES]
+
     out = []
     for guest in plan.guests:
         base = f"guests/{guest.name}"
-        files = [(name, by_path[f"{base}/nocloud/{name}"].content) for name in FILES]
         # It holds user-data: as private as user-data itself.
-        out.append(Artifact(f"{base}/seed.iso", image(files), MODE_SECRET))
+        out.append(Artifact(f"{base}/seed.iso", image(files(base)), MODE_SECRET))
+    for host in plan.hosts:
+        # A host's seed under Vagrant (renderers/vagrant.py): nothing secret in it.
+        base = host_seed_dir(host.name)
+        out.append(Artifact(f"{base}/seed.iso", image(files(base)), MODE_FILE))
     return out

@@ -9,7 +9,11 @@ One Vagrant machine per host and guest of the profile, on the machine that runs 
   `cloud_init` does not reach libvirt machines;
 - hosts get one NIC per planned ethernet, with the MAC the profile matches, cabled like
   in `kvmnet lab`: every host's NIC of one name on one isolated libvirt network (a wire);
-  their provisioning uploads `hosts/<host>/` and runs its `bootstrap.sh`;
+  their provisioning uploads `hosts/<host>/` and runs its `bootstrap.sh`. They boot with
+  a seed of their own (`vagrant/hosts/<host>/seed.iso`) that turns cloud-init's network
+  handling off: without one, cloud-init 22.4 finds no datasource and writes a fallback
+  DHCP `.network` for the first NIC by name (eno1), which sorts before kvmnet's files and
+  takes the host's NIC. The box's own DHCP file serves Vagrant's management NIC;
 - then `kvmnet verify` runs the machine's generated suite over Vagrant's SSH connection.
 
 Every vagrant-libvirt option used here was read in vagrant-libvirt 0.11.2's source
@@ -26,8 +30,10 @@ import re
 from dataclasses import dataclass
 
 from generator.plan.types import GuestPlan, HostPlan, Interface, Kind, Plan
+from generator.renderers import yamltext
 from generator.renderers.artifact import Artifact
 from generator.renderers.libvirt import _DISK, _SEED
+from generator.templating import GENERATED
 from generator.templating import render as render_template
 
 PATH = "vagrant/Vagrantfile"
@@ -141,12 +147,35 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
         disk_device=None,
         disk_gib=None,
         loader=False,
-        seed=None,
+        # vagrant-libvirt leaves the machine type to libvirt: pc, whose CD-ROM is IDE.
+        seed=(f"{host_seed_dir(host.name)}/seed.iso", *_SEED["pc"]),
         rx_ring=None,
         nics=tuple(out),
         renames=tuple(renames),
         nic_slots=len(out) + 1 if len(out) + 1 > NIC_SLOTS else None,
     )
+
+
+def host_seed_dir(host: str) -> str:
+    return f"vagrant/hosts/{host}"
+
+
+def host_seed(host: HostPlan) -> list[Artifact]:
+    """The NoCloud seed a host boots with under Vagrant: its name, and cloud-init's
+    network handling off (`network: {config: disabled}` from the datasource, which
+    cloud-init 22.4's `_find_networking_config` honours), so kvmnet's networkd files own
+    the host's NICs. Nothing secret: Vagrant brings its own user and key in the box."""
+    base = f"{host_seed_dir(host.name)}/nocloud"
+    header = f"# {GENERATED}\n"
+    return [
+        Artifact.text(f"{base}/user-data", "#cloud-config\n" + header + yamltext.dump({})),
+        Artifact.text(
+            f"{base}/meta-data",
+            header
+            + yamltext.dump({"instance-id": f"iid-kvmnet-vagrant-{host.name}", "local-hostname": host.name}),
+        ),
+        Artifact.text(f"{base}/network-config", header + yamltext.dump({"network": {"config": "disabled"}})),
+    ]
 
 
 def guest_machine(guest: GuestPlan) -> VagrantMachine:
@@ -216,4 +245,4 @@ def render(plan: Plan) -> list[Artifact]:
     machines = [host_machine(host, nics[host.name], mtus) for host in plan.hosts]
     machines += [guest_machine(guest) for guest in plan.guests]
     text = render_template("vagrant/Vagrantfile.j2", machines=machines, ruby=ruby)
-    return [Artifact.text(PATH, text)]
+    return [Artifact.text(PATH, text), *(a for host in plan.hosts for a in host_seed(host))]
