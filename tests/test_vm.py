@@ -7,9 +7,9 @@ QEMU in software emulation) serves the module. Its guests:
   key made here), booted from the golden image built with the generated element, its
   generated domain XML and seed: `kvmnet verify -t ssh://...` passes, with the NIC at 1
   channel where virtio_net would pick 2 (`channels: 1`). Then the kernel's 2 is put back
-  in the running guest: the suite fails naming the channels check; the generated `.link`
-  file (udev "add") and, separately, the generated ethtool fallback unit each set 1
-  again, and the suite passes again;
+  in the running guest, and its 512-entry RX ring shrunk to 256: the suite fails naming
+  the channels and ring checks; the generated `.link` file (udev "add") and, separately,
+  the generated ethtool fallback unit each set 1 and 512 again, and the suite passes;
 - the same domain booted with the seed of a profile that asks for MTU 1400 and IPv6 on:
   the suite fails, naming the MTU and IPv6 checks with both values;
 - profiles/default.yaml's hypervisor hv1, booted from its host image: its generated
@@ -183,27 +183,35 @@ def test_guest_boots_from_generated_xml_and_seed_and_passes_its_suite(
             "test_sysctl[net.ipv6.conf.default.disable_ipv6]",
         )
 
-        # The persisted channel count, proven with a NON-default count: the guest's
-        # kernel starts with min(queues, vCPUs) = 2 channels and the profile caps them at 1
-        # (`channels: 1`), so the suite passing above is kvmnet's doing. Put the kernel's
-        # default back and let each of kvmnet's two mechanisms set 1 again.
+        # The persisted channel count and RX ring, proven with NON-default values: the
+        # guest's kernel starts with min(queues, vCPUs) = 2 channels and the profile caps
+        # them at 1 (`channels: 1`), so the suite passing above is kvmnet's doing. The ring
+        # starts at the device's maximum, 512, which is also the plan: shrink it to 256 (the
+        # guest kernel resizes virtio rings, seen here) to see each mechanism set it back.
         def tamper() -> None:
             booted.ssh.run("sudo", "ethtool", "-L", "eth0", "combined", "2")
+            booted.ssh.run("sudo", "ethtool", "-G", "eth0", "rx", "256")
             broken = fleet.verify(booted)
             assert broken.exit_code == 1
-            outcome, message = _outcomes(broken)["test_nic_channels[eth0]"]
-            assert outcome == "failed" and "eth0: combined channels expected 1, found 2" in message, message
+            outcomes = _outcomes(broken)
+            for check, said in (
+                ("test_nic_channels[eth0]", "eth0: combined channels expected 1, found 2"),
+                ("test_nic_rx_ring[eth0]", "eth0: RX ring size expected 512, found 256"),
+            ):
+                outcome, message = outcomes[check]
+                assert outcome == "failed" and said in message, (check, outcome, message)
 
         tamper()
-        # 1. the .link file (CombinedChannels=1), applied by udev on an "add" event
+        # 1. the .link file (CombinedChannels=1, RxBufferSize=512), applied by udev on "add"
         booted.ssh.run("sudo", "udevadm", "trigger", "--action=add", "--subsystem-match=net")
         booted.ssh.run("sudo", "udevadm", "settle")
-        _passed(fleet.verify(booted), "test_nic_channels[eth0]")
+        _passed(fleet.verify(booted), "test_nic_channels[eth0]", "test_nic_rx_ring[eth0]")
         tamper()
-        # 2. the ethtool fallback unit (for kernels that ignore CombinedChannels=)
+        # 2. the ethtool fallback unit (for kernels that ignore the .link settings)
         booted.ssh.run("sudo", "systemctl", "restart", "kvmnet-nic-tuning.service")
         restored = fleet.verify(booted)
         assert restored.ok, restored.said
+        _passed(restored, "test_nic_channels[eth0]", "test_nic_rx_ring[eth0]")
     TIMINGS["guest vm1"]["total"] = round(time.monotonic() - started, 1)
 
 
