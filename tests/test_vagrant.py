@@ -428,6 +428,14 @@ class VagrantRun:
     def step(self, name: str, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return _timed(self.timings, name, self.daemon.command(self.vagrant, *argv), REPO, self.env, timeout)
 
+    def domain_xml(self, machine: str) -> str:
+        """The libvirt domain of `machine`: vagrant-libvirt names it `<project>_<machine>`,
+        the project being the harness's directory (this checkout's, whatever its name)."""
+        names = self.daemon.virsh("list", "--all", "--name").stdout.split()
+        mine = [n for n in names if n.endswith(f"_{machine}")]
+        assert len(mine) == 1, names
+        return self.daemon.virsh("dumpxml", mine[0]).stdout
+
     def verify(self, machine: str, report: Path) -> subprocess.CompletedProcess[str]:
         """`kvmnet verify` over the SSH connection Vagrant uses (the trigger's config)."""
         ssh_config = self.dot / "machines" / machine / "libvirt" / "kvmnet-ssh-config"
@@ -525,7 +533,7 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
             # Provisioned: cloud-init finished; the trigger ran the suite, which passed.
             assert "status: done" in log
             assert "kvmnet verify web1" in log  # the trigger ran (a failed suite fails `up`)
-            domain = daemon.virsh("dumpxml", "main_web1").stdout
+            domain = vm.domain_xml("web1")
             assert f"<mac address='{nic.mac}'/>" in domain
             assert f"<mtu size='{nic.mtu}'/>" in domain
             assert f"queues='{nic.queues}'" in domain
@@ -583,7 +591,7 @@ def test_vagrant_host_up_bootstrap_verify_destroy(vagrant: str, tmp_path: Path) 
             log = up.stdout + up.stderr
             assert up.returncode == 0, log[-6000:] + "\n" + vm.daemon.log()[-3000:]
             assert "kvmnet verify hv1" in log  # the trigger ran (a failed suite fails `up`)
-            domain = vm.daemon.virsh("dumpxml", "main_hv1").stdout
+            domain = vm.domain_xml("hv1")
             assert (
                 "<source file='" + str(vm.output / "vagrant" / "hosts" / "hv1" / "seed.iso") + "'" in domain
             )
