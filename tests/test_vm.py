@@ -349,8 +349,17 @@ def test_host_with_a_name_matched_ethernet_is_refused_with_advice(tmp_path: Path
     ("args", "said"),
     [
         (["--guest", "nope"], "not a machine of"),
-        (["--guest", "vm1"], "--image: give the golden image"),
-        (["--host", "vmhost", "--image", "/nonexistent.qcow2"], "--host-image: give the golden image"),
+        (["--guest", "vm1", "--image", "/nonexistent.qcow2"], "--image /nonexistent.qcow2: no such image"),
+        (
+            ["--host", "vmhost", "--host-image", "/nonexistent.qcow2"],
+            "--host-image /nonexistent.qcow2: no such image (leave it out to build one with kvmnet image)",
+        ),
+        # No image given: it is built with `kvmnet image`, which refuses an el9 host (its
+        # bootstrap would run el9's boot-loader tools in a Debian image) before building.
+        (
+            [str(HERE.parent / "profiles" / "bonded.yaml"), "--host", "hv-bond"],
+            "kvmnet image: host hv-bond is installed as el9; kvmnet image builds debian12 images only",
+        ),
     ],
 )
 def test_vm_command_usage_errors(args: list[str], said: str) -> None:
@@ -359,7 +368,8 @@ def test_vm_command_usage_errors(args: list[str], said: str) -> None:
     lacking = [tool for tool in vm_command.NEEDED if shutil.which(tool) is None]
     if lacking:
         pytest.skip(f"kvmnet vm checks for {', '.join(lacking)} before it reads its arguments")
-    result = kvmnet("vm", "test", str(GUEST_PROFILE), *args)
+    profile = [] if args[0].endswith(".yaml") else [str(GUEST_PROFILE)]
+    result = kvmnet("vm", "test", *profile, *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert said in result.stderr and "Traceback" not in result.stderr
 

@@ -1,7 +1,8 @@
 """The `vm` subcommand's arguments and entry point (wired in generator/cli.py).
 
-`kvmnet vm test [PROFILE] [--guest NAME]... [--host NAME]... --image QCOW2 ...` builds the
-profile (with seed images) into a work directory, starts a private libvirtd
+`kvmnet vm test [PROFILE] [--guest NAME]... [--host NAME]... [--image QCOW2] ...` builds the
+profile (with seed images) into a work directory, builds each chosen machine's golden
+image with `kvmnet image` unless one is given, starts a private libvirtd
 (generator/live/libvirtd.py), boots each chosen guest from its generated domain XML and
 seed, and each chosen host from a host image, runs the host's bootstrap, and checks
 every machine with its generated suite over SSH (`kvmnet verify -t ssh://...`).
@@ -79,13 +80,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--image",
         type=Path,
         metavar="QCOW2",
-        help="golden guest image (`kvmnet image PROFILE --role guest`); used read-only, through an overlay",
+        help="golden guest image for every chosen guest, used read-only through an overlay "
+        "(default: build each guest's own with `kvmnet image`, into the work directory)",
     )
     parser.add_argument(
         "--host-image",
         type=Path,
         metavar="QCOW2",
-        help="golden host image (`kvmnet image PROFILE --role host`)",
+        help="golden host image for every chosen host (default: build each host's own with `kvmnet image`)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="diskimage-builder's download cache for the images built here (default: kvmnet image's)",
     )
     parser.add_argument(
         "-i",
@@ -155,14 +163,24 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         ("--image", args.image, guests),
         ("--host-image", args.host_image, args.host),
     ):
-        if wanted and (image is None or not image.is_file()):
-            return _usage(err, f"{flag}: give the golden image to boot ({image or 'none given'})")
+        if wanted and image is not None and not image.is_file():
+            return _usage(err, f"{flag} {image}: no such image (leave it out to build one with kvmnet image)")
     with tempfile.TemporaryDirectory(prefix="kvmnet-vm-") as scratch:
         work = (args.workdir or Path(scratch)).resolve()
         output = work / "output"
+        images: dict[str, Path] = {}
+        for role, names, given in (("guest", guests, args.image), ("host", args.host, args.host_image)):
+            for name in names:
+                if given is not None:
+                    images[name] = given
+                    continue
+                images[name] = work / "images" / f"{role}-{name}.qcow2"
+                code = _golden_image(profile, role, name, images[name], args.cache, out, err)
+                if code != EXIT_OK:
+                    return code
         try:
             build(profile, output, planned=planned, extras=frozenset({"seed-iso"}))
-            outcomes = _boot_all(args, planned.plan, output, work, guests, err)
+            outcomes = _boot_all(args, planned.plan, output, work, guests, images, err)
         except KvmnetError as exc:
             for diagnostic in exc.diagnostics:
                 err.print(f"kvmnet vm: {diagnostic.format()}", markup=False)
@@ -174,8 +192,32 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK if all(o.suite.ok for o in outcomes) else EXIT_FAILED
 
 
+def _golden_image(
+    profile: Path, role: str, machine: str, target: Path, cache: Path | None, out: Console, err: Console
+) -> int:
+    """`kvmnet image PROFILE --role ROLE --machine MACHINE -o TARGET`, as the user would run it."""
+    from generator.image import command as image_command
+
+    parser = argparse.ArgumentParser(prog="kvmnet image")
+    image_command.add_arguments(parser)
+    argv = [str(profile), "--role", role, "--machine", machine, "-o", str(target)]
+    if cache is not None:
+        argv += ["--cache", str(cache)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    err.print(f"kvmnet vm: no image given for {role} {machine}: building it (a few minutes)", markup=False)
+    code: int = image_command.run(parser.parse_args(argv), out, err)
+    # kvmnet image says 2 for what this machine lacks, 1 for a failed build: the same here.
+    return code
+
+
 def _boot_all(
-    args: argparse.Namespace, plan: Plan, output: Path, work: Path, guests: list[str], err: Console
+    args: argparse.Namespace,
+    plan: Plan,
+    output: Path,
+    work: Path,
+    guests: list[str],
+    images: dict[str, Path],
+    err: Console,
 ) -> list[Outcome]:
     from generator.live.libvirtd import private_libvirtd
     from generator.vm.fleet import Fleet
@@ -190,12 +232,12 @@ def _boot_all(
         for name in guests:
             with (
                 err.status(f"booting guest {name} (software emulation: about a minute)"),
-                fleet.guest(name, args.image) as booted,
+                fleet.guest(name, images[name]) as booted,
             ):
                 suite = fleet.verify(booted)
             outcomes.append(Outcome(name, "guest", booted.boot.ssh, booted.boot.cloud_init, "", suite))
         for name in args.host:
-            with err.status(f"booting host {name}"), fleet.host(name, args.host_image) as booted:
+            with err.status(f"booting host {name}"), fleet.host(name, images[name]) as booted:
                 started = time.monotonic()
                 ran = fleet.bootstrap(booted)
                 said = (ran.stdout + ran.stderr).strip().splitlines()
