@@ -90,9 +90,7 @@ def test_credential_files_are_created_private(tmp_path: Path) -> None:
         check=True,
     )
     calls = log.read_text().splitlines()
-    # Guests' seeds (users, hashes, keys); hosts' Vagrant seeds hold only a name and
-    # `network: {config: disabled}`, and stay readable.
-    private = [p for p in (output / "guests").rglob("*") if p.name in ("user-data", "seed.iso")]
+    private = [p for p in output.rglob("*") if p.name in ("user-data", "seed.iso")]
     assert private, "the guests profile writes user-data and seed images"
     for path in private:
         assert path.stat().st_mode & 0o777 == 0o600, path

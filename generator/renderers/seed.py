@@ -20,7 +20,7 @@ import pycdlib.headervd
 import pycdlib.pycdlib
 
 from generator.plan.types import Plan
-from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
+from generator.renderers.artifact import MODE_SECRET, Artifact
 from generator.renderers.vagrant import host_seed_dir
 
 LABEL = "cidata"  # what cloud-init's NoCloud datasource looks for
@@ -70,7 +70,7 @@ def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:
         # It holds user-data: as private as user-data itself.
         out.append(Artifact(f"{base}/seed.iso", image(files(base)), MODE_SECRET))
     for host in plan.hosts:
-        # A host's seed under Vagrant (renderers/vagrant.py): nothing secret in it.
+        # A host's seed under Vagrant (renderers/vagrant.py): private like every seed.
         base = host_seed_dir(host.name)
-        out.append(Artifact(f"{base}/seed.iso", image(files(base)), MODE_FILE))
+        out.append(Artifact(f"{base}/seed.iso", image(files(base)), MODE_SECRET))
     return out

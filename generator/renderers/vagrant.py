@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from generator.plan.types import GuestPlan, HostPlan, Interface, Kind, Plan
 from generator.renderers import yamltext
-from generator.renderers.artifact import Artifact
+from generator.renderers.artifact import MODE_SECRET, Artifact
 from generator.renderers.libvirt import _DISK, _SEED
 from generator.templating import GENERATED
 from generator.templating import render as render_template
@@ -164,11 +164,12 @@ def host_seed(host: HostPlan) -> list[Artifact]:
     """The NoCloud seed a host boots with under Vagrant: its name, and cloud-init's
     network handling off (`network: {config: disabled}` from the datasource, which
     cloud-init 22.4's `_find_networking_config` honours), so kvmnet's networkd files own
-    the host's NICs. Nothing secret: Vagrant brings its own user and key in the box."""
+    the host's NICs. No users or keys: Vagrant brings its own in the box."""
     base = f"{host_seed_dir(host.name)}/nocloud"
     header = f"# {GENERATED}\n"
     return [
-        Artifact.text(f"{base}/user-data", "#cloud-config\n" + header + yamltext.dump({})),
+        # Nothing secret in it, but every user-data kvmnet writes is 0600: one rule.
+        Artifact.text(f"{base}/user-data", "#cloud-config\n" + header + yamltext.dump({}), MODE_SECRET),
         Artifact.text(
             f"{base}/meta-data",
             header
