@@ -89,6 +89,15 @@ def rate_text(bits: int) -> str:
     return f"{bits}bit"
 
 
+def parse_rate(text: str) -> int:
+    """A rate as tc prints it, in bit/s: `2Gbit` -> 2000000000 (tc's SI units, without -iec)."""
+    match = re.fullmatch(r"([0-9.]+)([KMGT]?)bit", text)
+    if match is None:
+        raise ValueError(f"not a tc rate: {text!r}")
+    scale = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[match.group(2)]
+    return round(float(match.group(1)) * scale)
+
+
 def spans(vids: set[int]) -> str:
     """VLAN ids as ranges: {100, 200, 201} -> `100,200-201`."""
     runs: list[list[int]] = []
@@ -223,14 +232,13 @@ class Machine:
         return {}
 
     def police_rates(self, device: str) -> list[int]:
-        """Rates (bit/s) of the police actions on the device's ingress."""
-        filters = json.loads(self.output("tc -j filter show dev %s ingress", device) or "[]")
-        return [
-            int(action["rate"]) * 8
-            for f in filters
-            for action in f.get("options", {}).get("actions", [])
-            if action.get("kind") == "police" and "rate" in action
-        ]
+        """Rates (bit/s) of the police actions on the device's ingress.
+
+        From tc's text, not its JSON: iproute2 6.1 (Debian 12) leaves a police action's
+        rate and burst out of `tc -j` (index, control action, overhead only; seen on a
+        Debian 12 VM), while the text says `police 0x1 rate 2Gbit burst ...`."""
+        text = self.output("tc filter show dev %s ingress", device)
+        return [parse_rate(rate) for rate in re.findall(r"\bpolice 0x[0-9a-f]+ rate (\S+)", text)]
 
     # kernel
 
