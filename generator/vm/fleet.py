@@ -33,6 +33,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ from generator.vm.errors import VmTierError
 from generator.vm.hosts import MGMT, MGMT_MTU, MGMT_NET, WIRE, host_vm
 
 VERIFY_TIMEOUT = 600.0
+#: The longest UNIX socket path (sun_path is 108 bytes with its NUL).
+CONTROL_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -118,10 +121,22 @@ class Fleet:
     _bridges: set[str] = field(default_factory=set)
     _networks: set[str] = field(default_factory=set)
     _hosts: int = 0
+    _control: Path | None = None  # a short directory of ours in /tmp, removed on close
+    _control_dir: Path | None = None
 
     def __enter__(self) -> Fleet:
         self._conn = libvirt.open(self.daemon.uri)
         self.work.mkdir(parents=True, exist_ok=True)
+        # ssh's master sockets: <dir>/<40-hex %C>, plus a 17-character temporary suffix
+        # while ssh creates one, must fit a UNIX socket path (107 bytes). Under a deep work
+        # directory (pytest's tmp_path) they go to a short one in /tmp instead; without
+        # that, ssh cannot share its connection and every probe fails ("too long for Unix
+        # domain socket"), seen as a VM that never answers SSH.
+        control = self.work / "cm"
+        if len(str(control)) + 1 + 40 + 17 > CONTROL_PATH_MAX:
+            control = Path(tempfile.mkdtemp(prefix="kvmnet-cm-"))
+            self._control = control
+        self._control_dir = control
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -129,6 +144,9 @@ class Fleet:
             with contextlib.suppress(libvirt.libvirtError):
                 self._conn.close()
             self._conn = None
+        if self._control is not None:
+            shutil.rmtree(self._control, ignore_errors=True)
+            self._control = None
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -201,7 +219,7 @@ class Fleet:
             self.daemon,
             user,
             address,
-            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.work / "cm"),
+            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self._control_dir or self.work / "cm"),
         )
         with self._booted(name, ssh, xml, disk, cdrom) as booted:
             yield booted
@@ -253,7 +271,7 @@ class Fleet:
             self.daemon,
             "root",
             vm.address,
-            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.work / "cm"),
+            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self._control_dir or self.work / "cm"),
         )
         with self._booted(name, ssh, vm.xml, disk, cdrom) as booted:
             yield booted
