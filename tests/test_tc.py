@@ -199,8 +199,8 @@ def test_batch_applies_and_reads_back_exactly(
     missing = needs(tc, kernel_lacks)
     if missing:
         pytest.skip(
-            f"sandbox kernel cannot: {'; '.join(missing)}; not checked on this kernel (the VM tier's "
-            "hypervisor, profiles/default.yaml's hv1, applies fq and tbf on Debian's kernel)"
+            f"sandbox kernel cannot: {'; '.join(missing)}; not checked on this kernel (the VM tier applies "
+            "fq, fq_codel, htb, tbf and policing on Debian's: tests/test_vm.py)"
         )
     batch = tmp_path / f"{tc.device}.tc"
     batch.write_bytes(files_of(profile, host)[f"hosts/{host}/rootfs/etc/kvmnet/tc/{tc.device}.tc"])
@@ -254,8 +254,8 @@ def test_networkd_engine_applies_qdiscs(
     missing = needs(tc, kernel_lacks)
     if missing:
         pytest.skip(
-            f"sandbox kernel cannot: {'; '.join(missing)}; not checked on this kernel (the VM tier's "
-            "hypervisor, profiles/default.yaml's hv1, applies fq and tbf on Debian's kernel)"
+            f"sandbox kernel cannot: {'; '.join(missing)}; not checked on this kernel (the VM tier applies "
+            "fq, fq_codel, htb, tbf and policing on Debian's: tests/test_vm.py)"
         )
     plan = host_of(profile, host)
     files = {
