@@ -41,7 +41,7 @@ from pathlib import Path
 
 import libvirt
 
-from generator.live.libvirtd import Libvirtd
+from generator.live.libvirtd import SOCKET_PATH_MAX, Libvirtd
 from generator.live.vms import (
     Boot,
     Ssh,
@@ -59,8 +59,6 @@ from generator.vm.errors import VmTierError
 from generator.vm.hosts import MGMT, MGMT_MTU, MGMT_NET, WIRE, host_vm
 
 VERIFY_TIMEOUT = 600.0
-#: The longest UNIX socket path (sun_path is 108 bytes with its NUL).
-CONTROL_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -121,8 +119,7 @@ class Fleet:
     _bridges: set[str] = field(default_factory=set)
     _networks: set[str] = field(default_factory=set)
     _hosts: int = 0
-    _control: Path | None = None  # a short directory of ours in /tmp, removed on close
-    _control_dir: Path | None = None
+    _control_dir: Path | None = None  # ssh's master sockets (work/cm, or a short one in /tmp)
 
     def __enter__(self) -> Fleet:
         self._conn = libvirt.open(self.daemon.uri)
@@ -133,9 +130,8 @@ class Fleet:
         # that, ssh cannot share its connection and every probe fails ("too long for Unix
         # domain socket"), seen as a VM that never answers SSH.
         control = self.work / "cm"
-        if len(str(control)) + 1 + 40 + 17 > CONTROL_PATH_MAX:
+        if len(str(control)) + 1 + 40 + 17 > SOCKET_PATH_MAX:
             control = Path(tempfile.mkdtemp(prefix="kvmnet-cm-"))
-            self._control = control
         self._control_dir = control
         return self
 
@@ -144,9 +140,15 @@ class Fleet:
             with contextlib.suppress(libvirt.libvirtError):
                 self._conn.close()
             self._conn = None
-        if self._control is not None:
-            shutil.rmtree(self._control, ignore_errors=True)
-            self._control = None
+        if self._control_dir is not None and not self._control_dir.is_relative_to(self.work):
+            shutil.rmtree(self._control_dir, ignore_errors=True)  # ours in /tmp
+        self._control_dir = None
+
+    @property
+    def control_dir(self) -> Path:
+        if self._control_dir is None:
+            raise RuntimeError("Fleet used outside its with-block")
+        return self._control_dir
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -219,7 +221,7 @@ class Fleet:
             self.daemon,
             user,
             address,
-            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self._control_dir or self.work / "cm"),
+            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.control_dir),
         )
         with self._booted(name, ssh, xml, disk, cdrom) as booted:
             yield booted
@@ -271,7 +273,7 @@ class Fleet:
             self.daemon,
             "root",
             vm.address,
-            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self._control_dir or self.work / "cm"),
+            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.control_dir),
         )
         with self._booted(name, ssh, vm.xml, disk, cdrom) as booted:
             yield booted
