@@ -12,7 +12,7 @@ APT_TEST_PACKAGES := iputils-ping ethtool iproute2 systemd shellcheck dbus debco
 	libvirt-clients libxml2-utils libvirt-dev pkg-config gcc python3-dev cloud-init genisoimage \
 	iperf3 graphviz openssh-server openssh-client strace \
 	debootstrap qemu-utils fdisk e2fsprogs file git vagrant vagrant-libvirt \
-	qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu
+	qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu dnsmasq-base
 
 .PHONY: build test venv test-deps bench clean
 
