@@ -14,13 +14,16 @@ Whatever the input, a run ends in exactly one of two ways:
 and never takes more than 10 s. Exit 70 (kvmnet's "internal error") is a bug.
 
 The default run is seeded and deterministic (`derandomize`), a few thousand examples in
-all; `pytest -m fuzz` runs many more with fresh randomness. Anything found becomes a case
+all (marker `fuzz`); `pytest -m fuzz_deep` runs many more with fresh randomness. The
+strategies are built lazily (`st.deferred`, caches): collecting this module costs nothing
+until a test draws from them. Anything found becomes a case
 in tests/bad/ or a test of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -36,9 +39,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_jsonschema import from_schema
 
 from generator.cli import run as kvmnet
+
+pytestmark = pytest.mark.fuzz
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
@@ -127,6 +131,7 @@ def check_one(text: str, command: str = "build") -> None:
 # --- profiles from the schema -------------------------------------------------------------
 
 
+@functools.cache
 def _schema() -> dict[str, Any]:
     code, stdout, stderr, _ = _cli("schema")
     assert code == 0, stderr
@@ -135,7 +140,10 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
-SCHEMA = _schema()
+def _from_schema() -> st.SearchStrategy[dict[str, Any]]:
+    from hypothesis_jsonschema import from_schema  # slow to import: only when drawn from
+
+    return from_schema(_schema())
 
 
 def _as_yaml(data: Any) -> str:
@@ -143,14 +151,19 @@ def _as_yaml(data: Any) -> str:
 
 
 @_settings(SCHEMA_EXAMPLES, deterministic=True)
-@given(from_schema(SCHEMA))
+@given(st.deferred(_from_schema))
 def test_schema_profiles_build_or_fail_cleanly(profile: dict[str, Any]) -> None:
     check_one(_as_yaml(profile))
 
 
 # --- mutated bundled profiles ---------------------------------------------------------------
 
-BUNDLED = [yaml.safe_load(p.read_text()) for p in PROFILES]
+
+@functools.cache
+def _bundled() -> tuple[Any, ...]:
+    return tuple(yaml.safe_load(p.read_text()) for p in PROFILES)
+
+
 ODD_VALUES = st.one_of(
     st.none(),
     st.booleans(),
@@ -185,7 +198,7 @@ def _parent(root: Any, path: tuple[Any, ...]) -> Any:
 
 @st.composite
 def mutated(draw: st.DrawFn) -> str:
-    root = json.loads(json.dumps(draw(st.sampled_from(BUNDLED))))  # a deep copy
+    root = json.loads(json.dumps(draw(st.sampled_from(_bundled()))))  # a deep copy
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         paths = [p for p in _paths(root) if p]
         if not paths:
@@ -235,13 +248,13 @@ def test_damaged_yaml_validates_or_fails_cleanly(text: str) -> None:
 # --- many more, on request -------------------------------------------------------------------
 
 FUZZ: list[tuple[str, Callable[[], st.SearchStrategy[Any]]]] = [
-    ("schema", lambda: from_schema(SCHEMA).map(_as_yaml)),
+    ("schema", lambda: _from_schema().map(_as_yaml)),
     ("mutated", mutated),
     ("spliced", spliced),
 ]
 
 
-@pytest.mark.fuzz
+@pytest.mark.fuzz_deep
 @pytest.mark.parametrize("source", [name for name, _ in FUZZ])
 def test_fuzz_deep(source: str) -> None:
     strategy = dict(FUZZ)[source]()

@@ -58,6 +58,7 @@ from generator.renderers.cloudinit import CHANNELS_SCRIPT, CHANNELS_UNIT, LINK_P
 from tests.support import networkd_ini as ini
 from tests.support import udev
 from tests.support.cli import kvmnet
+from tests.support.kernel_gaps import kernel_gap
 from tests.support.netplan import Netplan
 from tests.support.netplan import fetch as fetch_netplan
 from tests.support.networkd import Lab, run
@@ -702,7 +703,7 @@ def test_ipv6_sysctl_applies(profile: Path, guest: str, scratch: Lab, tmp_path: 
     """sysctl(8) takes the drop-in as written (in a scratch network namespace: the keys are per
     namespace) and IPv6 is then off there."""
     if not Path("/proc/sys/net/ipv6").is_dir():
-        pytest.skip("this kernel has no IPv6")
+        kernel_gap("this kernel has no IPv6")
     drop_in = tmp_path / Path(SYSCTL).name
     drop_in.write_text(written(profile, guest)[SYSCTL]["content"])
     host_before = Path("/proc/sys/net/ipv6/conf/all/disable_ipv6").read_text()

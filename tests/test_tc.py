@@ -24,6 +24,7 @@ from pyroute2 import NetNS
 from generator.pipeline import artifacts_for, plan_profile
 from generator.plan.types import HTB_CLASS, HostPlan, Kind, TcPlan
 from generator.renderers.networkd import NETWORK_DIR
+from tests.support.kernel_gaps import kernel_gap
 from tests.support.networkd import Lab, run, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,7 +199,7 @@ def test_batch_applies_and_reads_back_exactly(
     tc = tc_of(profile, host, device)
     missing = needs(tc, kernel_lacks)
     if missing:
-        pytest.skip(
+        kernel_gap(
             f"sandbox kernel cannot: {'; '.join(missing)}; not checked on this kernel (the VM tier applies "
             "fq, fq_codel, htb, tbf and policing on Debian's: tests/test_vm.py)"
         )
@@ -253,7 +254,7 @@ def test_networkd_engine_applies_qdiscs(
     tc = tc_of(profile, host, device)
     missing = needs(tc, kernel_lacks)
     if missing:
-        pytest.skip(
+        kernel_gap(
             f"sandbox kernel cannot: {'; '.join(missing)}; not checked on this kernel (the VM tier applies "
             "fq, fq_codel, htb, tbf and policing on Debian's: tests/test_vm.py)"
         )

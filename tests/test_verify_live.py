@@ -283,8 +283,9 @@ def test_host_passes(profile: Path, host: str, reports: dict[tuple[str, str], Re
     assert unexplained_skips(report) == []
     if not any(r.outcome == "passed" for r in report.results):
         # minimal.yaml: the host keeps its own network, so a namespace shows nothing to check
+        # (nothing to skip for: that the suite found nothing is itself what the plan says)
         assert not host_plan(profile, host).interfaces and not host_plan(profile, host).tc
-        pytest.skip(f"{host} declares no network and no tc: nothing a namespace could show")
+        return
     assert report.ok
 
 
