@@ -47,29 +47,18 @@ def _mbit(bytes_per_s: int) -> str:
 
 def differences(ns: str, tc: TcPlan) -> list[str]:
     """How what `tc.device` has differs from the plan (empty: as planned)."""
-    top = root(ns, tc.device)
-    if top is None:
-        return [f"no root qdisc on {tc.device}"]
-    wanted_kind = tc.shape.kind if tc.shape else tc.qdisc
-    out = []
-    if top.get("kind") != wanted_kind or top.get("handle") != f"{tc.root_handle:x}:":
-        out.append(
-            f"root qdisc {top.get('kind')} {top.get('handle')} applied, "
-            f"{wanted_kind} {tc.root_handle:x}: configured"
-        )
-        return out
-    if tc.shape is not None and tc.shape.kind == "tbf":
-        rate = int(top.get("options", {}).get("rate", 0))
-        if rate != tc.shape.rate // 8:
-            out.append(f"tbf rate {_mbit(rate)} applied, {_mbit(tc.shape.rate // 8)} configured")
-    elif tc.shape is not None:
-        parms = htb_class(ns, tc.device, (tc.root_handle << 16) | HTB_CLASS)
-        if parms is None:
-            out.append(f"no htb class {tc.root_handle:x}:{HTB_CLASS:x}")
-        else:
-            for key, want in (("rate", tc.shape.rate), ("ceil", tc.shape.ceil or tc.shape.rate)):
-                if int(parms[key]) != want // 8:
-                    out.append(f"htb {key} {_mbit(int(parms[key]))} applied, {_mbit(want // 8)} configured")
+    out: list[str] = []
+    handle = tc.root_handle
+    if handle is not None:  # None: the device is only policed, its root is not kvmnet's
+        top = root(ns, tc.device)
+        if top is None:
+            return [f"no root qdisc on {tc.device}"]
+        if top.get("kind") != tc.root_kind or top.get("handle") != f"{handle:x}:":
+            return [
+                f"root qdisc {top.get('kind')} {top.get('handle')} applied, "
+                f"{tc.root_kind} {handle:x}: configured"
+            ]
+        out += _shaper_differences(ns, tc, top, handle)
     if tc.leaf_handle is not None:
         leaf = next((q for q in qdiscs(ns, tc.device) if q.get("handle") == f"{tc.leaf_handle:x}:"), None)
         if leaf is None or leaf.get("kind") != tc.qdisc:
@@ -85,4 +74,21 @@ def differences(ns: str, tc: TcPlan) -> list[str]:
             out.append(
                 f"ingress police rate {_mbit(applied)} applied, {_mbit(tc.police.rate // 8)} configured"
             )
+    return out
+
+
+def _shaper_differences(ns: str, tc: TcPlan, top: Mapping[str, Any], handle: int) -> list[str]:
+    out = []
+    if tc.shape is not None and tc.shape.kind == "tbf":
+        rate = int(top.get("options", {}).get("rate", 0))
+        if rate != tc.shape.rate // 8:
+            out.append(f"tbf rate {_mbit(rate)} applied, {_mbit(tc.shape.rate // 8)} configured")
+    elif tc.shape is not None:
+        parms = htb_class(ns, tc.device, (handle << 16) | HTB_CLASS)
+        if parms is None:
+            out.append(f"no htb class {handle:x}:{HTB_CLASS:x}")
+        else:
+            for key, want in (("rate", tc.shape.rate), ("ceil", tc.shape.ceil or tc.shape.rate)):
+                if int(parms[key]) != want // 8:
+                    out.append(f"htb {key} {_mbit(int(parms[key]))} applied, {_mbit(want // 8)} configured")
     return out

@@ -244,8 +244,14 @@ class TcPlan:
     mtu: int
 
     @property
-    def root_handle(self) -> int:
-        return HANDLES[self.shape.kind if self.shape else str(self.qdisc)]
+    def root_kind(self) -> str | None:
+        """The root qdisc kvmnet sets: the shaper, else the qdisc. None when the device is
+        only policed: policing is an ingress filter, and the root is left as it was."""
+        return self.shape.kind if self.shape else self.qdisc
+
+    @property
+    def root_handle(self) -> int | None:
+        return None if self.root_kind is None else HANDLES[self.root_kind]
 
     @property
     def leaf_handle(self) -> int | None:

@@ -78,7 +78,7 @@ def _host_sections(state: dict[str, Any]) -> set[str]:
         "stp": any("stp" in link.get("bridge", {}) for link in links),
         "bridges": any("bridge" in link for link in links),
         "port_vlans": any("port_vlans" in link for link in links),
-        "qdiscs": bool(state["qdiscs"]),
+        "roots": any("root" in q for q in state["qdiscs"]),
         "rates": any("rate" in q for q in state["qdiscs"]),
         "leaves": any("leaf" in q for q in state["qdiscs"]),
         "police": any("police" in q for q in state["qdiscs"]),

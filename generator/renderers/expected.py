@@ -150,16 +150,14 @@ def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> En
 
 
 def qdisc_entry(tc: TcPlan) -> Entry:
-    root_kind = tc.shape.kind if tc.shape else str(tc.qdisc)
-    entry: Entry = {
-        "device": tc.device,
-        "engine": tc.engine,
-        "root": {"kind": root_kind, "handle": f"{tc.root_handle:x}:", "module": qdisc_module(root_kind)},
-    }
+    entry: Entry = {"device": tc.device, "engine": tc.engine}
+    kind, handle = tc.root_kind, tc.root_handle
+    if kind is not None:  # None: the device is only policed, its root is not kvmnet's
+        entry["root"] = {"kind": kind, "handle": f"{handle:x}:", "module": qdisc_module(kind)}
     if tc.shape is not None:
         rate: Entry = {"kind": tc.shape.kind, "rate": tc.shape.rate}
         if tc.shape.kind == "htb":
-            rate["class"] = f"{tc.root_handle:x}:{HTB_CLASS:x}"
+            rate["class"] = f"{handle:x}:{HTB_CLASS:x}"
             rate["ceil"] = tc.shape.ceil or tc.shape.rate
         entry["rate"] = rate
     if tc.leaf_handle is not None and tc.qdisc is not None:

@@ -75,7 +75,7 @@ def test_vlan_filtering(machine: checks.Machine, link: checks.Entry) -> None:
 
 
 @pytest.mark.netns
-@pytest.mark.parametrize("qdisc", QDISCS, ids=checks.label)
+@pytest.mark.parametrize("qdisc", checks.having("root", QDISCS), ids=checks.label)
 def test_root_qdisc(machine: checks.Machine, qdisc: checks.Entry) -> None:
     """The device's root qdisc is of the planned kind, under kvmnet's handle."""
     checks.root_qdisc(machine, qdisc)
