@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 
+import pluggy
 import pytest
 
 from tests.support.kernel_gaps import is_kernel_gap
@@ -44,7 +45,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     """In CI a skip is a failure unless this kernel lacks what the test needs.
 
     A skip for a missing tool or package means CI's install step (deps/apt-test.txt, the

@@ -27,6 +27,8 @@ import pytest
 from generator.pipeline import build
 from tests.support.networkd import Lab, run, wait_for
 
+pytestmark = pytest.mark.networkd
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 STATE = "var/lib/kvmnet"

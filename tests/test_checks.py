@@ -54,6 +54,7 @@ def test_suites_are_clean_python(profile: Path, tmp_path: Path) -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize("name", ["default", "guests"])
 def test_suites_pass_mypy_strict(name: str, tmp_path: Path) -> None:
     """default and guests between them have every group of checks a module can hold."""
@@ -70,6 +71,7 @@ def test_suites_pass_mypy_strict(name: str, tmp_path: Path) -> None:
     assert typed.returncode == 0, typed.stdout + typed.stderr
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
 def test_pytest_collects_each_machines_checks(profile: Path, tmp_path: Path) -> None:
     """pytest with testinfra collects every module, one test per planned entry, none erroring."""

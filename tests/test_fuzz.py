@@ -140,7 +140,7 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
-def _from_schema() -> st.SearchStrategy[dict[str, Any]]:
+def _from_schema() -> st.SearchStrategy[Any]:
     from hypothesis_jsonschema import from_schema  # slow to import: only when drawn from
 
     return from_schema(_schema())

@@ -21,9 +21,10 @@ from generator.renderers.topology import graph
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 DOT = shutil.which("dot")
-pytestmark = pytest.mark.skipif(
-    DOT is None, reason="graphviz's dot is not installed (apt-get install graphviz)"
-)
+pytestmark = [
+    pytest.mark.consumer,
+    pytest.mark.skipif(DOT is None, reason="graphviz's dot is not installed (apt-get install graphviz)"),
+]
 
 
 @functools.cache

@@ -176,6 +176,7 @@ IPV6_OFF = [
 ]
 
 
+@pytest.mark.consumer
 def test_bundled_profiles_cover_the_cases() -> None:
     """Guard: the parametrized tests below must not go empty or miss a branch of the renderer."""
     guests = [g for p in PROFILES for g in planned(p).plan.guests]
@@ -280,6 +281,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 # --- user-data against cloud-init's schema -----------------------------------------------
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_user_data_passes_cloud_init_schema(
     profile: Path, guest: str, cloud_init: str, tmp_path: Path
@@ -293,6 +295,7 @@ def test_user_data_passes_cloud_init_schema(
     assert output.strip() == f"Valid cloud-config: {path}", output
 
 
+@pytest.mark.consumer
 def test_cloud_init_schema_can_fail(cloud_init: str, tmp_path: Path) -> None:
     """The check above is real: a wrong type for a key cloud-init knows is reported invalid."""
     profile, guest = GUESTS[0].values
@@ -313,6 +316,7 @@ def test_cloud_init_schema_can_fail(cloud_init: str, tmp_path: Path) -> None:
 # --- top-level keys: kvmnet's own check --------------------------------------------------
 
 
+@pytest.mark.consumer
 def test_cloud_config_keys_are_the_installed_schema(cloud_init: str, schema_keys: frozenset[str]) -> None:
     """CLOUD_CONFIG_KEYS is exactly what the installed cloud-init knows: an upgrade that adds or
     drops a key fails here, not silently on a guest."""
@@ -321,6 +325,7 @@ def test_cloud_config_keys_are_the_installed_schema(cloud_init: str, schema_keys
     assert sorted(CLOUD_CONFIG_KEYS - schema_keys) == [], f"kvmnet accepts keys {version} does not know"
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_user_data_keys_are_in_the_schema(profile: Path, guest: str, schema_keys: frozenset[str]) -> None:
     keys = set(user_data(profile, guest))
@@ -328,6 +333,7 @@ def test_user_data_keys_are_in_the_schema(profile: Path, guest: str, schema_keys
     assert sorted(keys - schema_keys) == []
 
 
+@pytest.mark.consumer
 def test_typo_key_is_refused_with_location(tmp_path: Path) -> None:
     path = small_profile(tmp_path, "packges: [htop]\ntimezone: Etc/UTC\n")
     text = path.read_text()
@@ -353,6 +359,7 @@ def test_typo_key_is_refused_with_location(tmp_path: Path) -> None:
     assert "did you mean 'packages'?" in result.stderr.splitlines()[0]
 
 
+@pytest.mark.consumer
 def test_cloud_init_lets_the_typo_through(cloud_init: str, tmp_path: Path) -> None:
     """Why kvmnet checks keys itself: cloud-init 22.4 calls the same document with `packges` valid."""
     path = small_profile(tmp_path, "packages: [htop]\n")
@@ -377,6 +384,7 @@ def network_config(profile: Path, guest: str) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_network_config_is_the_plan(profile: Path, guest: str) -> None:
     plan = guest_plan(profile, guest)
@@ -441,6 +449,7 @@ def test_network_config_netplan(profile: Path, guest: str, netplan: Netplan, tmp
             assert network.get("IPv6AcceptRA") is False, unit.label
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_network_config_cloud_init_networkd(
     profile: Path, guest: str, cloud_init: str, tmp_path: Path
@@ -484,6 +493,7 @@ def debian_default_link(root: Path) -> ini.Section:
     return link
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_link_files_are_the_plan(profile: Path, guest: str, udevadm: udev.Udevadm) -> None:
     """One .link per tuned NIC, matched by MAC, with the planned counts and Debian's own naming
@@ -560,6 +570,7 @@ def tuning_files(profile: Path, guest: str) -> tuple[str, str]:
     return script["content"], unit["content"]
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_tuning_files_only_where_tuned(profile: Path, guest: str) -> None:
     plan = guest_plan(profile, guest)
@@ -568,6 +579,7 @@ def test_tuning_files_only_where_tuned(profile: Path, guest: str) -> None:
     assert has == {any(tuned(n) for n in plan.nics)}
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), TUNED)
 def test_tuning_script_shellcheck(profile: Path, guest: str) -> None:
     script, _ = tuning_files(profile, guest)
@@ -662,6 +674,7 @@ def verify_unit(unit_text: str, script_text: str, tmp_path: Path) -> str:
     return f"exit {result.returncode}\n{result.stdout}{result.stderr}"
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), TUNED)
 def test_tuning_unit_verifies(profile: Path, guest: str, tmp_path: Path) -> None:
     script, unit = tuning_files(profile, guest)
@@ -669,6 +682,7 @@ def test_tuning_unit_verifies(profile: Path, guest: str, tmp_path: Path) -> None
     assert verify_unit(unit, script, tmp_path) == "exit 0\n"
 
 
+@pytest.mark.consumer
 def test_unit_verify_can_fail(tmp_path: Path) -> None:
     """The check above can fail: an unknown key is printed (while verify still exits 0)."""
     profile, guest = TUNED[0].values
@@ -681,6 +695,7 @@ def test_unit_verify_can_fail(tmp_path: Path) -> None:
 # --- write_files: IPv6 off, and what runs when -------------------------------------------
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_ipv6_sysctl_drop_in(profile: Path, guest: str) -> None:
     plan = guest_plan(profile, guest)
@@ -720,6 +735,7 @@ def commands(data: Mapping[str, Any], key: str) -> list[str]:
     return [c if isinstance(c, str) else shlex.join(c) for c in data.get(key, [])]
 
 
+@pytest.mark.consumer
 def test_cloud_init_runs_bootcmd_before_write_files() -> None:
     """The fact the next test rests on, read from Debian's cloud.cfg: bootcmd runs before
     write_files (same stage), runcmd after it (a later stage)."""
@@ -732,6 +748,7 @@ def test_cloud_init_runs_bootcmd_before_write_files() -> None:
     assert order.index("bootcmd") < order.index("write_files") < order.index("runcmd")
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_bootcmd_needs_no_written_file(profile: Path, guest: str) -> None:
     """Whatever uses a file from write_files runs from runcmd, never from bootcmd."""
@@ -752,6 +769,7 @@ def test_bootcmd_needs_no_written_file(profile: Path, guest: str) -> None:
 # --- secrets and meta-data ---------------------------------------------------------------
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize("profile", WITH_GUESTS, ids=[p.stem for p in WITH_GUESTS])
 def test_user_data_is_private_in_the_output_tree(profile: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -768,6 +786,7 @@ def test_user_data_is_private_in_the_output_tree(profile: Path, tmp_path: Path) 
         assert (nocloud / "user-data").read_bytes() == seed(profile, guest.name)["user-data"]
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_user_data_holds_hashes_only(profile: Path, guest: str) -> None:
     plan = guest_plan(profile, guest)
@@ -784,6 +803,7 @@ def test_user_data_holds_hashes_only(profile: Path, guest: str) -> None:
             assert "hashed_passwd" not in entry and entry["lock_passwd"] is True
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_meta_data(profile: Path, guest: str) -> None:
     plan = guest_plan(profile, guest)
@@ -801,6 +821,7 @@ def rendered(guest: GuestPlan) -> tuple[str, str, str]:
     return files["user-data"], files["network-config"], instance
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_instance_id_follows_the_seed(profile: Path, guest: str) -> None:
     """A new instance-id makes cloud-init apply the seed again: it must change exactly when
@@ -835,6 +856,7 @@ def test_instance_id_follows_the_seed(profile: Path, guest: str) -> None:
 # --- extra cloud-config: YAML types kept, plain passwords refused ----------------------------
 
 
+@pytest.mark.consumer
 def test_extra_cloud_config_keeps_yaml_types(cloud_init: str, tmp_path: Path) -> None:
     path = small_profile(tmp_path, "package_update: true\nssh_pwauth: false\n")
     [content] = [
@@ -848,6 +870,7 @@ def test_extra_cloud_config_keeps_yaml_types(cloud_init: str, tmp_path: Path) ->
     assert data["package_update"] is True and data["ssh_pwauth"] is False
 
 
+@pytest.mark.consumer
 def test_plain_password_in_extra_cloud_config_is_refused(tmp_path: Path) -> None:
     path = small_profile(tmp_path, "password: hunter2\n")
     with pytest.raises(PlanError):

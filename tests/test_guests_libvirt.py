@@ -31,6 +31,8 @@ from generator.plan.guests import MAX_QUEUES, RESERVED_TAPS, RINGS
 from generator.plan.types import GuestNic, GuestPlan, Kind
 from generator.renderers.libvirt import guest_uuid
 
+pytestmark = pytest.mark.consumer
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 TEMPLATES = REPO / "templates" / "libvirt"

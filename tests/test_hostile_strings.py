@@ -23,6 +23,8 @@ import pytest
 from generator.cli import run
 from generator.pipeline import build
 
+pytestmark = pytest.mark.fuzz
+
 HOSTILE = [
     "$(touch CANARY)",
     "`touch CANARY`",

@@ -127,6 +127,7 @@ def _dib_lint(root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.consumer
 def test_every_profile_machine_has_its_element() -> None:
     for profile in PROFILES:
         plan = plan_profile(profile).plan
@@ -137,6 +138,7 @@ def test_every_profile_machine_has_its_element() -> None:
             assert f"images/dib/{guest.name}/elements/kvmnet-guest/README.rst" in paths
 
 
+@pytest.mark.consumer
 def test_dib_lint_passes_and_checks_every_file(tmp_path: Path) -> None:
     """All elements of all bundled profiles: dib-lint names each file it checked."""
     checked_total = 0
@@ -156,6 +158,7 @@ def test_dib_lint_passes_and_checks_every_file(tmp_path: Path) -> None:
     assert checked_total == 6 * len(ELEMENTS)  # every file but README.rst, in every element
 
 
+@pytest.mark.consumer
 def test_dib_lint_fails_on_a_broken_element(tmp_path: Path) -> None:
     """Negative control: the same lint on a hook without pipefail and an executable
     environment file fails, naming both."""
@@ -175,6 +178,7 @@ def test_dib_lint_fails_on_a_broken_element(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize("name", sorted(ELEMENTS))
 def test_element_structure(name: str) -> None:
     files = ELEMENTS[name]
@@ -217,6 +221,7 @@ def test_element_structure(name: str) -> None:
     assert b"NoCloud" in rel[f"environment.d/10-{element}"].content
 
 
+@pytest.mark.consumer
 def test_modes_come_through_the_writer(tmp_path: Path) -> None:
     built = build(REPO / "profiles/tuned.yaml", tmp_path / "out")
     assert built.changes
@@ -238,6 +243,7 @@ def _members(data: bytes) -> dict[str, tuple[int, bytes]]:
         return out
 
 
+@pytest.mark.consumer
 def test_guest_element_carries_the_seeds_own_files(tmp_path: Path) -> None:
     """Byte for byte kvmnet's write_files of the seed; the profile's own extra files stay
     in the seed only."""
@@ -267,6 +273,7 @@ def test_guest_element_carries_the_seeds_own_files(tmp_path: Path) -> None:
     assert cloudinit.CHANNELS_UNIT.rsplit("/", 1)[1] == "kvmnet-nic-tuning.service"
 
 
+@pytest.mark.consumer
 def test_host_element_carries_the_pxe_bundle() -> None:
     planned = plan_profile(REPO / "profiles/tuned.yaml")
     artifacts = list(artifacts_for(planned))
@@ -283,6 +290,7 @@ def test_host_element_carries_the_pxe_bundle() -> None:
     assert members["bootstrap.sh"] == (0o755, by_path["hosts/tune1/bootstrap.sh"].content)
 
 
+@pytest.mark.consumer
 def test_output_is_deterministic() -> None:
     for profile in (REPO / "profiles/guests.yaml", REPO / "profiles/tuned.yaml"):
         first = [a for a in artifacts_for(plan_profile(profile)) if a.path.startswith("images/")]
@@ -290,6 +298,7 @@ def test_output_is_deterministic() -> None:
         assert first and first == second
 
 
+@pytest.mark.consumer
 def test_sealing_runs_in_the_last_phase() -> None:
     """cleanup.d comes after finalise.d in diskimage-builder's own script, and the seal
     hook does all three things, on the target root."""
@@ -306,6 +315,7 @@ def test_sealing_runs_in_the_last_phase() -> None:
         assert "-name 'ssh_host_*' -type f -delete" in seal, name
 
 
+@pytest.mark.consumer
 def test_shellcheck_passes_on_hooks_and_shims(tmp_path: Path) -> None:
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is not installed (Debian package shellcheck)")
@@ -337,6 +347,7 @@ def _apt(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+@pytest.mark.consumer
 def test_mirror_from_one_line_sources(tmp_path: Path) -> None:
     root = _apt(
         tmp_path,
@@ -353,6 +364,7 @@ def test_mirror_from_one_line_sources(tmp_path: Path) -> None:
     assert found.origin == f"{root}/etc/apt/sources.list:3"
 
 
+@pytest.mark.consumer
 def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
     root = _apt(
         tmp_path,
@@ -375,6 +387,7 @@ def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
     assert [p.name for p in mirror.source_files(root)] == ["a-off.sources", "b.sources", "d.list"]
 
 
+@pytest.mark.consumer
 def test_no_mirror_is_a_clear_error(tmp_path: Path) -> None:
     root = _apt(tmp_path, {"sources.list": "deb http://archive.example/ubuntu jammy main\n"})
     with pytest.raises(
@@ -384,12 +397,14 @@ def test_no_mirror_is_a_clear_error(tmp_path: Path) -> None:
         mirror.find("bookworm", root)
 
 
+@pytest.mark.consumer
 def test_this_machines_mirror_is_found() -> None:
     """The real /etc/apt of this machine (the mirror the image builds use)."""
     found = mirror.find("bookworm")
     assert found.main.startswith(mirror.SCHEMES)
 
 
+@pytest.mark.consumer
 def test_device_mapper_detection(tmp_path: Path) -> None:
     devices = "Character devices:\n  1 mem\n 10 misc\n\nBlock devices:\n  7 loop\n  8 sd\n"
     (tmp_path / "devices").write_text(devices)
@@ -406,6 +421,7 @@ def test_device_mapper_detection(tmp_path: Path) -> None:
     assert shims.Needs(device_mapper=True, sudo=True, root=False).problem() == ""
 
 
+@pytest.mark.consumer
 def test_shims_ship_as_templates(tmp_path: Path) -> None:
     written = shims.write(tmp_path, shims.SHIMS)
     for name in shims.SHIMS:
@@ -417,6 +433,7 @@ def test_shims_ship_as_templates(tmp_path: Path) -> None:
     assert done.stdout == "ran\n"
 
 
+@pytest.mark.consumer
 def test_bad_machine_and_role_are_clean_errors() -> None:
     result = kvmnet("image", "profiles/guests.yaml", "--role", "guest", "--machine", "nope", "--dry-run")
     assert result.returncode == 2
@@ -440,6 +457,7 @@ def test_bad_machine_and_role_are_clean_errors() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.consumer
 def test_bad_profile_is_located(tmp_path: Path) -> None:
     profile = tmp_path / "bad.yaml"
     profile.write_text("hosts:\n  hv1:\n    netwrk: {}\n")
@@ -448,6 +466,7 @@ def test_bad_profile_is_located(tmp_path: Path) -> None:
     assert f"{profile}:3:5:" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.consumer
 def test_dry_run_shows_the_build(tmp_path: Path) -> None:
     key = tmp_path / "vagrant.pub"
     key.write_text("ssh-rsa AAAA vagrant\n")
@@ -471,6 +490,7 @@ def test_dry_run_shows_the_build(tmp_path: Path) -> None:
     assert not (tmp_path / "h.qcow2").exists()
 
 
+@pytest.mark.consumer
 def test_phases_are_read_from_dib_output() -> None:
     phases = dib.Phases()
     lines = [
@@ -490,6 +510,7 @@ def test_phases_are_read_from_dib_output() -> None:
     ]
 
 
+@pytest.mark.consumer
 def test_failed_build_leaves_no_image(tmp_path: Path) -> None:
     """A disk-image-create that fails after writing part of an image: the tail of its log,
     exit 1, nothing at -o."""
@@ -513,6 +534,7 @@ def test_failed_build_leaves_no_image(tmp_path: Path) -> None:
     assert result.log.read_text().endswith("E: Failed getting release file\n")
 
 
+@pytest.mark.consumer
 def test_real_failed_build_is_reported_and_leaves_nothing(tmp_path: Path) -> None:
     """The real disk-image-create against a mirror that does not answer (a closed port on
     loopback): debootstrap fails in root.d; exit 1, DIB's own error in the tail, no image."""

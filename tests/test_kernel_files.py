@@ -27,6 +27,8 @@ from generator.renderers.kernel import GRUB, MODULES, SYSCTL
 from tests.support.kernel_gaps import kernel_gap
 from tests.support.netplan import apt_download, cache_dir
 
+pytestmark = pytest.mark.networkd
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 KERNEL_PACKAGE = "linux-image-amd64"  # Debian 12's metapackage; pulls the current 6.1 image

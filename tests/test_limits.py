@@ -46,6 +46,8 @@ def _guests(count: int, path: Path, macs: bool = False) -> Path:
 #: pytest: in CI, pytest had grown to 932 MiB and every child "used" that much.
 WRAPPER = """
 import resource, subprocess, sys
+
+pytestmark = pytest.mark.limits
 code = subprocess.run(sys.argv[2:]).returncode
 with open(sys.argv[1], "w") as out:
     out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))

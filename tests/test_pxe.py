@@ -48,6 +48,8 @@ from tests.support.pxe import (
     shellcheck,
 )
 
+pytestmark = pytest.mark.consumer
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

@@ -22,6 +22,8 @@ import yaml
 
 from generator.plan.redact import HIDDEN
 
+pytestmark = pytest.mark.consumer
+
 REPO = Path(__file__).resolve().parents[1]
 GUESTS = REPO / "profiles" / "guests.yaml"
 PASSWORD = "hunter2-correct-horse"

@@ -158,6 +158,8 @@ def test_seed_is_private(profile: Path, builds: Builds) -> None:
 LOCAL_CLOCK = """
 import io, sys, time, types
 import pycdlib, pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib
+
+pytestmark = pytest.mark.consumer
 clock = types.SimpleNamespace(
     time=lambda: 1_700_000_000.0, localtime=time.localtime, gmtime=time.gmtime, strftime=time.strftime
 )

@@ -28,6 +28,8 @@ from generator.renderers.networkd import NETWORK_DIR
 from tests.support.kernel_gaps import kernel_gap
 from tests.support.networkd import Lab, run, wait_for
 
+pytestmark = pytest.mark.networkd
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 #: Ingress policing alone (no root qdisc of kvmnet's): no bundled profile has it.

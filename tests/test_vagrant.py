@@ -108,12 +108,14 @@ def validated(
     return results
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
 def test_ruby_syntax(profile: Path, outputs: dict[str, Path]) -> None:
     result = run(["ruby", "-c", "Vagrantfile"], outputs[profile.stem] / "vagrant", os.environ)
     assert result.returncode == 0 and result.stdout.strip() == "Syntax OK", result.stderr
 
 
+@pytest.mark.consumer
 @pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
 def test_vagrant_validate(profile: Path, validated: dict[str, subprocess.CompletedProcess[str]]) -> None:
     result = validated[profile.stem]
@@ -121,6 +123,7 @@ def test_vagrant_validate(profile: Path, validated: dict[str, subprocess.Complet
     assert "Vagrantfile validated successfully." in result.stdout
 
 
+@pytest.mark.consumer
 def test_validate_catches_a_bad_setting(outputs: dict[str, Path], vagrant: str, tmp_path: Path) -> None:
     """Negative control: validate does check vagrant-libvirt's settings and NIC MACs."""
     text = (outputs["default"] / "vagrant" / "Vagrantfile").read_text()
@@ -137,6 +140,7 @@ def test_validate_catches_a_bad_setting(outputs: dict[str, Path], vagrant: str, 
     assert "The following settings shouldn't exist: cpuz" in result.stderr
 
 
+@pytest.mark.consumer
 def test_nic_options_exist_in_vagrant_libvirt(outputs: dict[str, Path], vagrant: str) -> None:
     """Network options are not validated by Vagrant (any `libvirt__x` passes): each one
     written must be read by vagrant-libvirt 0.11.2's own source."""
@@ -156,6 +160,7 @@ def test_nic_options_exist_in_vagrant_libvirt(outputs: dict[str, Path], vagrant:
         assert re.search(rf"(options|iface_configuration)(\[|\.fetch\()\s*:{option}\b", source), option
 
 
+@pytest.mark.consumer
 def test_machines_follow_the_plan(outputs: dict[str, Path]) -> None:
     """MACs, MTUs, queue pairs, networks, sizes and seeds as planned (the default profile)."""
     plan = planned(REPO / "profiles" / "default.yaml").plan
@@ -208,6 +213,7 @@ print(json.dumps({"meta-data": data["meta-data"], "disabled": net.is_disabled_cf
 """
 
 
+@pytest.mark.consumer
 def test_hosts_boot_with_a_seed_that_leaves_their_network_to_kvmnet(
     outputs: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -262,6 +268,7 @@ def test_hosts_boot_with_a_seed_that_leaves_their_network_to_kvmnet(
     assert json.loads(seen.stdout)["disabled"] is False
 
 
+@pytest.mark.consumer
 def test_name_matched_nics_are_named_in_the_vm(outputs: dict[str, Path]) -> None:
     """A host NIC matched by name gets a stable MAC, and a .link names it as the profile expects."""
     plan = planned(REPO / "profiles" / "guests.yaml").plan
@@ -273,6 +280,7 @@ def test_name_matched_nics_are_named_in_the_vm(outputs: dict[str, Path]) -> None
     assert f"'[Match]\\nMACAddress=%s\\n\\n[Link]\\nName=%s\\n' {mac} {iface.id} >" in text
 
 
+@pytest.mark.consumer
 def test_selection_and_driver_settings(outputs: dict[str, Path], vagrant: str, tmp_path: Path) -> None:
     """KVMNET_MACHINES picks machines; unknown names and drivers are clean errors."""
     cwd = outputs["default"] / "vagrant"
@@ -293,6 +301,7 @@ def test_selection_and_driver_settings(outputs: dict[str, Path], vagrant: str, t
     assert "Traceback" not in result.stderr and ".rb:" not in result.stderr
 
 
+@pytest.mark.consumer
 def test_harness_loads_the_generated_vagrantfile(
     outputs: dict[str, Path], vagrant: str, tmp_path: Path
 ) -> None:
@@ -334,6 +343,7 @@ def qemu_img() -> str:
     return found
 
 
+@pytest.mark.consumer
 def test_box_from_qcow2(qemu_img: str, vagrant: str, tmp_path: Path) -> None:
     image = tmp_path / "golden.qcow2"
     subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(image), "2500M"], check=True, timeout=60)
@@ -373,6 +383,7 @@ def test_box_from_qcow2(qemu_img: str, vagrant: str, tmp_path: Path) -> None:
     assert ["box-provider", "libvirt"] in [r[2:4] for r in rows]
 
 
+@pytest.mark.consumer
 def test_box_refuses_what_is_not_qcow2(tmp_path: Path) -> None:
     raw = tmp_path / "disk.raw"
     raw.write_bytes(io.BytesIO(b"\0" * 4096).getvalue())

@@ -331,6 +331,7 @@ def test_tuned_hypervisor_applies_what_the_sandbox_kernel_cannot(work: Path, key
 # --- without VMs: what the tier makes for a hypervisor, read by the real consumers ----
 
 
+@pytest.mark.consumer
 def test_host_vm_domain_and_seed_are_what_libvirt_and_cloud_init_accept(tmp_path: Path) -> None:
     libvirt = pytest.importorskip("libvirt")
     plan = plan_profile(HOST_PROFILE).plan
@@ -374,6 +375,7 @@ def test_host_vm_domain_and_seed_are_what_libvirt_and_cloud_init_accept(tmp_path
     assert "instance-id" in (tmp_path / "meta-data").read_text()
 
 
+@pytest.mark.consumer
 def test_host_with_a_name_matched_ethernet_is_refused_with_advice(tmp_path: Path) -> None:
     profile = tmp_path / "p.yaml"
     profile.write_text("hosts:\n  hv9:\n    network:\n      ethernets:\n        eno1: {mtu: 9000}\n")
@@ -401,6 +403,7 @@ def test_host_with_a_name_matched_ethernet_is_refused_with_advice(tmp_path: Path
         ),
     ],
 )
+@pytest.mark.consumer
 def test_vm_command_usage_errors(args: list[str], said: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("kvmnet vm refuses to run unless root before it reads its arguments")
@@ -413,6 +416,7 @@ def test_vm_command_usage_errors(args: list[str], said: str) -> None:
     assert said in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.consumer
 def test_private_libvirtd_answers_and_leaves_nothing_behind(tmp_path: Path) -> None:
     libvirt = pytest.importorskip("libvirt")
     lacking = [t for t in ("libvirtd", "virtlogd", "virsh", "nsenter") if shutil.which(t) is None]
