@@ -147,3 +147,17 @@ def test_ci_lets_a_kernel_gap_skip(tmp_path: Path) -> None:
 
 def test_gap_list_names_each_gap_once_with_a_reason() -> None:
     assert SANDBOX_GAPS and all(reason.strip() for reason in SANDBOX_GAPS.values())
+
+
+def test_ci_full_run_fails_when_the_vm_tier_passed_nothing(tmp_path: Path) -> None:
+    """README's test command (`-m 'not fuzz_deep'`) under CI=true: a run whose VM tier passed no
+    test fails, even when everything else passed."""
+    test = tmp_path / "test_no_vm.py"
+    test.write_text("def test_fine() -> None:\n    assert 1 + 1 == 2\n")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(REPO)]
+    argv += ["-c", str(REPO / "pyproject.toml"), "-p", "tests.conftest", "-m", "not fuzz_deep", str(test)]
+    env = {**os.environ, "CI": "true", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert "the VM tier ran no test" in result.stdout
