@@ -94,6 +94,8 @@ def test_ci_fails_a_skip_for_a_missing_tool_and_names_it(tmp_path: Path) -> None
         "tests/test_graph.py",
         "-k",
         "quotes",
+        "-m",
+        "consumer",
     ]
     result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
