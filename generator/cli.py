@@ -7,7 +7,6 @@ Exit codes: 0 success; 1 the profile has problems, or `build --check` found drif
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import sys
@@ -23,7 +22,7 @@ from generator.lab import command as lab_command
 from generator.live import graphviz
 from generator.model import Profile
 from generator.pipeline import Built, Planned, build, plan_profile
-from generator.plan.redact import redacted
+from generator.plan import report
 from generator.renderers import topology
 from generator.resources import default_profile
 from generator.verify import command as verify_command
@@ -68,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("plan", help="print the plan: every derived value")
     profile_arg(p)
-    p.add_argument("--json", action="store_true", required=True, help="print as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print as JSON, keyed by name like the profile (default: tables)"
+    )
 
     commands.add_parser("schema", help="print the JSON Schema of the profile (for editors)")
 
@@ -174,8 +175,18 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
             return EXIT_OK
         if args.command == "plan":
-            shown = redacted(dataclasses.asdict(planned.plan))  # no password hashes in CI logs
-            sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + "\n")
+            if args.json:
+                shown = report.data(planned.plan, planned.warnings)
+                sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + "\n")
+            else:
+                for table in report.tables(planned.plan):
+                    # A terminal wraps a table to its width; a pipe or a log gets it whole
+                    # (rich would wrap it to 80 columns).
+                    if not out.is_terminal:
+                        out.width = max(
+                            80, out.measure(table, options=out.options.update(max_width=1000)).maximum
+                        )
+                    out.print(table)
             return EXIT_OK
         if args.command == "graph":
             return _graph(planned, profile, args.output, err)

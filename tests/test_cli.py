@@ -177,16 +177,90 @@ def test_validate_plan_schema_version(capsys: pytest.CaptureFixture[str]) -> Non
     assert "ok (2 host(s), 1 overlay(s), 2 guest(s))" in capsys.readouterr().out
     assert run(["plan", str(DEFAULT), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert [h["name"] for h in plan["hosts"]] == ["hv1", "hv2"]
-    assert plan["overlays"][0]["mtu"] == 8950
+    assert list(plan["hosts"]) == ["hv1", "hv2"]
+    assert plan["overlays"]["tenant"]["mtu"] == 8950
     assert run(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"kvmnet {__version__}"
+
+
+def test_plan_json_is_keyed_by_name_like_the_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    """`jq .hosts.hv2` failed: hosts and guests were arrays (issue 12)."""
+    assert run(["plan", str(DEFAULT), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert sorted(plan) == ["guests", "hosts", "overlays", "warnings"]
+    hv2 = plan["hosts"]["hv2"]
+    assert "name" not in hv2  # the key says it
+    assert hv2["interfaces"]["vx10010"]["mtu"] == 8950
+    assert hv2["interfaces"]["mgmt100"]["vlan_id"] == 100
+    assert hv2["tc"]["eno2"]["shape"]["kind"] == "tbf"
+    assert plan["guests"]["web2"]["host"] == "hv2"
+    assert plan["guests"]["web2"]["nics"][0]["queues"] == 4
+    assert [m["host"] for m in plan["overlays"]["tenant"]["members"]] == ["hv1", "hv2"]
+    assert plan["warnings"] == []
+
+
+def test_plan_json_warnings_are_located_as_stderr_shows_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Warnings had `"location": null` though stderr located them (issue 12)."""
+    text = DEFAULT.read_text().replace(
+        "        rx-ring: 1024\n", "        rx-ring: 1024\n        queues: 16\n", 1
+    )
+    line = text.splitlines().index("        queues: 16") + 1
+    profile = tmp_path / "p.yaml"
+    profile.write_text(text)
+    assert run(["plan", str(profile), "--json"]) == 0
+    captured = capsys.readouterr()
+    [warning] = json.loads(captured.out)["warnings"]
+    assert warning == {
+        "location": f"{profile}:{line}:17",
+        "path": "guests.web1.interfaces[0].queues",
+        "message": warning["message"],
+    }
+    assert warning["message"].startswith("16 queue pairs for 4 vCPUs")
+    assert (
+        captured.err
+        == f"{profile}:{line}:17: guests.web1.interfaces[0].queues: warning: {warning['message']}\n"
+    )
+
+
+def test_plan_json_hides_secrets_before_names_become_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A guest named like a secret field (`passwd`) is shown, not hidden as a password."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text(DEFAULT.read_text().replace("  web2:\n", "  passwd:\n"))
+    assert run(["plan", str(profile), "--json"]) == 0
+    guests = json.loads(capsys.readouterr().out)["guests"]
+    assert guests["passwd"]["host"] == "hv2"
+    assert guests["passwd"]["users"][0]["passwd"] is None
+
+
+def test_plan_prints_tables_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """`kvmnet plan` demanded --json (issue 12); it now shows tables for people."""
+    assert run(["plan", str(DEFAULT)]) == 0
+    rows = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    for expected in (
+        "host hv1",
+        "device kind MTU underlay chain MTU from",
+        "eno2 ether, port of br-guest 1500 eno2 1500 configured",
+        "mgmt100 vlan 100 1500 eno2 1500 > br-guest 1500 > mgmt100 1500 kernel: inherits br-guest",
+        "vx10010 vxlan 10010 8950 eno1 9000 > vx10010 8950 overlay tenant: eno1 9000 - 50 allows 8950",
+        "host hv2",
+        "overlays",
+        "tenant 10010 vx10010 br-tenant 8950 hv1 192.0.2.11 eno1",
+        "hv2 192.0.2.12 eno1",
+        "guests",
+        "guest NIC on MTU queues rx ring inbound outbound",
+        "web1 (hv1) eth0 virtio br-tenant 8950 4 1024 1Gbit peak 2Gbit burst 1MiB 1Gbit burst 1MiB",
+    ):
+        assert expected in rows, (expected, rows)
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run([]) == 2
     assert run(["frobnicate"]) == 2
-    assert run(["plan", str(DEFAULT)]) == 2  # --json is required
+    assert run(["build", "--seed-iso", "--frob"]) == 2
     assert "usage:" in capsys.readouterr().err
 
 
