@@ -21,7 +21,7 @@ from generator.image import command as image_command
 from generator.lab import command as lab_command
 from generator.live import graphviz
 from generator.model import Profile
-from generator.pipeline import Built, Planned, build, plan_profile
+from generator.pipeline import Built, Planned, artifacts_for, build, plan_profile
 from generator.plan import report
 from generator.renderers import topology
 from generator.resources import default_profile
@@ -169,6 +169,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         for warning in planned.warnings:
             err.print(warning.format(severity="warning"), markup=False)
         if args.command == "validate":
+            artifacts_for(planned)  # what only rendering can refuse (a preseed's size), as build does
             out.print(
                 f"{profile}: ok ({len(planned.plan.hosts)} host(s), {len(planned.plan.overlays)} overlay(s), "
                 f"{len(planned.plan.guests)} guest(s))"

@@ -52,7 +52,7 @@ def artifacts_for(planned: Planned, extras: frozenset[str] = frozenset()) -> tup
     except PlanError as exc:  # a limit only rendering can tell (e.g. a preseed too long)
         located = sorted((planned.document.place(d) for d in exc.diagnostics), key=Diagnostic.sort_key)
         raise PlanError(located) from None
-    return (*artifacts, manifest(artifacts, planned.document.digest))
+    return (*artifacts, manifest(artifacts, planned.document.digest, extras))
 
 
 def build(

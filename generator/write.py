@@ -10,6 +10,7 @@ set explicitly, so the result does not depend on the caller's umask.
 from __future__ import annotations
 
 import ctypes
+import difflib
 import errno
 import fcntl
 import hashlib
@@ -17,13 +18,14 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from generator import __version__
 from generator.errors import Diagnostic, Location, WriteError
+from generator.renderers import OPTIONAL
 from generator.renderers.artifact import MODE_FILE, Artifact
 
 MANIFEST = "manifest.json"
@@ -40,8 +42,17 @@ class Change:
     detail: str = ""
 
 
-def manifest(artifacts: Sequence[Artifact], profile_digest: str) -> Artifact:
-    """`manifest.json`: every file with its sha256 and mode, the profile digest, the version."""
+def option_key(extra: str) -> str:
+    """An optional renderer as manifest.json names its option: `seed-iso` is `seed_iso`."""
+    return extra.replace("-", "_")
+
+
+def manifest(
+    artifacts: Sequence[Artifact], profile_digest: str, extras: frozenset[str] = frozenset()
+) -> Artifact:
+    """`manifest.json`: every file with its sha256 and mode, the profile digest, the version,
+    and the options the output was built with (so that `build --check` can compare like
+    with like)."""
     files = [
         {
             "path": a.path,
@@ -51,15 +62,43 @@ def manifest(artifacts: Sequence[Artifact], profile_digest: str) -> Artifact:
         }
         for a in sorted(artifacts, key=lambda a: a.path)
     ]
-    head = {"generator": "kvmnet", "version": __version__, "profile_sha256": profile_digest}
+    options = {option_key(name): name in extras for name in OPTIONAL}
+    head = {
+        "generator": "kvmnet",
+        "version": __version__,
+        "profile_sha256": profile_digest,
+        "options": options,
+    }
     # One file per line: readable and diffable, and each line goes through json's C
     # encoder (indent= would switch the whole document to the pure-Python one).
-    lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in sorted(head.items())]
+    lines = [f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True)}," for k, v in sorted(head.items())]
     entries = ",\n".join(f"    {json.dumps(f, sort_keys=True)}" for f in files)
     listing = f"[\n{entries}\n  ]" if files else "[]"
     text = "{\n" + "\n".join(lines) + f'\n  "files": {listing}\n}}\n'
 
     return Artifact.text(MANIFEST, text, MODE_FILE)
+
+
+def recorded_extras(root: Path) -> frozenset[str] | None:
+    """The optional renderers the kvmnet tree at `root` was built with, as its manifest
+    records them; None when there is no kvmnet tree there, or its manifest is older than
+    recorded options."""
+    try:
+        data = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("generator") != "kvmnet":
+        return None
+    options = data.get("options")
+    if not isinstance(options, dict):
+        return None
+    return frozenset(name for name in OPTIONAL if options.get(option_key(name)) is True)
+
+
+def _read(path: Path) -> tuple[bytes, int]:
+    info = path.lstat()
+    content = path.read_bytes() if stat.S_ISREG(info.st_mode) else b""
+    return content, stat.S_IMODE(info.st_mode)
 
 
 def _on_disk(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -70,10 +109,7 @@ def _on_disk(root: Path) -> dict[str, tuple[bytes, int]]:
         dirnames.sort()
         for filename in filenames:
             full = Path(dirpath) / filename
-            rel = full.relative_to(root).as_posix()
-            info = full.lstat()
-            content = full.read_bytes() if stat.S_ISREG(info.st_mode) else b""
-            found[rel] = (content, stat.S_IMODE(info.st_mode))
+            found[full.relative_to(root).as_posix()] = _read(full)
     return found
 
 
@@ -96,6 +132,32 @@ def diff(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
         elif have[1] != want.mode:
             changes.append(Change("mode", path, f"{have[1]:04o} -> {want.mode:04o}"))
     return changes
+
+
+def _text(content: bytes) -> list[str] | None:
+    """The lines of a text file; None for a binary one (a NUL, or not UTF-8)."""
+    if b"\0" in content:
+        return None
+    try:
+        return content.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return None
+
+
+def patch(root: Path, wanted: Mapping[str, Artifact], change: Change) -> list[str]:
+    """A unified diff of one change, with git's `a/` and `b/` names (`--- /dev/null` for a
+    file that appears); a binary file is only named, as diff(1) does; a change of mode
+    alone has no body (its `--check` line says it)."""
+    if change.kind == "mode":
+        return []
+    old = _read(root / change.path)[0] if change.kind != "add" else b""
+    new = wanted[change.path].content if change.kind != "remove" else b""
+    before = f"a/{change.path}" if change.kind != "add" else "/dev/null"
+    after = f"b/{change.path}" if change.kind != "remove" else "/dev/null"
+    old_lines, new_lines = _text(old), _text(new)
+    if old_lines is None or new_lines is None:
+        return [f"Binary files {before} and {after} differ"]
+    return list(difflib.unified_diff(old_lines, new_lines, before, after, lineterm=""))
 
 
 def _error(root: Path, message: str) -> WriteError:

@@ -8,6 +8,7 @@ the diff, never to make a failure go away.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,46 @@ def test_bad_profile_reports_exact_errors(profile: Path, update_golden: bool, tm
 
 
 @pytest.mark.parametrize("profile", BAD, ids=[p.stem for p in BAD])
-def test_bad_profile_writes_nothing(profile: Path, tmp_path: Path) -> None:
+def test_build_refuses_what_validate_refuses_and_writes_nothing(profile: Path, tmp_path: Path) -> None:
+    """`validate` and `build` agree: the same lines (the `.expected` file, which is what
+    `validate` prints), and `build` writes nothing."""
     out = tmp_path / "out"
-    result = kvmnet("build", str(profile), "-o", str(out))
+    result = kvmnet("build", profile.relative_to(REPO).as_posix(), "-o", str(out))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+    assert result.stderr == profile.with_suffix(".expected").read_text()
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary tree or lock left behind either
+
+
+def test_validate_refuses_what_only_rendering_can_tell(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A limit only rendering knows (a preseed's late_command must fit one exec argument)
+    is refused by `validate` as by `build`. The limit is lowered here so that a small host
+    exceeds it: a host that really does needs thousands of devices, seconds to render."""
+    from generator import cli
+    from generator.renderers import pxe
+
+    monkeypatch.setattr(pxe, "MAX_ARG_STRLEN", 4096)
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text("hosts:\n  hv1: {}\n")
+    reports = []
+    for argv in (["validate", "p.yaml"], ["build", "p.yaml", "-o", "out"]):
+        assert cli.run(argv) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        reports.append(captured.err)
+    assert not Path("out").exists()
+    validate, build = reports
+    assert validate == build
+    assert re.fullmatch(
+        r"p\.yaml:2:8: hosts\.hv1: the preseed late_command would be \d+ bytes; debian-installer runs "
+        r"it as one `sh -c` argument, which Linux limits to 4095 bytes \(use an EL9 kickstart or "
+        r"Ubuntu autoinstall for a host this large, or fewer devices\)\n"
+        r"kvmnet: 1 problem; nothing was written\n",
+        validate,
+    ), validate
 
 
 def test_alias_bomb_is_refused_quickly() -> None:

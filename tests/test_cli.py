@@ -295,6 +295,78 @@ def test_line_100_is_printed_as_written(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"{profile}:100:14: hosts.hv1.network: expected a mapping"), result.stderr
 
 
+def test_check_uses_the_options_the_output_was_built_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`build --check` forgot `--seed-iso` and called the seed images drift (issue 12)."""
+    out = tmp_path / "out"
+    assert run(["build", str(DEFAULT), "-o", str(out), "--seed-iso"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["options"] == {"seed_iso": True}
+    files = len(snapshot(out))
+    capsys.readouterr()
+    note = f"--seed-iso: as {out / 'manifest.json'} records (--no-seed-iso leaves the seed images out)"
+    assert run(["build", str(DEFAULT), "-o", str(out), "--check"]) == 0
+    assert capsys.readouterr().out.splitlines() == [note, f"{out} is up to date ({files} files)"]
+    # build does what its --check says: the seeds stay
+    assert run(["build", str(DEFAULT), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        note,
+        f"{out} is up to date ({files} files); nothing written",
+    ]
+    # asked otherwise, the check compares with that, and says the output was built otherwise
+    assert run(["build", str(DEFAULT), "-o", str(out), "--check", "--no-seed-iso"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"--no-seed-iso: {out / 'manifest.json'} records a build with --seed-iso",
+        "- guests/web1/seed.iso",
+        "- guests/web2/seed.iso",
+        "~ manifest.json",
+        "- vagrant/hosts/hv1/seed.iso",
+        "- vagrant/hosts/hv2/seed.iso",
+        f"5 file(s) would change in {out}",
+    ]
+    plain = tmp_path / "plain"
+    assert run(["build", str(DEFAULT), "-o", str(plain)]) == 0
+    capsys.readouterr()
+    assert run(["build", str(DEFAULT), "-o", str(plain), "--check", "--seed-iso"]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"--seed-iso: {plain / 'manifest.json'} records a build without it"
+    )
+
+
+def test_diff_shows_text_changes_as_a_unified_diff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`build --check` only listed files (issue 12); `--diff` shows what changed in them."""
+    out = tmp_path / "out"
+    assert run(["build", str(DEFAULT), "-o", str(out)]) == 0
+    network = "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-mgmt100.network"
+    lines = (out / network).read_text().splitlines()
+    (out / network).write_text("\n".join([*lines[:-1], "MTUBytes=1400", lines[-1]]) + "\n")
+    (out / "stray.txt").write_text("hand-made\n")
+    (out / "inventory.yaml").write_bytes(b"\0binary")
+    before = snapshot(out)
+    capsys.readouterr()
+    assert run(["build", str(DEFAULT), "-o", str(out), "--diff"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "~ hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-mgmt100.network",
+        f"--- a/{network}",
+        f"+++ b/{network}",
+        f"@@ -{len(lines) - 3},5 +{len(lines) - 3},4 @@",
+        *(f" {line}" for line in lines[-4:-1]),
+        "-MTUBytes=1400",
+        f" {lines[-1]}",
+        "~ inventory.yaml",
+        "Binary files a/inventory.yaml and b/inventory.yaml differ",
+        "- stray.txt",
+        "--- a/stray.txt",
+        "+++ /dev/null",
+        "@@ -1 +0,0 @@",
+        "-hand-made",
+        f"3 file(s) would change in {out}",
+    ]
+    assert snapshot(out) == before
+
+
 def test_concurrent_build_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import fcntl
 

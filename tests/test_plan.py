@@ -298,3 +298,60 @@ def test_bond_ports_take_the_bonds_mtu() -> None:
         "p.yaml:1:47: hosts.hv1.network.ethernets.e1.mtu: e1 is a port of bond b, which sets its ports "
         "to its own MTU (9000); remove mtu here or make it 9000"
     ]
+
+
+_NAMES_WHY = (
+    "hosts and guests are machines of one fleet (inventory.yaml, kvmnet verify), whose names must "
+    "differ also when case is ignored (host names are case-insensitive, and the generated check "
+    "modules lower-case them)"
+)
+
+
+def test_machine_names_differ_also_in_case() -> None:
+    # The later one in the file is blamed; a guest rather than the host it collides with.
+    text = """\
+hosts:
+  hv1: {}
+  HV1: {}
+guests:
+  Hv1: {host: hv1}
+  web1: {host: hv1}
+  WEB1: {host: hv1}
+"""
+    assert errors_of(text) == [
+        f"p.yaml:3:3: hosts.HV1: host 'HV1' differs from host 'hv1' only in case; {_NAMES_WHY}: rename this host",
+        f"p.yaml:5:3: guests.Hv1: guest 'Hv1' differs from host 'hv1' only in case; {_NAMES_WHY}: "
+        "rename this guest",
+        f"p.yaml:7:3: guests.WEB1: guest 'WEB1' differs from guest 'web1' only in case; {_NAMES_WHY}: "
+        "rename this guest",
+    ]
+
+
+def test_a_guest_named_like_a_host_is_refused_by_the_plan() -> None:
+    # It used to be refused only by the inventory renderer: `validate` said ok.
+    assert errors_of("hosts: {hv1: {}}\nguests: {hv1: {host: hv1}}\n") == [
+        f"p.yaml:2:10: guests.hv1: guest 'hv1' has the name of host 'hv1'; {_NAMES_WHY}: rename this guest"
+    ]
+
+
+def test_a_tap_is_not_named_like_a_device_id() -> None:
+    # The ethernet's networkd files are named by its id `lan`, whatever its kernel name.
+    text = """\
+hosts:
+  hv1:
+    network:
+      ethernets:
+        lan: {set-name: eth5, match: {macaddress: "52:54:00:00:00:01"}}
+        eno2: {}
+      bridges:
+        br0: {interfaces: [eno2]}
+guests:
+  g1: {host: hv1, interfaces: [{bridge: br0, target: lan}, {bridge: br0, target: eth5}]}
+"""
+    assert errors_of(text) == [
+        "p.yaml:10:54: guests.g1.interfaces[0].target: 'lan' is already the id of ethernet lan on host "
+        "hv1 (named eth5 in the kernel); kvmnet names a device's networkd files by its id, so a tap needs "
+        "a name that is no device id. Pick another name",
+        "p.yaml:10:82: guests.g1.interfaces[1].target: 'eth5' is already the name of ethernet eth5 on host "
+        "hv1; libvirt could not create the tap and the guest would not start. Pick another name",
+    ]

@@ -12,6 +12,7 @@ from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, GuestTap, HostDevices, TapPort, collect, port_options
 from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
 from generator.plan.mtu import overhead
+from generator.plan.names import check_machine_names
 from generator.plan.overlays import OverlayDraft, expand, tunnel_settings
 from generator.plan.tuning import plan_bootstrap, plan_kernel, plan_tc
 from generator.plan.types import (
@@ -44,6 +45,7 @@ OFFLOADS = (
 
 def make_plan(profile: Profile) -> Plan:
     problems: list[Diagnostic] = []
+    check_machine_names(profile, problems)
     tables = {name: collect(name, host.network, problems) for name, host in sorted(profile.hosts.items())}
     drafts = expand(dict(profile.overlays), tables, problems)
     taps = _guest_taps(profile)

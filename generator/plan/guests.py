@@ -432,6 +432,17 @@ def _tap_problem(target: str, host: HostPlan) -> str | None:
                 f"{target!r} is already the name of {kind} {target} on host {host.name}; libvirt "
                 "could not create the tap and the guest would not start. Pick another name"
             )
+    if problem is None:
+        # A device whose kernel name differs from its id (set-name:, match:) still has its
+        # networkd files named by the id, as a tap listed in kvmnet.ports has by its name.
+        clash = next((i for i in host.interfaces if i.id == target), None)
+        if clash is not None:
+            kind = "ethernet" if clash.kind is Kind.ETHERNET else clash.kind.value
+            problem = (
+                f"{target!r} is already the id of {kind} {target} on host {host.name} (named "
+                f"{clash.netdev_name} in the kernel); kvmnet names a device's networkd files by its "
+                "id, so a tap needs a name that is no device id. Pick another name"
+            )
     return problem
 
 

@@ -10,7 +10,8 @@ address of the device that carries the default route; else the first static addr
 a device that is not a tunnel (hosts) or of the first NIC that has one (guests). IPv4
 before IPv6. A machine addressed only by DHCP has none: Ansible then connects to its
 name (DNS), or set `ansible_host` in your own inventory. Guests get `ansible_user`: the
-first profile user with an SSH key (the only logins their seed creates).
+first profile user with an SSH key (the only logins their seed creates). Machine names
+are unique across hosts and guests (the plan refuses a clash: plan/names.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from generator.errors import Diagnostic, PlanError
 from generator.plan.types import GuestPlan, HostPlan, Interface, Kind, Plan, Route
 from generator.renderers import yamltext
 from generator.renderers.artifact import Artifact
@@ -96,19 +96,6 @@ def _guest_vars(guest: GuestPlan) -> dict[str, Any]:
 
 
 def render(plan: Plan) -> list[Artifact]:
-    hosts = {h.name for h in plan.hosts}
-    clashes = [g for g in plan.guests if g.name in hosts]
-    if clashes:
-        # One inventory (and `kvmnet verify`) names machines by these names.
-        raise PlanError(
-            Diagnostic(
-                f"guest {g.name!r} has the name of a host: hosts and guests are machines of one "
-                "inventory (inventory.yaml, kvmnet verify), so their names must differ",
-                ("guests", g.name),
-                on_key=True,
-            )
-            for g in clashes
-        )
     children: dict[str, Any] = {HOSTS_GROUP: {"hosts": {h.name: _host_vars(h) for h in plan.hosts}}}
     if plan.guests:
         children[GUESTS_GROUP] = {"hosts": {g.name: _guest_vars(g) for g in plan.guests}}
