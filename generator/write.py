@@ -5,10 +5,16 @@ flushed to disk, and swapped in with one atomic `renameat2(RENAME_EXCHANGE)`. A 
 that fails or is killed at any point leaves the previous tree exactly as it was; its
 leftovers are hidden temporary directories that the next build removes. Modes are
 set explicitly, so the result does not depend on the caller's umask.
+
+The swap is the commit point, and polite signals (Ctrl-C, SIGTERM, a hang-up) cannot
+split it from its outcome: one that arrives before it stops the build with the old tree
+in place; one that arrives once the swap has begun waits, and is then dropped because
+the build has already succeeded (see `_commit`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import difflib
 import errno
@@ -17,11 +23,15 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from generator import __version__
 from generator.errors import Diagnostic, Location, WriteError
@@ -31,6 +41,9 @@ from generator.renderers.artifact import MODE_FILE, Artifact
 MANIFEST = "manifest.json"
 _TMP_NEW = ".kvmnet-new-"
 _TMP_OLD = ".kvmnet-old-"
+#: Signals whose default is to end the process and that a user or a supervisor sends to
+#: stop a build; SIGKILL cannot be deferred, and needs no care: the swap is atomic.
+_POLITE = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -279,6 +292,93 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@contextmanager
+def _polite_signals_deferred() -> Iterator[Callable[[], None]]:
+    """Hold SIGINT, SIGTERM and SIGHUP back; yields `committed`, to be called once the
+    output is the new tree.
+
+    A signal held back before `committed` is acted on when the block ends, as if it had
+    come just before it: the build stops (Ctrl-C is a KeyboardInterrupt, SIGTERM ends the
+    process) and the old tree stays. One held back after `committed` is dropped: the
+    build has succeeded, and reporting it as interrupted would say the opposite of what
+    the output directory holds.
+
+    Two holds, because a signal has two halves. The kernel's: blocked, so no system call
+    of the swap returns EINTR and no default action ends the process. Python's: a signal
+    that came just before the block has already been caught in C, and its Python handler
+    (which raises KeyboardInterrupt) would run at whatever line comes next, maybe right
+    after the swap; our own handler only notes it. Handlers belong to the main thread;
+    a build runs there (elsewhere only the kernel's half holds).
+    """
+    arrived: list[int] = []
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        arrived.append(signum)
+
+    done = False
+
+    def committed() -> None:
+        nonlocal done
+        done = True
+
+    handlers: dict[signal.Signals, Any] = {}
+    previous: set[int | signal.Signals] | None = None
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for signum in sorted(_POLITE):
+                if signal.getsignal(signum) is not None:  # None: a handler Python cannot restore
+                    handlers[signum] = signal.signal(signum, note)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _POLITE)
+        yield committed
+    finally:
+        # Unblocking delivers what the kernel held back; pthread_sigmask runs the Python
+        # handlers (`note`) before it returns, so nothing slips past the restore below.
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        if arrived and not done:
+            signal.raise_signal(arrived[0])
+
+
+def _commit(new: Path, root: Path) -> None:
+    """Put the tree at `new` in place of `root`: the commit point of a build.
+
+    Once the new tree is in place nothing may fail the build: flushing the directory and
+    removing the previous tree are best effort (what is left is removed by the next build).
+    """
+    with _polite_signals_deferred() as committed:
+        if not root.exists():
+            os.rename(new, root)
+            committed()
+            _flush_parent(root)
+            return
+        if _exchange(new, root):
+            committed()
+            _flush_parent(root)
+            shutil.rmtree(new, ignore_errors=True)  # `new` now holds the previous tree
+            return
+        # Without RENAME_EXCHANGE there is a moment with no tree at `root` (a SIGKILL then
+        # leaves the old one under its hidden name); polite signals wait for it to pass.
+        old = root.parent / f".{root.name}{_TMP_OLD}{os.getpid()}"
+        os.rename(root, old)
+        try:
+            os.rename(new, root)
+        except OSError:
+            os.rename(old, root)
+            raise
+        committed()
+        _flush_parent(root)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _flush_parent(root: Path) -> None:
+    # The rename is visible to every process already; this only makes it durable sooner
+    # than the file system's own writeback would.
+    with contextlib.suppress(OSError):
+        _fsync_dir(root.parent)
+
+
 def write(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
     """Replace the tree at `root` with exactly `artifacts`; return what changed."""
     root = Path(os.path.abspath(root))
@@ -288,6 +388,7 @@ def write(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
     except OSError as exc:
         raise _error(root, f"cannot create the output's parent directory: {exc.strerror}") from None
     with _locked(root):
+        _refuse_foreign(root)  # again, now that no other build can be replacing it
         _clean_leftovers(root)
         changes = diff(root, artifacts)
         if not changes:
@@ -297,20 +398,13 @@ def write(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
             new.mkdir()
             _write_tree(new, artifacts)
             _sync(new)
-            if root.exists():
-                if _exchange(new, root):
-                    shutil.rmtree(new)  # `new` now holds the previous tree
-                else:
-                    old = root.parent / f".{root.name}{_TMP_OLD}{os.getpid()}"
-                    os.rename(root, old)
-                    os.rename(new, root)
-                    shutil.rmtree(old)
-            else:
-                os.rename(new, root)
-            _fsync_dir(root.parent)
+            _commit(new, root)
         except OSError as exc:
             shutil.rmtree(new, ignore_errors=True)
             raise _error(
                 root, f"could not write the output ({exc.strerror or exc}); the previous output is unchanged"
             ) from None
+        except BaseException:  # interrupted before the commit: the old tree stays, leave no litter
+            shutil.rmtree(new, ignore_errors=True)
+            raise
         return changes
