@@ -19,6 +19,7 @@ import ctypes
 import difflib
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ from generator.renderers.artifact import MODE_FILE, Artifact
 MANIFEST = "manifest.json"
 _TMP_NEW = ".kvmnet-new-"
 _TMP_OLD = ".kvmnet-old-"
+_LOCK = ".kvmnet-lock"
 #: Signals whose default is to end the process and that a user or a supervisor sends to
 #: stop a build; SIGKILL cannot be deferred, and needs no care: the swap is atomic.
 _POLITE = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
@@ -202,25 +204,56 @@ def _refuse_foreign(root: Path) -> None:
 
 @contextmanager
 def _locked(root: Path) -> Iterator[None]:
-    """One build at a time per output directory.
+    """One build at a time per output directory; builds into other directories, siblings
+    included, run side by side.
 
-    The lock is taken on the parent directory itself (flock works on a directory's file
-    descriptor), so no lock file is left lying around.
+    The lock is a file beside the output, named after it (`.out.kvmnet-lock` for `out`).
+    Not the output directory itself: it may not exist yet, and the commit replaces it by
+    a rename, after which a lock held on it would guard the previous tree while a second
+    build locked the new one. Not the parent (as before): that made `-o build/a` refuse
+    `-o build/b`. A name in the parent is the same whichever tree it sits beside.
+
+    The holder removes the file before it lets go, so none is left lying around. A build
+    that opened the file just before that finds, once it holds the lock, that the name no
+    longer leads to the file it locked, and starts again with the name's current file.
     """
-    fd = os.open(root.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    lock = root.parent / f".{root.name}{_LOCK}"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise _error(root, f"cannot create the lock file {lock}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise _error(root, "another kvmnet build is writing this output directory") from None
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            who = f" (process {holder})" if holder.isdigit() else ""
+            raise _error(
+                root,
+                f"another kvmnet build{who} is writing this output directory; "
+                "wait for it to finish, or choose another output directory",
+            ) from None
+        try:
+            current = os.stat(lock, follow_symlinks=False)
+            mine = os.fstat(fd)
+            if (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
+        os.unlink(lock)
         os.close(fd)
 
 
 def _clean_leftovers(root: Path) -> None:
     for prefix in (_TMP_NEW, _TMP_OLD):
-        for stale in root.parent.glob(f".{root.name}{prefix}*"):
+        for stale in root.parent.glob(glob.escape(f".{root.name}{prefix}") + "*"):
             shutil.rmtree(stale, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from generator import __version__, write
 from generator.cli import run
 from generator.renderers.artifact import Artifact
 from tests.support.cli import kvmnet
+from tests.support.paused_build import PausedBuild
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "profiles" / "default.yaml"
@@ -295,6 +296,29 @@ def test_line_100_is_printed_as_written(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"{profile}:100:14: hosts.hv1.network: expected a mapping"), result.stderr
 
 
+def test_concurrent_builds_of_one_output_refuse_each_other_and_siblings_do_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o build/a` and `-o build/b` at the same time refused each other: the lock was
+    taken on the output's parent (issue 12). A real build is held, mid-way through
+    writing `build/a`, while two others run."""
+    parent = tmp_path / "build"
+    held = PausedBuild("writing", "build", str(DEFAULT), "-o", str(parent / "a"))
+    try:
+        held.reached()
+        assert run(["build", str(DEFAULT), "-o", str(parent / "b")]) == 0
+        assert run(["build", str(DEFAULT), "-o", str(parent / "a")]) == 1
+        assert capsys.readouterr().err.splitlines()[0] == (
+            f"{parent / 'a'}: another kvmnet build (process {held.process.pid}) is writing this output "
+            "directory; wait for it to finish, or choose another output directory"
+        )
+    finally:
+        code, _, err = held.finish()
+    assert code == 0, err
+    assert snapshot(parent / "a") == snapshot(parent / "b")
+    assert sorted(p.name for p in parent.iterdir()) == ["a", "b"]  # no lock file or staging left
+
+
 def test_check_uses_the_options_the_output_was_built_with(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -365,16 +389,3 @@ def test_diff_shows_text_changes_as_a_unified_diff(
         f"3 file(s) would change in {out}",
     ]
     assert snapshot(out) == before
-
-
-def test_concurrent_build_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import fcntl
-
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # what a running build holds
-        assert run(["build", str(DEFAULT), "-o", str(tmp_path / "out")]) == 1
-        assert "another kvmnet build is writing this output directory" in capsys.readouterr().err
-        assert not (tmp_path / "out").exists()
-    finally:
-        os.close(fd)
