@@ -162,6 +162,7 @@ def test_modes_do_not_depend_on_umask(tmp_path: Path) -> None:
     assert out.stat().st_mode & 0o777 == 0o755
 
 
+@pytest.mark.limits
 @pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
 def test_output_is_identical_across_hash_seeds(profile: Path, tmp_path: Path) -> None:
     trees = []
