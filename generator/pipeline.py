@@ -5,13 +5,16 @@ profile.yaml -load-> Document -validate-> Profile -plan-> Plan -render-> [Artifa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.errors import Diagnostic, PlanError
+from generator.errors import Diagnostic, PlanError, ProfileError
 from generator.load import Document, load
 from generator.model import Profile, validate, with_defaults
+from generator.model.validate import valid_part
 from generator.plan import Plan, make_plan
+from generator.plan.partial import problems_beside
 from generator.renderers import Artifact, render_all
 from generator.write import Change, diff, manifest, write
 
@@ -35,23 +38,35 @@ class Built:
     changes: tuple[Change, ...]
 
 
+def _located(document: Document, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return sorted((document.place(d) for d in diagnostics), key=Diagnostic.sort_key)
+
+
 def plan_profile(path: Path, name: str | None = None) -> Planned:
     document = with_defaults(load(path, name))
-    profile = validate(document)
+    try:
+        profile = validate(document)
+    except ProfileError as exc:
+        # One run, one list: the plan's problems among the hosts, guests and overlays the
+        # model found valid come with the model's, so fixing these reveals no others.
+        part = valid_part(document)
+        beside = problems_beside(part) if part is not None else []
+        raise ProfileError(_located(document, [*exc.diagnostics, *beside])) from None
     try:
         plan = make_plan(profile)
     except PlanError as exc:
-        located = sorted((document.place(d) for d in exc.diagnostics), key=Diagnostic.sort_key)
-        raise PlanError(located) from None
+        raise PlanError(_located(document, exc.diagnostics)) from None
     return Planned(document, profile, plan)
 
 
 def artifacts_for(planned: Planned, extras: frozenset[str] = frozenset()) -> tuple[Artifact, ...]:
+    """Render the plan. Every rule about the profile is the plan's; only a limit that
+    rendering alone can tell is refused here (the size of a preseed's late_command), and
+    `kvmnet validate` renders too, so that it refuses what `build` refuses."""
     try:
         artifacts = render_all(planned.plan, extras)
-    except PlanError as exc:  # a limit only rendering can tell (e.g. a preseed too long)
-        located = sorted((planned.document.place(d) for d in exc.diagnostics), key=Diagnostic.sort_key)
-        raise PlanError(located) from None
+    except PlanError as exc:
+        raise PlanError(_located(planned.document, exc.diagnostics)) from None
     return (*artifacts, manifest(artifacts, planned.document.digest, extras))
 
 
