@@ -27,6 +27,7 @@ from generator.renderers import topology
 from generator.resources import default_profile
 from generator.verify import command as verify_command
 from generator.vm import command as vm_command
+from generator.write import MANIFEST, patch, recorded_extras
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -57,9 +58,15 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; list what would change and exit 1 on drift"
     )
     b.add_argument(
-        "--seed-iso",
+        "--diff",
         action="store_true",
-        help="also write each guest's NoCloud seed image (guests/<guest>/seed.iso)",
+        help="like --check, and show each change as a unified diff (binary files are only named)",
+    )
+    b.add_argument(
+        "--seed-iso",
+        action=argparse.BooleanOptionalAction,
+        help="also write each guest's NoCloud seed image (guests/<guest>/seed.iso); "
+        "default: as the output's manifest.json records",
     )
 
     v = commands.add_parser("validate", help="check a profile and report every problem")
@@ -101,15 +108,41 @@ def _profile(args: argparse.Namespace) -> Path:
     return args.profile if args.profile is not None else default_profile()
 
 
-def _report_build(console: Console, built: Built, output: Path, check: bool) -> int:
+def _extras(args: argparse.Namespace) -> tuple[frozenset[str], str | None]:
+    """The optional renderers of this build, and a note when the output's record and the
+    command line have a say. Like a configured build directory, an output remembers its
+    options (manifest.json): a flag left out is taken from there, so `build --check`
+    compares like with like and says what `build` would do; `--no-seed-iso` drops seeds."""
+    recorded = recorded_extras(args.output)
+    had = recorded is not None and "seed-iso" in recorded
+    where = args.output / MANIFEST
+    note: str | None = None
+    if args.seed_iso is None:
+        if had:
+            note = f"--seed-iso: as {where} records (--no-seed-iso leaves the seed images out)"
+        return frozenset({"seed-iso"} if had else set()), note
+    if recorded is not None and args.seed_iso != had:
+        note = (
+            f"--seed-iso: {where} records a build without it"
+            if args.seed_iso
+            else f"--no-seed-iso: {where} records a build with --seed-iso"
+        )
+    return frozenset({"seed-iso"} if args.seed_iso else set()), note
+
+
+def _report_build(console: Console, built: Built, output: Path, check: bool, show_diff: bool) -> int:
     files = len(built.artifacts)
     hosts = len(built.planned.plan.hosts)
     if check:
+        wanted = {a.path: a for a in built.artifacts}
         for change in built.changes:
             sign = {"add": "+", "remove": "-", "modify": "~", "mode": "m"}[change.kind]
             console.print(
                 f"{sign} {change.path}{' ' + change.detail if change.detail else ''}", highlight=False
             )
+            if show_diff:
+                for line in patch(output, wanted, change):
+                    console.print(line, highlight=False)
         if built.changes:
             console.print(f"{len(built.changes)} file(s) would change in {output}", highlight=False)
             return EXIT_PROBLEMS
@@ -191,9 +224,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "graph":
             return _graph(planned, profile, args.output, err)
-        extras = frozenset({"seed-iso"} if args.seed_iso else set())
-        built = build(profile, args.output, check=args.check, planned=planned, extras=extras)
-        return _report_build(out, built, args.output, args.check)
+        extras, note = _extras(args)
+        if note:
+            out.print(note)
+        check = args.check or args.diff
+        built = build(profile, args.output, check=check, planned=planned, extras=extras)
+        return _report_build(out, built, args.output, check, args.diff)
     except KvmnetError as exc:
         for diagnostic in exc.diagnostics:
             err.print(diagnostic.format(), markup=False)
