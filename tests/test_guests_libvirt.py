@@ -25,9 +25,9 @@ import libvirt  # libvirt-python ships no type information (mypy override in pyp
 import pytest
 
 from generator.errors import KvmnetError
-from generator.model.guest import GuestOffloads, HostOffloads
+from generator.model.guest import MAX_QUEUES, RINGS, GuestOffloads, HostOffloads
 from generator.pipeline import Planned, artifacts_for, plan_profile
-from generator.plan.guests import MAX_QUEUES, RESERVED_TAPS, RINGS
+from generator.plan.guests import RESERVED_TAPS
 from generator.plan.types import GuestNic, GuestPlan, Kind
 from generator.renderers.libvirt import guest_uuid
 
@@ -418,7 +418,7 @@ first_nic_is_virtio = first_nic_has("model[@type='virtio']")
         pytest.param(
             _set("driver", "tx_queue_size", "1024"),
             "{bridge: br0, tx-ring: 1024}",
-            "tx-ring (tx_queue_size) is honoured only for vhost-user backends",
+            "'tx-ring' is refused here: tx_queue_size is honoured only for vhost-user backends",
             id="tx-ring-on-a-tap",
         ),
         pytest.param(

@@ -25,9 +25,11 @@ from generator.model.types import (
     MacAddress,
     RouteDestination,
     fail,
+    int_range,
     ranged,
+    whole_schema,
 )
-from generator.model.units import Rate, Size
+from generator.model.units import DiskSize, MemorySize, Rate, Size
 
 
 class Inbound(StrictModel):
@@ -83,37 +85,81 @@ class Offloads(StrictModel):
     guest: GuestOffloads = Field(default_factory=GuestOffloads)
 
 
+def _number_or_auto(value: Any) -> bool:
+    """True for what `int_range` reads as a number (`_queues`, `_mtu` then check its range)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (
+        isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()) is not None
+    )
+
+
+#: A tap has at most 256 queues (the kernel's MAX_TAP_QUEUES); libvirt's schema takes more.
+MAX_QUEUES = 256
+_queue_range = int_range(
+    1,
+    MAX_QUEUES,
+    "queues",
+    f" (a tap has at most {MAX_QUEUES} queues; libvirt's schema would take more and the guest "
+    "would fail to start)",
+)
+
+
 def _queues(value: Any) -> int | str:
     if value == "auto":
         return "auto"
-    if isinstance(value, bool) or not (
-        isinstance(value, int) or (isinstance(value, str) and value.isdigit())
-    ):
+    if not _number_or_auto(value):
         raise fail(f"queues must be a number of queue pairs or 'auto' (as many as vCPUs), got {value!r}")
-    return int(value)
+    return _queue_range(value)
 
 
 Queues = Annotated[
     int | Literal["auto"],
     BeforeValidator(_queues),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
+    WithJsonSchema({"anyOf": [*whole_schema(1, MAX_QUEUES), {"const": "auto"}]}),
 ]
+
+_mtu_range = int_range(68, 65_535, "mtu", " (68 is the IPv4 minimum)")
 
 
 def _mtu(value: Any) -> int | str:
     if value == "auto":
         return "auto"
-    if isinstance(value, bool) or not (
-        isinstance(value, int) or (isinstance(value, str) and value.isdigit())
-    ):
+    if not _number_or_auto(value):
         raise fail(f"mtu must be a number or 'auto' (the bridge's MTU), got {value!r}")
-    return int(value)
+    return _mtu_range(value)
 
 
 GuestMtu = Annotated[
     int | Literal["auto"],
     BeforeValidator(_mtu),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 68}, {"const": "auto"}]}),
+    WithJsonSchema({"anyOf": [*whole_schema(68, 65_535), {"const": "auto"}]}),
+]
+
+#: `rx_queue_size` values QEMU accepts for virtio-net.
+RINGS = (256, 512, 1024)
+
+
+def _ring(value: Any) -> int:
+    number = int_range(0, 65_535, "rx-ring")(value)
+    if number not in RINGS:
+        raise fail(
+            f"rx-ring must be one of {', '.join(map(str, RINGS))} (QEMU's rx_queue_size), got {number}"
+        )
+    return number
+
+
+RxRing = Annotated[
+    int,
+    BeforeValidator(_ring),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": list(RINGS)},
+                {"type": "string", "pattern": rf"^\s*\+?0*({'|'.join(map(str, RINGS))})\s*$"},
+            ]
+        }
+    ),
 ]
 
 
@@ -137,6 +183,12 @@ class GuestRoute(StrictModel):
 
 
 class GuestInterface(StrictModel):
+    #: `tx_queue_size` is honoured for vhost-user only, and a guest's NIC here is a tap.
+    REFUSED_KEYS: ClassVar[dict[str, str]] = {
+        "tx-ring": "tx_queue_size is honoured only for vhost-user backends; with a tap and vhost-net "
+        "QEMU caps it at 256 or refuses it. Leave it out."
+    }
+
     #: A bridge of the guest's host (`<interface type='bridge'>`), or
     bridge: InterfaceName | None = None
     #: a libvirt network kvmnet defines on the host for one of its bridges.
@@ -148,9 +200,7 @@ class GuestInterface(StrictModel):
     #: default min(queues, vCPUs), what virtio_net already picks.
     channels: Annotated[int, ranged(1, 256, "channels")] | None = None
     #: virtio ring size (`rx_queue_size`): 256, 512 or 1024.
-    rx_ring: Annotated[int, ranged(0, 65_535, "rx-ring")] | None = None
-    #: `tx_queue_size`: honoured for vhost-user only, so refused for taps (kept to say so).
-    tx_ring: Annotated[int, ranged(0, 65_535, "tx-ring")] | None = None
+    rx_ring: RxRing | None = None
     mtu: GuestMtu = "auto"
     mac: MacAddress | None = None
     #: The tap's name on the host (`<target dev=>`); libvirt picks vnetN if unset.
@@ -237,7 +287,8 @@ AbsPath = Annotated[str, BeforeValidator(_path), WithJsonSchema({"type": "string
 class Disk(StrictModel):
     #: The golden image the guest's disk is a copy-on-write overlay of.
     image: AbsPath | None = None
-    size: Size = 20 * 2**30
+    #: Written as a profile would (the schema's default is what an editor inserts).
+    size: DiskSize = Field(default="20GiB", validate_default=True)
     bus: Literal["virtio", "scsi", "sata"] = "virtio"
 
 
@@ -256,7 +307,7 @@ class GuestSettings(StrictModel):
     """Everything a guest takes besides its host; `defaults.guest` has the same keys."""
 
     vcpus: Annotated[int, ranged(1, 4096, "vcpus")] | None = None
-    memory: Size | None = None
+    memory: MemorySize | None = None
     machine: Literal["q35", "pc"] | None = None
     firmware: Literal["bios", "uefi"] | None = None
     #: `kvm` for real hypervisors; `qemu` (software emulation) where KVM is not usable.

@@ -111,7 +111,8 @@ class Bootstrap(StrictModel):
     #: Default: the gateway of the host's default route; `none` turns the check off.
     probe: IPAddress | Literal["none"] | None = None
     #: How long the probe may take before the rollback.
-    rollback_after: Duration = 60_000_000
+    #: Written as a profile would (the schema's default is what an editor inserts).
+    rollback_after: Duration = Field(default="60s", validate_default=True)
 
 
 # Mirror URLs end up in installer files and shell commands: no query strings, quotes or

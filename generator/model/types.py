@@ -40,7 +40,7 @@ def _whole(value: Any, what: str, lo: int, hi: int) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
-        return int(value)
+        return int(value.strip())  # int() strips less than str.strip() (not \x1c-\x1f)
     raise fail(f"{what} must be a whole number from {lo} to {hi}, got {_show(value)}")
 
 
@@ -74,9 +74,67 @@ class Parsed:
         return dict(self.schema)
 
 
+# --- JSON Schema patterns -----------------------------------------------------
+# The loader hands kvmnet every scalar as text, so a quoted `"9000"` is as good as 9000;
+# an editor reads YAML's own types, so the schema spells out the text forms too. The
+# patterns are ECMA-262 and Python alike: no inline flags (any case is spelled [bB]),
+# and `\s` where kvmnet strips whitespace.
+
+
+def any_case(word: str) -> str:
+    """A pattern matching `word` in any case: `bit` -> `[bB][iI][tT]`."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def _digits(lo: str, hi: str) -> list[str]:
+    """Patterns for the digit strings from `lo` to `hi`, both of the same length."""
+    if lo == hi:
+        return [lo]
+    common = 0
+    while lo[common] == hi[common]:
+        common += 1
+    head, lo, hi = lo[:common], lo[common:], hi[common:]
+    if len(lo) == 1:
+        return [f"{head}[{lo}-{hi}]"]
+    rest = len(lo) - 1
+    out: list[str] = []
+    first, last = int(lo[0]), int(hi[0])
+    if lo[1:] != "0" * rest:  # the partial block at the bottom: lo[0] followed by lo[1:]..99
+        out += [head + lo[0] + tail for tail in _digits(lo[1:], "9" * rest)]
+        first += 1
+    upper = []
+    if hi[1:] != "9" * rest:  # the partial block at the top: hi[0] followed by 00..hi[1:]
+        upper = [head + hi[0] + tail for tail in _digits("0" * rest, hi[1:])]
+        last -= 1
+    if first <= last:
+        digit = str(first) if first == last else f"[{first}-{last}]"
+        out.append(f"{head}{digit}[0-9]{{{rest}}}" if rest > 1 else f"{head}{digit}[0-9]")
+    return out + upper
+
+
+def range_pattern(lo: int, hi: int) -> str:
+    """A regex alternation of the decimal numbers from `lo` to `hi` (0 <= lo <= hi), written
+    without leading zeros: `range_pattern(1, 4094)` matches 1...4094 and nothing else."""
+    out = []
+    for length in range(len(str(lo)), len(str(hi)) + 1):
+        first = max(lo, 10 ** (length - 1) if length > 1 else 0)
+        last = min(hi, 10**length - 1)
+        out += _digits(str(first), str(last))
+    return "|".join(out)
+
+
+def whole_schema(lo: int, hi: int) -> list[dict[str, Any]]:
+    """The schemas of what `int_range` accepts: a number from `lo` to `hi`, or its text."""
+    zero = "|-0+" if lo == 0 else ""  # int("-0") is 0
+    return [
+        {"type": "integer", "minimum": lo, "maximum": hi},
+        {"type": "string", "pattern": rf"^\s*(\+?0*({range_pattern(lo, hi)}){zero})\s*$"},
+    ]
+
+
 def ranged(lo: int, hi: int, what: str, why: str = "") -> Parsed:
     """Metadata for `Annotated[int, ...]` accepting whole numbers from `lo` to `hi`."""
-    return Parsed(int_range(lo, hi, what, why), {"type": "integer", "minimum": lo, "maximum": hi})
+    return Parsed(int_range(lo, hi, what, why), {"anyOf": whole_schema(lo, hi)})
 
 
 # netplan's own spelling of booleans (handle_generic_bool), case-insensitive.
@@ -96,7 +154,14 @@ def _bool(value: Any) -> bool:
     raise fail(f"expected true or false, got {_show(value)}")
 
 
-Flag = Annotated[bool, BeforeValidator(_bool), WithJsonSchema({"type": "boolean"})]
+_BOOL_WORDS = "|".join(any_case(word) for word in sorted(_TRUE | _FALSE, key=len, reverse=True))
+Flag = Annotated[
+    bool,
+    BeforeValidator(_bool),
+    WithJsonSchema(
+        {"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": rf"^\s*({_BOOL_WORDS})\s*$"}]}
+    ),
+]
 
 
 def _text(value: Any) -> str:
@@ -302,7 +367,7 @@ def _mtu_or_auto(value: Any) -> int | str:
 MtuOrAuto = Annotated[
     int | Literal["auto"],
     BeforeValidator(_mtu_or_auto),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 68, "maximum": 65535}, {"const": "auto"}]}),
+    WithJsonSchema({"anyOf": [*whole_schema(68, 65_535), {"const": "auto"}]}),
 ]
 
 
@@ -322,6 +387,8 @@ def _vlan_range(value: Any) -> tuple[int, int]:
     return (lo, hi)
 
 
+_VID = range_pattern(1, 4094)
+
 #: `100` or `200-210`, stored as an inclusive (first, last) pair.
 VlanRange = Annotated[
     tuple[int, int],
@@ -330,7 +397,7 @@ VlanRange = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 1, "maximum": 4094},
-                {"type": "string", "pattern": r"^[0-9]+(-[0-9]+)?$"},
+                {"type": "string", "pattern": rf"^\s*0*({_VID})(-0*({_VID}))?\s*$"},
             ]
         }
     ),
@@ -339,6 +406,9 @@ VlanRange = Annotated[
 # --- durations --------------------------------------------------------------
 
 _SPAN_UNITS_MS = {"ms": 1, "msec": 1, "s": 1000, "sec": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
+
+
+_SPAN_PATTERN = "|".join(sorted(_SPAN_UNITS_MS, key=len, reverse=True))
 
 
 def duration(default_unit: str, what: str) -> Callable[[Any], int]:
@@ -373,7 +443,10 @@ def timespan(default_unit: str, what: str) -> Parsed:
         {
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^[0-9]+\s*(ms|msec|s|sec|m|min|h)?$"},
+                {
+                    "type": "string",
+                    "pattern": rf"^\s*[0-9]+\s*({_SPAN_PATTERN})?\s*$",
+                },
             ]
         },
     )

@@ -1,5 +1,6 @@
 """Guests: placement, NICs and their derived values, and the rules libvirt's schema does
-not check (queues above 256, ring sizes, a VLAN on a Linux bridge before libvirt 11...).
+not check that span more than one value (queues against vCPUs, a ring on a non-virtio NIC,
+a VLAN on a Linux bridge before libvirt 11...; one value's own range is the model's).
 
 Units follow libvirt: `<bandwidth>` rates are kilobytes per second (1000 bytes, what tc
 calls `kbps`), bursts are KiB; memory is KiB. Conversions are exact or refused.
@@ -16,8 +17,8 @@ from pydantic_core import PydanticCustomError
 
 from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
+from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_hash
 from generator.model.guest import Bandwidth as BandwidthSpec
-from generator.model.guest import Guest, GuestInterface, _password_hash
 from generator.model.types import interface_name_problem
 from generator.plan.types import (
     Bandwidth,
@@ -30,8 +31,6 @@ from generator.plan.types import (
     UserPlan,
 )
 
-MAX_QUEUES = 256  # a tap has at most 256 queues (the kernel's MAX_TAP_QUEUES); libvirt's schema takes more
-RINGS = (256, 512, 1024)  # rx_queue_size QEMU accepts for virtio-net
 RESERVED_TAPS = ("vnet", "vif", "macvtap", "macvlan")  # libvirt silently renames these
 IMAGES = "/var/lib/libvirt/images"
 #: The first libvirt release that tags a guest's port on a plain Linux bridge.
@@ -113,9 +112,7 @@ def _guest(
 ) -> GuestPlan:
     path: KeyPath = ("guests", name)
     vcpus = guest.vcpus or DEFAULT_VCPUS
-    memory = guest.memory or DEFAULT_MEMORY
-    if memory % 2**20 or memory < 64 * 2**20:
-        problems.append(Diagnostic("memory must be whole MiB, at least 64MiB", (*path, "memory")))
+    memory = guest.memory or DEFAULT_MEMORY  # whole MiB, at least 64MiB: checked by the model
     nics = tuple(
         _nic(name, index, spec, vcpus, host, libvirt, (*path, "interfaces", index), problems, warnings)
         for index, spec in enumerate(guest.interfaces or ())
@@ -280,16 +277,8 @@ def _nic(
         )
     else:
         assert isinstance(spec.queues, int)
-        queues = spec.queues
-        if not 1 <= queues <= MAX_QUEUES:
-            problems.append(
-                Diagnostic(
-                    f"queues must be 1–{MAX_QUEUES} (a tap has at most {MAX_QUEUES} queues; libvirt's schema "
-                    f"would take {queues} and the guest would fail to start), got {queues}",
-                    (*path, "queues"),
-                )
-            )
-        elif queues > vcpus:
+        queues = spec.queues  # at most MAX_QUEUES: the model checks one value's range
+        if queues > vcpus:
             warnings.append(
                 Diagnostic(
                     f"{queues} queue pairs for {vcpus} vCPUs: the guest uses at most {vcpus}; the rest "
@@ -317,27 +306,8 @@ def _nic(
             )
         else:
             channels = spec.channels
-    if spec.rx_ring is not None:
-        if not virtio:
-            problems.append(
-                Diagnostic(f"rx-ring needs a virtio NIC (model is {spec.model})", (*path, "rx-ring"))
-            )
-        elif spec.rx_ring not in RINGS:
-            problems.append(
-                Diagnostic(
-                    f"rx-ring must be one of {', '.join(map(str, RINGS))} (QEMU's rx_queue_size), "
-                    f"got {spec.rx_ring}",
-                    (*path, "rx-ring"),
-                )
-            )
-    if spec.tx_ring is not None:
-        problems.append(
-            Diagnostic(
-                "tx-ring (tx_queue_size) is honoured only for vhost-user backends; with a tap and vhost-net "
-                "QEMU caps it at 256 or refuses it. Leave it out.",
-                (*path, "tx-ring"),
-            )
-        )
+    if spec.rx_ring is not None and not virtio:  # 256, 512 or 1024: the model checks it
+        problems.append(Diagnostic(f"rx-ring needs a virtio NIC (model is {spec.model})", (*path, "rx-ring")))
     if spec.target is not None and (problem := _tap_problem(spec.target, host)):
         problems.append(Diagnostic(problem, (*path, "target")))
     if spec.offloads is not None and not virtio:
