@@ -21,6 +21,7 @@ SANDBOX_GAPS: dict[str, str] = {
     "ip_gre": "no gre/gretap tunnels; the VM tier's hypervisor runs GRE",
     "bridge VLAN filtering": "no VLAN-aware bridges ([BridgeVLAN], VLANFiltering=)",
     "act_police": "no ingress policing; the VM tier's tuned hypervisor polices",
+    "cls_matchall": "no matchall classifier, which kvmnet's policers attach with",
     "sch_fq": "no fq qdisc; the VM tier applies it",
     "sch_fq_codel": "no fq_codel qdisc; the VM tier applies it",
     "sch_cake": "no cake qdisc",
