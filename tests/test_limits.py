@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.limits
+
 REPO = Path(__file__).resolve().parents[1]
 MIB = 2**20
 
@@ -47,7 +49,6 @@ def _guests(count: int, path: Path, macs: bool = False) -> Path:
 WRAPPER = """
 import resource, subprocess, sys
 
-pytestmark = pytest.mark.limits
 code = subprocess.run(sys.argv[2:]).returncode
 with open(sys.argv[1], "w") as out:
     out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))

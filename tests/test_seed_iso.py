@@ -34,6 +34,8 @@ from generator.renderers.seed import FILES, LABEL
 from generator.renderers.vagrant import host_seed_dir
 from tests.support.cli import kvmnet
 
+pytestmark = pytest.mark.consumer
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 TIMEOUT = 60
@@ -159,7 +161,6 @@ LOCAL_CLOCK = """
 import io, sys, time, types
 import pycdlib, pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib
 
-pytestmark = pytest.mark.consumer
 clock = types.SimpleNamespace(
     time=lambda: 1_700_000_000.0, localtime=time.localtime, gmtime=time.gmtime, strftime=time.strftime
 )
