@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 TIME_LIMIT_S = 10.0
 #: Examples in the default (CI) run, 2000 in all (KVMNET_FUZZ_SCALE=0.1 for a quick look),
-#: and per source under `-m fuzz`.
+#: and per source under `-m fuzz_deep`.
 SCALE = float(os.environ.get("KVMNET_FUZZ_SCALE", "1"))
 SCHEMA_EXAMPLES, MUTATED_EXAMPLES, SPLICED_EXAMPLES = (max(1, int(n * SCALE)) for n in (100, 900, 1000))
 FUZZ_EXAMPLES = int(os.environ.get("KVMNET_FUZZ_DEEP", "20000"))

@@ -204,10 +204,10 @@ def test_bundled_profiles_cover_the_cases() -> None:
 
 @pytest.fixture(scope="session")
 def cloud_init() -> str:
-    """Debian's cloud-init. No cloud-init, no pass: CI installs it (.ci/run)."""
+    """Debian's cloud-init. No cloud-init, no pass: deps/apt-test.txt lists it."""
     found = shutil.which("cloud-init")
     if found is None:
-        pytest.fail("cloud-init is not installed (apt-get install cloud-init; .ci/run does)")
+        pytest.fail("cloud-init is not installed (apt-get install cloud-init; deps/apt-test.txt lists it)")
     return found
 
 

@@ -59,7 +59,7 @@ def subreaper() -> Iterator[None]:
         pytest.skip("needs root: network namespaces and systemd-networkd")
     for tool in ("ping", "iperf3"):
         if shutil.which(tool) is None:
-            pytest.fail(f"`{tool}` is not installed: CI installs it (.ci/run)")
+            pytest.fail(f"`{tool}` is not installed: deps/apt-test.txt lists it")
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     yield

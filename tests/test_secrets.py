@@ -80,7 +80,7 @@ def test_plain_passwords_are_refused_without_repeating_them(extra: dict[str, obj
 def test_credential_files_are_created_private(tmp_path: Path) -> None:
     strace = shutil.which("strace")
     if strace is None:
-        pytest.fail("strace is not installed: CI installs it (.ci/run)")
+        pytest.fail("strace is not installed: deps/apt-test.txt lists it")
     output, log = tmp_path / "out", tmp_path / "strace.log"
     subprocess.run(
         [

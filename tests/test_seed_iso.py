@@ -62,7 +62,7 @@ def isoinfo() -> str:
     """genisoimage's isoinfo. Missing in CI is a failure: .ci/run installs it."""
     found = shutil.which("isoinfo")
     if found is None:
-        pytest.fail("isoinfo is not installed (apt-get install genisoimage; .ci/run does)")
+        pytest.fail("isoinfo is not installed (apt-get install genisoimage; deps/apt-test.txt lists it)")
     return found
 
 

@@ -222,7 +222,7 @@ def test_hosts_boot_with_a_seed_that_leaves_their_network_to_kvmnet(
     ISO by isoinfo, then by Debian's cloud-init 22.4 code; its user-data passes the schema."""
     if not (shutil.which("isoinfo") and shutil.which("cloud-init")):
         pytest.fail(
-            "isoinfo and cloud-init are needed (apt-get install genisoimage cloud-init; .ci/run does)"
+            "isoinfo and cloud-init are needed (apt-get install genisoimage cloud-init; deps/apt-test.txt lists it)"
         )
     plan = planned(REPO / "profiles" / "default.yaml").plan
     text = (outputs["default"] / "vagrant" / "Vagrantfile").read_text()
@@ -339,7 +339,7 @@ def test_harness_loads_the_generated_vagrantfile(
 def qemu_img() -> str:
     found = shutil.which("qemu-img")
     if found is None:
-        pytest.fail("qemu-img is not installed (apt-get install qemu-utils; .ci/run does)")
+        pytest.fail("qemu-img is not installed (apt-get install qemu-utils; deps/apt-test.txt lists it)")
     return found
 
 
