@@ -397,9 +397,8 @@ def _tap_problem(target: str, host: HostPlan) -> str | None:
     if problem is None:
         clash = next((i for i in host.interfaces if i.netdev_name == target), None)
         if clash is not None:
-            kind = "ethernet" if clash.kind is Kind.ETHERNET else clash.kind.value
             problem = (
-                f"{target!r} is already the name of {kind} {target} on host {host.name}; libvirt "
+                f"{target!r} is already the name of {clash.kind.word} {target} on host {host.name}; libvirt "
                 "could not create the tap and the guest would not start. Pick another name"
             )
     if problem is None:
@@ -407,9 +406,8 @@ def _tap_problem(target: str, host: HostPlan) -> str | None:
         # networkd files named by the id, as a tap listed in kvmnet.ports has by its name.
         clash = next((i for i in host.interfaces if i.id == target), None)
         if clash is not None:
-            kind = "ethernet" if clash.kind is Kind.ETHERNET else clash.kind.value
             problem = (
-                f"{target!r} is already the id of {kind} {target} on host {host.name} (named "
+                f"{target!r} is already the id of {clash.kind.word} {target} on host {host.name} (named "
                 f"{clash.netdev_name} in the kernel); kvmnet names a device's networkd files by its "
                 "id, so a tap needs a name that is no device id. Pick another name"
             )

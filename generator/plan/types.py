@@ -30,6 +30,11 @@ class Kind(StrEnum):
     TAP = "tap"
 
     @property
+    def word(self) -> str:
+        """How messages and drawings name the kind (networkd's `ether` reads as ethernet)."""
+        return "ethernet" if self is Kind.ETHERNET else self.value
+
+    @property
     def is_netdev(self) -> bool:
         return self not in (Kind.ETHERNET, Kind.TAP)
 

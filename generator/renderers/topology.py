@@ -56,12 +56,8 @@ def _node_id(host: str, device: str) -> str:
     return f"{host}/{device}"
 
 
-def _kind_name(kind: Kind) -> str:
-    return "ethernet" if kind is Kind.ETHERNET else kind.value
-
-
 def _device(host: HostPlan, iface: Interface) -> Node:
-    label = f"{iface.netdev_name}\n{_kind_name(iface.kind)}, MTU {iface.mtu}"
+    label = f"{iface.netdev_name}\n{iface.kind.word}, MTU {iface.mtu}"
     if iface.vlan_id is not None:
         label += f"\nVLAN {iface.vlan_id}"
     if iface.tunnel is not None and iface.tunnel.vni is not None:
@@ -104,7 +100,7 @@ def graph(plan: Plan, title: str) -> str:
             if far is None:
                 far = f"remote/{remote}"
                 outside.setdefault(far, Node(far, f"{remote}\n(outside the fleet)", "plaintext"))
-            edges.append(Edge(me, far, f"{_kind_name(iface.kind)} to {remote}", "dashed"))
+            edges.append(Edge(me, far, f"{iface.kind.word} to {remote}", "dashed"))
     for overlay in plan.overlays:
         members = [_node_id(m.host, overlay.device) for m in overlay.members]
         label = f"overlay {overlay.name}\nVNI {overlay.vni}, MTU {overlay.mtu}"
