@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from pydantic_core import PydanticCustomError
 
+from generator import layout
 from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
 from generator.model.guest import Bandwidth as BandwidthSpec
@@ -33,7 +34,6 @@ from generator.plan.types import (
 MAX_QUEUES = 256  # a tap has at most 256 queues (the kernel's MAX_TAP_QUEUES); libvirt's schema takes more
 RINGS = (256, 512, 1024)  # rx_queue_size QEMU accepts for virtio-net
 RESERVED_TAPS = ("vnet", "vif", "macvtap", "macvlan")  # libvirt silently renames these
-IMAGES = "/var/lib/libvirt/images"
 #: The first libvirt release that tags a guest's port on a plain Linux bridge.
 VLAN_ON_LINUX_BRIDGE = (11, 0)
 DISTRO_LIBVIRT = {"debian12": "9.0", "ubuntu2204": "8.0", "ubuntu2404": "10.0", "el9": "10.5"}
@@ -140,11 +140,11 @@ def _guest(
         machine=guest.machine or "q35",
         firmware=guest.firmware or "bios",
         virt_type=guest.virt_type or "kvm",
-        disk_path=f"{IMAGES}/{name}.qcow2",
+        disk_path=layout.guest_disk(name),
         disk_image=disk.image if disk else None,
         disk_size=disk.size if disk else 20 * 2**30,
         disk_bus=disk.bus if disk else "virtio",
-        seed_path=f"{IMAGES}/{name}-seed.iso",
+        seed_path=layout.guest_seed_image(name),
         nics=nics,
         ipv6=ipv6,
         users=users,
