@@ -19,6 +19,7 @@ from generator import __version__
 from generator.errors import KvmnetError
 from generator.image import command as image_command
 from generator.lab import command as lab_command
+from generator.layout import MANIFEST
 from generator.live import graphviz
 from generator.model import Profile
 from generator.pipeline import Built, Planned, artifacts_for, build, plan_profile
@@ -27,7 +28,7 @@ from generator.renderers import topology
 from generator.resources import default_profile
 from generator.verify import command as verify_command
 from generator.vm import command as vm_command
-from generator.write import MANIFEST, patch, recorded_extras
+from generator.write import patch, recorded_extras
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1

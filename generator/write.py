@@ -36,10 +36,10 @@ from typing import Any
 
 from generator import __version__
 from generator.errors import Diagnostic, Location, WriteError
+from generator.layout import MANIFEST
 from generator.renderers import OPTIONAL
 from generator.renderers.artifact import MODE_FILE, Artifact
 
-MANIFEST = "manifest.json"
 _TMP_NEW = ".kvmnet-new-"
 _TMP_OLD = ".kvmnet-old-"
 _LOCK = ".kvmnet-lock"

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
+from generator.layout import from_root
 from generator.pipeline import build
 from tests.support.networkd import Lab, run, wait_for
 
@@ -31,7 +33,12 @@ pytestmark = pytest.mark.networkd
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
-STATE = "var/lib/kvmnet"
+STATE = from_root(layout.STATE_DIR)
+#: Unit enablement the bootstrap may make: a kvmnet-tc@ instance wanted by something.
+WANTS_TC_UNIT = (
+    rf"{re.escape(from_root(layout.UNIT_DIR))}/[^/]+\.wants/"
+    rf"{re.escape(layout.TC_UNIT_PREFIX)}[^/]+{re.escape(layout.TC_UNIT_SUFFIX)}"
+)
 
 
 def built(profile: Path, out: Path) -> Path:
@@ -40,12 +47,12 @@ def built(profile: Path, out: Path) -> Path:
 
 
 def hosts_of(out: Path) -> list[str]:
-    return sorted(p.name for p in (out / "hosts").iterdir())
+    return sorted(p.name for p in (out / layout.HOSTS).iterdir())
 
 
 def bootstrap(out: Path, host: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(out / "hosts" / host / "bootstrap.sh"), *args],
+        [str(out / layout.bootstrap(host)), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -69,7 +76,7 @@ def tree(root: Path, *, skip_state: bool = True) -> dict[str, tuple[str, int, by
 
 
 def rootfs(out: Path, host: str) -> dict[str, tuple[int, bytes]]:
-    base = out / "hosts" / host / "rootfs"
+    base = out / layout.rootfs_dir(host)
     return {
         p.relative_to(base).as_posix(): (p.stat().st_mode & 0o7777, p.read_bytes())
         for p in base.rglob("*")
@@ -85,7 +92,7 @@ def test_shellcheck_passes(profile: Path, tmp_path: Path) -> None:
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is not installed (Debian package shellcheck)")
     out = built(profile, tmp_path / "out")
-    scripts = [str(out / "hosts" / h / "bootstrap.sh") for h in hosts_of(out)]
+    scripts = [str(out / layout.bootstrap(h)) for h in hosts_of(out)]
     result = subprocess.run(
         ["shellcheck", "--severity=style", *scripts], capture_output=True, text=True, check=False
     )
@@ -108,8 +115,8 @@ def test_first_run_installs_exactly_the_rootfs_and_second_changes_nothing(
         # Besides the files, only unit enablement: symlinks in *.wants/ to kvmnet's units.
         for path, (kind, _, target, _, _) in installed.items():
             if kind == "link":
-                assert re.fullmatch(r"etc/systemd/system/[^/]+\.wants/kvmnet-tc@[^/]+\.service", path), path
-                assert target == "/etc/systemd/system/kvmnet-tc@.service"
+                assert re.fullmatch(WANTS_TC_UNIT, path), path
+                assert target == layout.TC_UNIT
         second = bootstrap(out, host, "--root", str(root))
         assert second.returncode == 0, second.stdout + second.stderr
         assert f"{host}: no changes" in second.stdout
@@ -128,7 +135,7 @@ def test_changed_profile_changes_only_the_affected_files(tmp_path: Path) -> None
     before = tree(root)
     old, new = rootfs(v1, "hv1"), rootfs(v2, "hv1")
     expected = {p for p in new if old.get(p) != new[p]}
-    assert expected == {"etc/kvmnet/tc/eno2.tc", "etc/sysctl.d/90-kvmnet.conf"}
+    assert expected == {from_root(layout.tc_batch("eno2")), from_root(layout.HOST_SYSCTL)}
     result = bootstrap(v2, "hv1", "--root", str(root))
     assert result.returncode == 0, result.stdout + result.stderr
     after = tree(root)
@@ -152,16 +159,20 @@ def test_removed_tc_file_is_removed_and_its_unit_disabled(tmp_path: Path) -> Non
     root = tmp_path / "root"
     root.mkdir()
     assert bootstrap(v1, "hv1", "--root", str(root)).returncode == 0
-    wants = root / "etc/systemd/system/sys-subsystem-net-devices-eno2.device.wants/kvmnet-tc@eno2.service"
+    wants = (
+        root
+        / from_root(layout.UNIT_DIR)
+        / "sys-subsystem-net-devices-eno2.device.wants"
+        / layout.tc_unit("eno2")
+    )
     assert wants.is_symlink()
     result = bootstrap(v2, "hv1", "--root", str(root))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert not (root / "etc/kvmnet/tc/eno2.tc").exists()
+    batch = from_root(layout.tc_batch("eno2"))
+    assert not (root / batch).exists()
     assert not wants.is_symlink()
     backup = sorted((root / STATE / "backup").iterdir())[-1]
-    assert (backup / "files/etc/kvmnet/tc/eno2.tc").read_bytes() == rootfs(v1, "hv1")[
-        "etc/kvmnet/tc/eno2.tc"
-    ][1]
+    assert (backup / "files" / batch).read_bytes() == rootfs(v1, "hv1")[batch][1]
 
 
 def test_dry_run_prints_exactly_what_a_run_does(tmp_path: Path) -> None:
@@ -189,9 +200,9 @@ def test_dry_run_prints_exactly_what_a_run_does(tmp_path: Path) -> None:
 
 def test_source_that_is_not_the_build_is_refused(tmp_path: Path) -> None:
     out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
-    victim = out / "hosts/hv1/rootfs/etc/sysctl.d/90-kvmnet.conf"
+    victim = out / layout.rootfs_file("hv1", layout.HOST_SYSCTL)
     victim.write_text(victim.read_text() + "kernel.panic = 1\n")
-    (out / "hosts/hv1/rootfs/etc/stray.conf").write_text("x\n")
+    (out / layout.rootfs_file("hv1", "/etc/stray.conf")).write_text("x\n")
     root = tmp_path / "root"
     root.mkdir()
     result = bootstrap(out, "hv1", "--root", str(root))
@@ -278,7 +289,7 @@ def test_safe_apply_rolls_back_what_cuts_the_probe_and_keeps_what_does_not(
     good = safe_profile(tmp_path, "good", "192.0.2.10/24")
     cut = safe_profile(tmp_path, "cut", "198.51.100.10/24")
     better = safe_profile(tmp_path, "better", "192.0.2.10/24, 192.0.2.11/24", stp="true")
-    script = "/hosts/hv1/bootstrap.sh"
+    script = f"/{layout.bootstrap('hv1')}"
 
     # Install as an installer would, then boot: networkd starts on the installed files.
     first = sim.run(f"{good}{script}", "--offline")
@@ -286,7 +297,7 @@ def test_safe_apply_rolls_back_what_cuts_the_probe_and_keeps_what_does_not(
     sim.start_networkd()
     assert wait_for(lambda: addresses(sim, "eno1") == {"192.0.2.10/24"}, 15), sim.networkd_log()
     assert run("ip", "netns", "exec", sim.ns, "ping", "-c1", "-W1", "192.0.2.1", check=False).returncode == 0
-    installed = sim.file("/etc/systemd/network/10-kvmnet-eno1.network")
+    installed = sim.file(layout.networkd_file("eno1", "network"))
 
     # 1. A change that cuts the probe off: rolled back, by the script itself (exit 4).
     started = time.monotonic()
@@ -294,7 +305,7 @@ def test_safe_apply_rolls_back_what_cuts_the_probe_and_keeps_what_does_not(
     assert result.returncode == 4, result.stdout + result.stderr
     assert time.monotonic() - started < 8 + 10
     assert "network change rolled back" in result.stderr
-    assert sim.file("/etc/systemd/network/10-kvmnet-eno1.network") == installed
+    assert sim.file(layout.networkd_file("eno1", "network")) == installed
     assert wait_for(lambda: addresses(sim, "eno1") == {"192.0.2.10/24"}, 10), sim.networkd_log()
     assert sim.file(f"/{STATE}/rolled-back") is not None
 
@@ -307,7 +318,7 @@ def test_safe_apply_rolls_back_what_cuts_the_probe_and_keeps_what_does_not(
     killed = time.monotonic()
     assert wait_for(lambda: addresses(sim, "eno1") == {"192.0.2.10/24"}, 8 + 10), sim.networkd_log()
     assert time.monotonic() - killed < 8 + 10
-    assert sim.file("/etc/systemd/network/10-kvmnet-eno1.network") == installed
+    assert sim.file(layout.networkd_file("eno1", "network")) == installed
     assert run("ip", "netns", "exec", sim.ns, "ping", "-c1", "-W1", "192.0.2.1", check=False).returncode == 0
 
     # 3. A good change is kept: a second address, and br0's .netdev changed (STP on), so
@@ -316,7 +327,7 @@ def test_safe_apply_rolls_back_what_cuts_the_probe_and_keeps_what_does_not(
     assert '"stp_state":0' in stp.replace(" ", "")
     # A reboot flagged earlier (e.g. by the installer's offline run) that has happened:
     # this profile adds no kernel arguments, so the running kernel has them all.
-    marker = Path(f"/proc/{sim.keeper.pid}/root/{STATE}/reboot-required")
+    marker = Path(f"/proc/{sim.keeper.pid}/root") / from_root(layout.REBOOT_MARKER)
     marker.write_text("2026-01-01T00:00:00Z\n")
     result = sim.run(f"{better}{script}", "--online", timeout=60)
     assert not marker.exists()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from generator import layout
 from generator.pipeline import build, plan_profile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
 def test_suites_are_clean_python(profile: Path, tmp_path: Path) -> None:
-    tests = _built(profile, tmp_path) / "tests"
+    tests = _built(profile, tmp_path) / layout.TESTS
     # --isolated: the user's directory, not kvmnet's pyproject.toml, is what applies there.
     lint = _run(
         str(BIN / "ruff"),
@@ -58,7 +59,7 @@ def test_suites_are_clean_python(profile: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["default", "guests"])
 def test_suites_pass_mypy_strict(name: str, tmp_path: Path) -> None:
     """default and guests between them have every group of checks a module can hold."""
-    tests = _built(REPO / "profiles" / f"{name}.yaml", tmp_path) / "tests"
+    tests = _built(REPO / "profiles" / f"{name}.yaml", tmp_path) / layout.TESTS
     typed = _run(
         str(BIN / "mypy"),
         "--strict",
@@ -76,7 +77,7 @@ def test_suites_pass_mypy_strict(name: str, tmp_path: Path) -> None:
 def test_pytest_collects_each_machines_checks(profile: Path, tmp_path: Path) -> None:
     """pytest with testinfra collects every module, one test per planned entry, none erroring."""
     output = _built(profile, tmp_path)
-    tests = output / "tests"
+    tests = output / layout.TESTS
     planned = plan_profile(profile).plan
     collected = _run(
         *(sys.executable, "-m", "pytest", "--collect-only", "-q", "-c", "pytest.ini", "--hosts=local://"),
@@ -85,14 +86,16 @@ def test_pytest_collects_each_machines_checks(profile: Path, tmp_path: Path) -> 
     assert collected.returncode == 0, collected.stdout + collected.stderr
     ids = [line for line in collected.stdout.splitlines() if "::" in line]
     for host in planned.hosts:
-        state = json.loads(next(tests.glob(f"host_{host.name.replace('-', '_')}.json")).read_text())
-        mine = [i for i in ids if i.startswith(f"test_host_{host.name.replace('-', '_')}.py::")]
+        state = json.loads((output / layout.expected_state("host", host.name)).read_text())
+        mine = [i for i in ids if i.startswith(f"{layout.name_in_tests(layout.suite('host', host.name))}::")]
         # every planned device gets an existence and an MTU check, every sysctl one check
         assert sum("::test_link_exists[" in i for i in mine) == len(state["links"])
         assert sum("::test_mtu[" in i for i in mine) == len(state["links"])
         assert sum("::test_sysctl[" in i for i in mine) == len(state["sysctls"])
     for guest in planned.guests:
-        mine = [i for i in ids if i.startswith(f"test_guest_{guest.name.replace('-', '_')}.py::")]
+        mine = [
+            i for i in ids if i.startswith(f"{layout.name_in_tests(layout.suite('guest', guest.name))}::")
+        ]
         assert sum("::test_nic_exists[" in i for i in mine) == len(guest.nics)
         assert sum("::test_nic_mtu[" in i for i in mine) == len(guest.nics)
     assert not list(tests.glob("__pycache__")) and not (tests / ".pytest_cache").exists()
@@ -102,7 +105,7 @@ def test_pytest_collects_each_machines_checks(profile: Path, tmp_path: Path) -> 
 def test_inventory_as_ansible_reads_it(profile: Path, tmp_path: Path) -> None:
     output = _built(profile, tmp_path)
     planned = plan_profile(profile).plan
-    listed = _run(str(BIN / "ansible-inventory"), "-i", "inventory.yaml", "--list", cwd=output)
+    listed = _run(str(BIN / "ansible-inventory"), "-i", layout.INVENTORY, "--list", cwd=output)
     assert listed.returncode == 0, listed.stderr
     assert "WARNING" not in listed.stderr, listed.stderr
     data: dict[str, Any] = json.loads(listed.stdout)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generator import __version__, write
+from generator import __version__, layout, write
 from generator.cli import run
 from generator.renderers.artifact import Artifact
 from tests.support.cli import kvmnet
@@ -33,12 +33,12 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
 
 
 #: diskimage-builder hook scripts of the generated elements (they must be executable)
-HOOK = r"images/dib/[^/]+/elements/[^/]+/(install|finalise|cleanup)\.d/"
+HOOK = layout.elements_dir("[^/]+") + r"/[^/]+/(install|finalise|cleanup)\.d/"
 
 
 def expected_mode(path: str) -> str:
     """Scripts run, secrets (user-data: password hashes, keys) stay private."""
-    if path.endswith("/bootstrap.sh") or re.match(HOOK, path):
+    if path.endswith(f"/{layout.BOOTSTRAP}") or re.match(HOOK, path):
         return "0755"
     if path.endswith(("/user-data", "/seed.iso")):
         return "0600"
@@ -49,7 +49,7 @@ def test_build_writes_tree_and_manifest(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "out"
     assert run(["build", str(DEFAULT), "-o", str(out)]) == 0
     files = snapshot(out)
-    manifest = json.loads(files.pop("manifest.json")[0])
+    manifest = json.loads(files.pop(layout.MANIFEST)[0])
     assert manifest["generator"] == "kvmnet"
     assert manifest["version"] == __version__
     assert len(manifest["profile_sha256"]) == 64
@@ -60,14 +60,14 @@ def test_build_writes_tree_and_manifest(tmp_path: Path, capsys: pytest.CaptureFi
     for path, (content, mode) in files.items():
         assert listed[path]["sha256"] == hashlib.sha256(content).hexdigest()
         assert listed[path]["mode"] == f"{mode:04o}" == expected_mode(path)
-    assert "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-vx10010.netdev" in files
+    assert layout.rootfs_file("hv1", layout.networkd_file("vx10010", "netdev")) in files
     assert "wrote" in capsys.readouterr().out
 
 
 def test_no_profile_builds_the_bundled_default(tmp_path: Path) -> None:
     result = kvmnet("build", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out" / "hosts" / "hv2").is_dir()
+    assert (tmp_path / "out" / layout.host_dir("hv2")).is_dir()
 
 
 def test_second_build_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,18 +88,22 @@ def test_check_reports_drift_and_writes_nothing(tmp_path: Path, capsys: pytest.C
     capsys.readouterr()
     assert run(["build", str(DEFAULT), "-o", str(out), "--check"]) == 0
     assert "up to date" in capsys.readouterr().out
-    edited = out / "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-eno1.network"
-    edited.write_text(edited.read_text() + "MTUBytes=1400\n")
+    edited, removed, remoded = (
+        layout.rootfs_file("hv1", layout.networkd_file("eno1", "network")),
+        layout.rootfs_file("hv2", layout.networkd_file("eno2", "link")),
+        layout.rootfs_file("hv2", layout.networkd_file("eno1", "link")),
+    )
+    (out / edited).write_text((out / edited).read_text() + "MTUBytes=1400\n")
     (out / "stray.txt").write_text("hand-made\n")
-    (out / "hosts/hv2/rootfs/etc/systemd/network/10-kvmnet-eno2.link").unlink()
-    os.chmod(out / "hosts/hv2/rootfs/etc/systemd/network/10-kvmnet-eno1.link", 0o600)
+    (out / removed).unlink()
+    os.chmod(out / remoded, 0o600)
     before = snapshot(out)
     assert run(["build", str(DEFAULT), "-o", str(out), "--check"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert "~ hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-eno1.network" in lines
+    assert f"~ {edited}" in lines
     assert "- stray.txt" in lines
-    assert "+ hosts/hv2/rootfs/etc/systemd/network/10-kvmnet-eno2.link" in lines
-    assert "m hosts/hv2/rootfs/etc/systemd/network/10-kvmnet-eno1.link 0600 -> 0644" in lines
+    assert f"+ {removed}" in lines
+    assert f"m {remoded} 0600 -> 0644" in lines
     assert lines[-1] == f"4 file(s) would change in {out}"
     assert snapshot(out) == before
 
@@ -326,10 +330,10 @@ def test_check_uses_the_options_the_output_was_built_with(
     """`build --check` forgot `--seed-iso` and called the seed images drift (issue 12)."""
     out = tmp_path / "out"
     assert run(["build", str(DEFAULT), "-o", str(out), "--seed-iso"]) == 0
-    assert json.loads((out / "manifest.json").read_text())["options"] == {"seed_iso": True}
+    assert json.loads((out / layout.MANIFEST).read_text())["options"] == {"seed_iso": True}
     files = len(snapshot(out))
     capsys.readouterr()
-    note = f"--seed-iso: as {out / 'manifest.json'} records (--no-seed-iso leaves the seed images out)"
+    note = f"--seed-iso: as {out / layout.MANIFEST} records (--no-seed-iso leaves the seed images out)"
     assert run(["build", str(DEFAULT), "-o", str(out), "--check"]) == 0
     assert capsys.readouterr().out.splitlines() == [note, f"{out} is up to date ({files} files)"]
     # build does what its --check says: the seeds stay
@@ -341,12 +345,12 @@ def test_check_uses_the_options_the_output_was_built_with(
     # asked otherwise, the check compares with that, and says the output was built otherwise
     assert run(["build", str(DEFAULT), "-o", str(out), "--check", "--no-seed-iso"]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        f"--no-seed-iso: {out / 'manifest.json'} records a build with --seed-iso",
-        "- guests/web1/seed.iso",
-        "- guests/web2/seed.iso",
-        "~ manifest.json",
-        "- vagrant/hosts/hv1/seed.iso",
-        "- vagrant/hosts/hv2/seed.iso",
+        f"--no-seed-iso: {out / layout.MANIFEST} records a build with --seed-iso",
+        f"- {layout.guest_seed('web1').image}",
+        f"- {layout.guest_seed('web2').image}",
+        f"~ {layout.MANIFEST}",
+        f"- {layout.vagrant_seed('hv1').image}",
+        f"- {layout.vagrant_seed('hv2').image}",
         f"5 file(s) would change in {out}",
     ]
     plain = tmp_path / "plain"
@@ -354,7 +358,7 @@ def test_check_uses_the_options_the_output_was_built_with(
     capsys.readouterr()
     assert run(["build", str(DEFAULT), "-o", str(plain), "--check", "--seed-iso"]) == 1
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"--seed-iso: {plain / 'manifest.json'} records a build without it"
+        f"--seed-iso: {plain / layout.MANIFEST} records a build without it"
     )
 
 
@@ -364,24 +368,24 @@ def test_diff_shows_text_changes_as_a_unified_diff(
     """`build --check` only listed files (issue 12); `--diff` shows what changed in them."""
     out = tmp_path / "out"
     assert run(["build", str(DEFAULT), "-o", str(out)]) == 0
-    network = "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-mgmt100.network"
+    network = layout.rootfs_file("hv1", layout.networkd_file("mgmt100", "network"))
     lines = (out / network).read_text().splitlines()
     (out / network).write_text("\n".join([*lines[:-1], "MTUBytes=1400", lines[-1]]) + "\n")
     (out / "stray.txt").write_text("hand-made\n")
-    (out / "inventory.yaml").write_bytes(b"\0binary")
+    (out / layout.INVENTORY).write_bytes(b"\0binary")
     before = snapshot(out)
     capsys.readouterr()
     assert run(["build", str(DEFAULT), "-o", str(out), "--diff"]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        "~ hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-mgmt100.network",
+        f"~ {network}",
         f"--- a/{network}",
         f"+++ b/{network}",
         f"@@ -{len(lines) - 3},5 +{len(lines) - 3},4 @@",
         *(f" {line}" for line in lines[-4:-1]),
         "-MTUBytes=1400",
         f" {lines[-1]}",
-        "~ inventory.yaml",
-        "Binary files a/inventory.yaml and b/inventory.yaml differ",
+        f"~ {layout.INVENTORY}",
+        f"Binary files a/{layout.INVENTORY} and b/{layout.INVENTORY} differ",
         "- stray.txt",
         "--- a/stray.txt",
         "+++ /dev/null",

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from bench.fleet_scaling import fleet_yaml
+from generator import layout
 from tests.support.cli import kvmnet
 from tests.support.paused_build import POINTS, PausedBuild
 
@@ -50,8 +51,8 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def _manifest_matches(root: Path) -> None:
-    listed = {f["path"]: f["sha256"] for f in json.loads((root / "manifest.json").read_text())["files"]}
-    files = {p: hashlib.sha256(c).hexdigest() for p, c in _tree(root).items() if p != "manifest.json"}
+    listed = {f["path"]: f["sha256"] for f in json.loads((root / layout.MANIFEST).read_text())["files"]}
+    files = {p: hashlib.sha256(c).hexdigest() for p, c in _tree(root).items() if p != layout.MANIFEST}
     assert files == listed
 
 

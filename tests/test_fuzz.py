@@ -40,6 +40,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from generator import layout
 from generator.cli import run as kvmnet
 
 pytestmark = pytest.mark.fuzz
@@ -83,10 +84,10 @@ def _cli(*argv: str) -> tuple[int, str, str, float]:
 
 
 def _manifest_matches(output: Path) -> None:
-    manifest = json.loads((output / "manifest.json").read_text())
+    manifest = json.loads((output / layout.MANIFEST).read_text())
     listed = {entry["path"]: entry for entry in manifest["files"]}
     on_disk = {
-        str(p.relative_to(output)) for p in output.rglob("*") if p.is_file() and p.name != "manifest.json"
+        str(p.relative_to(output)) for p in output.rglob("*") if p.is_file() and p.name != layout.MANIFEST
     }
     assert on_disk == set(listed), f"manifest and files differ: {sorted(on_disk ^ set(listed))[:5]}"
     for path, entry in listed.items():

@@ -49,12 +49,16 @@ from typing import Any
 import pytest
 import yaml
 
+from generator import layout
 from generator.errors import PlanError
+from generator.layout import GUEST_SYSCTL as SYSCTL
+from generator.layout import NIC_TUNING_SCRIPT as CHANNELS_SCRIPT
+from generator.layout import NIC_TUNING_UNIT as CHANNELS_UNIT
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS
 from generator.pipeline import Planned, artifacts_for, build, plan_profile
 from generator.plan.types import GuestNic, GuestPlan
 from generator.renderers.artifact import MODE_SECRET
-from generator.renderers.cloudinit import CHANNELS_SCRIPT, CHANNELS_UNIT, LINK_PREFIX, SYSCTL, files_for
+from generator.renderers.cloudinit import files_for
 from tests.support import networkd_ini as ini
 from tests.support import udev
 from tests.support.cli import kvmnet
@@ -108,7 +112,7 @@ def guest_plan(profile: Path, guest: str) -> GuestPlan:
 @functools.cache
 def seed(profile: Path, guest: str) -> Mapping[str, bytes]:
     """The guest's NoCloud files by name, as `kvmnet build` renders them."""
-    prefix = f"guests/{guest}/nocloud/"
+    prefix = f"{layout.guest_seed(guest).nocloud_dir}/"
     found = {
         a.path.removeprefix(prefix): a.content
         for a in artifacts_for(planned(profile))
@@ -135,7 +139,7 @@ def written(profile: Path, guest: str) -> dict[str, dict[str, Any]]:
 
 
 def link_path(nic: GuestNic) -> str:
-    return f"{LINK_PREFIX}{nic.name}.link"
+    return layout.guest_link(nic.name)
 
 
 def tuned(nic: GuestNic) -> bool:
@@ -364,7 +368,7 @@ def test_cloud_init_lets_the_typo_through(cloud_init: str, tmp_path: Path) -> No
     """Why kvmnet checks keys itself: cloud-init 22.4 calls the same document with `packges` valid."""
     path = small_profile(tmp_path, "packages: [htop]\n")
     [content] = [
-        a.content for a in artifacts_for(plan_profile(path)) if a.path == "guests/vm1/nocloud/user-data"
+        a.content for a in artifacts_for(plan_profile(path)) if a.path == layout.guest_seed("vm1").user_data
     ]
     right = content.decode()
     assert "\npackages:\n- htop\n" in right
@@ -781,9 +785,9 @@ def test_user_data_is_private_in_the_output_tree(profile: Path, tmp_path: Path) 
     guests = planned(profile).plan.guests
     assert guests
     for guest in guests:
-        nocloud = out / "guests" / guest.name / "nocloud"
-        assert (nocloud / "user-data").stat().st_mode & 0o7777 == MODE_SECRET
-        assert (nocloud / "user-data").read_bytes() == seed(profile, guest.name)["user-data"]
+        user = out / layout.guest_seed(guest.name).user_data
+        assert user.stat().st_mode & 0o7777 == MODE_SECRET
+        assert user.read_bytes() == seed(profile, guest.name)["user-data"]
 
 
 @pytest.mark.consumer
@@ -860,7 +864,7 @@ def test_instance_id_follows_the_seed(profile: Path, guest: str) -> None:
 def test_extra_cloud_config_keeps_yaml_types(cloud_init: str, tmp_path: Path) -> None:
     path = small_profile(tmp_path, "package_update: true\nssh_pwauth: false\n")
     [content] = [
-        a.content for a in artifacts_for(plan_profile(path)) if a.path == "guests/vm1/nocloud/user-data"
+        a.content for a in artifacts_for(plan_profile(path)) if a.path == layout.guest_seed("vm1").user_data
     ]
     target = tmp_path / "user-data"
     target.write_bytes(content)

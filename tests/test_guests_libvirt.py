@@ -24,6 +24,7 @@ from typing import Any
 import libvirt  # libvirt-python ships no type information (mypy override in pyproject.toml)
 import pytest
 
+from generator import layout
 from generator.errors import KvmnetError
 from generator.model.guest import MAX_QUEUES, RINGS, GuestOffloads, HostOffloads
 from generator.pipeline import Planned, artifacts_for, plan_profile
@@ -48,24 +49,20 @@ Xml = ET.Element
 
 @cache
 def build(profile: Path) -> tuple[Planned, Mapping[str, str]]:
-    """The plan and the libvirt XML (artifact path -> text) of one profile."""
+    """The plan and the libvirt XML (artifact path -> text) of one profile: every XML file
+    of the tree is a domain or a network."""
     planned = plan_profile(profile)
-    xml = {
-        a.path: a.content.decode()
-        for a in artifacts_for(planned)
-        if a.path.endswith("/domain.xml") or "/libvirt/networks/" in a.path
-    }
+    xml = {a.path: a.content.decode() for a in artifacts_for(planned) if a.path.endswith(".xml")}
     return planned, xml
 
 
 def bundled(kind: str) -> list[tuple[str, str]]:
     """(label, text) of every bundled domain or network XML."""
-    suffix = "/domain.xml" if kind == "domain" else ".xml"
     return [
         (f"{profile.stem}:{path}", text)
         for profile in PROFILES
         for path, text in sorted(build(profile)[1].items())
-        if path.endswith(suffix) and (kind == "domain") == path.startswith("guests/")
+        if (kind == "domain") == (layout.host_of(path) is None)  # networks are the hosts'
     ]
 
 
@@ -246,9 +243,9 @@ def test_domains_validate_and_libvirt_keeps_what_the_plan_says(
 ) -> None:
     planned, xml = build(profile)
     guests = planned.plan.guests
-    assert {p for p in xml if p.startswith("guests/")} == {f"guests/{g.name}/domain.xml" for g in guests}
+    assert {p for p in xml if layout.host_of(p) is None} == {layout.domain_xml(g.name) for g in guests}
     for guest in guests:
-        ours = xml[f"guests/{guest.name}/domain.xml"]
+        ours = xml[layout.domain_xml(guest.name)]
         ok, said = schema_check(tmp_path, f"{guest.name}.xml", ours, "domain")
         assert ok, said
         with defined(conn, "domain", ours) as theirs:
@@ -265,11 +262,11 @@ def test_networks_validate_and_libvirt_keeps_them(profile: Path, conn: Any, tmp_
         for i in host.interfaces
         if i.kind is Kind.BRIDGE
     }
-    networks = {p: t for p, t in xml.items() if p.startswith("hosts/")}
+    networks = {p: t for p, t in xml.items() if layout.host_of(p) is not None}
     # One libvirt network per host bridge, named after it.
-    assert set(networks) == {f"hosts/{h}/libvirt/networks/{b}.xml" for h, b in bridges}
+    assert set(networks) == {layout.libvirt_network(h, b) for h, b in bridges}
     for host, bridge in sorted(bridges):
-        path = f"hosts/{host}/libvirt/networks/{bridge}.xml"
+        path = layout.libvirt_network(host, bridge)
         ours = networks[path]
         ok, said = schema_check(tmp_path, f"{host}-{bridge}.xml", ours, "network")
         assert ok, said
@@ -296,7 +293,7 @@ def test_the_comparison_with_the_plan_catches_a_changed_value(
 ) -> None:
     """Each check above can fail: one value changed after rendering is caught."""
     guest, root = next(
-        (g, ET.fromstring(xml[f"guests/{g.name}/domain.xml"]))
+        (g, ET.fromstring(xml[layout.domain_xml(g.name)]))
         for p in PROFILES
         for planned, xml in [build(p)]
         for g in planned.plan.guests

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
 from generator.cli import run
 from generator.pipeline import build
 
@@ -141,7 +142,7 @@ def test_accepted_words_are_never_run(tmp_path: Path) -> None:
         fake.write_text(f"#!/bin/sh\necho {word} >> {fired}\n")
         fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    script = out / "hosts" / "kvmcanaryhost" / "bootstrap.sh"
+    script = out / layout.bootstrap("kvmcanaryhost")
     root = tmp_path / "root"
     root.mkdir()
     for args in (["--dry-run"], [], [], ["--dry-run"]):

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from generator import layout
+
 pytestmark = pytest.mark.fuzz
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,14 +83,15 @@ def test_free_text_is_refused_or_read_back_exactly(value: str, tmp_path: Path) -
         assert f"{tmp_path / 'p.yaml'}:" in result.stderr and not out.exists(), result.stderr
         return
     assert result.returncode == 0, result.stderr
-    user_data = (out / "guests" / "g1" / "nocloud" / "user-data").read_text()
+    seed = layout.guest_seed("g1")
+    user_data = (out / seed.user_data).read_text()
     assert user_data.startswith("#cloud-config\n")
     data = yaml.safe_load(user_data)
     assert data["final_message"] == value
     keys = [k for u in data["users"] if isinstance(u, dict) for k in u.get("ssh_authorized_keys", [])]
     assert f"{KEY} {value}" in keys or any(k.startswith(KEY) and k.endswith(value) for k in keys), keys
     schema = subprocess.run(
-        ["cloud-init", "schema", "--config-file", str(out / "guests" / "g1" / "nocloud" / "user-data")],
+        ["cloud-init", "schema", "--config-file", str(out / seed.user_data)],
         capture_output=True,
         text=True,
         check=False,
@@ -96,7 +99,7 @@ def test_free_text_is_refused_or_read_back_exactly(value: str, tmp_path: Path) -
     assert schema.returncode == 0, schema.stdout + schema.stderr
     if shutil.which("isoinfo"):
         iso = subprocess.run(
-            ["isoinfo", "-i", str(out / "guests" / "g1" / "seed.iso"), "-R", "-x", "/user-data"],
+            ["isoinfo", "-i", str(out / seed.image), "-R", "-x", "/user-data"],
             capture_output=True,
             check=True,
         )

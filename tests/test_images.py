@@ -38,9 +38,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generator import layout
 from generator.image import dib, mirror, shims
+from generator.layout import from_root
 from generator.pipeline import artifacts_for, build, plan_profile
-from generator.renderers import Artifact, cloudinit
+from generator.renderers import Artifact
 from generator.renderers.bundle import tarball
 from generator.resources import templates_dir
 from generator.templating import GENERATED
@@ -133,9 +135,9 @@ def test_every_profile_machine_has_its_element() -> None:
         plan = plan_profile(profile).plan
         paths = {a.path for a in artifacts_for(plan_profile(profile))}
         for host in plan.hosts:
-            assert f"images/dib/{host.name}/elements/kvmnet-host/README.rst" in paths
+            assert f"{layout.element_dir(host.name, 'host')}/README.rst" in paths
         for guest in plan.guests:
-            assert f"images/dib/{guest.name}/elements/kvmnet-guest/README.rst" in paths
+            assert f"{layout.element_dir(guest.name, 'guest')}/README.rst" in paths
 
 
 @pytest.mark.consumer
@@ -225,7 +227,7 @@ def test_element_structure(name: str) -> None:
 def test_modes_come_through_the_writer(tmp_path: Path) -> None:
     built = build(REPO / "profiles/tuned.yaml", tmp_path / "out")
     assert built.changes
-    elements = tmp_path / "out/images/dib/tune1/elements/kvmnet-host"
+    elements = tmp_path / "out" / layout.element_dir("tune1", "host")
     assert stat.S_IMODE((elements / "finalise.d/60-kvmnet-host").stat().st_mode) == 0o755
     assert stat.S_IMODE((elements / "cleanup.d/99-kvmnet-host-seal").stat().st_mode) == 0o755
     assert stat.S_IMODE((elements / "environment.d/10-kvmnet-host").stat().st_mode) == 0o644
@@ -250,27 +252,25 @@ def test_guest_element_carries_the_seeds_own_files(tmp_path: Path) -> None:
     profile = tmp_path / "p.yaml"
     profile.write_text(EXTRA_FILES)
     artifacts = {a.path: a for a in artifacts_for(plan_profile(profile))}
-    seed = yaml.safe_load(artifacts["guests/g1/nocloud/user-data"].content)
+    seed = yaml.safe_load(artifacts[layout.guest_seed("g1").user_data].content)
     ours = {
         f["path"].lstrip("/"): (int(f["permissions"], 8), f["content"].encode())
         for f in seed["write_files"]
         if f["path"] != "/etc/instance-only"
     }
-    members = _members(
-        artifacts["images/dib/g1/elements/kvmnet-guest/kvmnet-guest-files/files.tar.gz"].content
-    )
+    element = layout.element_dir("g1", "guest")
+    members = _members(artifacts[f"{element}/kvmnet-guest-files/files.tar.gz"].content)
     assert members == ours
     assert {
-        "etc/sysctl.d/90-kvmnet.conf",
-        "etc/systemd/network/05-kvmnet-eth0.link",
-        "usr/local/sbin/kvmnet-nic-tuning",
-        "etc/systemd/system/kvmnet-nic-tuning.service",
+        from_root(layout.GUEST_SYSCTL),
+        from_root(layout.guest_link("eth0")),
+        from_root(layout.NIC_TUNING_SCRIPT),
+        from_root(layout.NIC_TUNING_UNIT),
     } == set(members)
-    assert members["usr/local/sbin/kvmnet-nic-tuning"][0] == 0o755
-    hook = artifacts["images/dib/g1/elements/kvmnet-guest/install.d/60-kvmnet-guest"].content.decode()
+    assert members[from_root(layout.NIC_TUNING_SCRIPT)][0] == 0o755
+    hook = artifacts[f"{element}/install.d/60-kvmnet-guest"].content.decode()
     assert "systemctl enable systemd-networkd.service" in hook
-    assert "systemctl enable kvmnet-nic-tuning.service" in hook
-    assert cloudinit.CHANNELS_UNIT.rsplit("/", 1)[1] == "kvmnet-nic-tuning.service"
+    assert f"systemctl enable {layout.NIC_TUNING_UNIT_NAME}" in hook
 
 
 @pytest.mark.consumer
@@ -278,16 +278,16 @@ def test_host_element_carries_the_pxe_bundle() -> None:
     planned = plan_profile(REPO / "profiles/tuned.yaml")
     artifacts = list(artifacts_for(planned))
     by_path = {a.path: a for a in artifacts}
-    carried = by_path["images/dib/tune1/elements/kvmnet-host/kvmnet-host-bundle/bundle.tar.gz"].content
+    carried = by_path[f"{layout.element_dir('tune1', 'host')}/kvmnet-host-bundle/bundle.tar.gz"].content
     assert carried == tarball("tune1", artifacts)
     members = _members(carried)
     rootfs = {
-        a.path.removeprefix("hosts/tune1/"): (a.mode, a.content)
+        a.path.removeprefix(f"{layout.host_dir('tune1')}/"): (a.mode, a.content)
         for a in artifacts
-        if a.path.startswith("hosts/tune1/rootfs/")
+        if a.path.startswith(f"{layout.rootfs_dir('tune1')}/")
     }
-    assert rootfs and {k: v for k, v in members.items() if k.startswith("rootfs/")} == rootfs
-    assert members["bootstrap.sh"] == (0o755, by_path["hosts/tune1/bootstrap.sh"].content)
+    assert rootfs and {k: v for k, v in members.items() if k.startswith(f"{layout.ROOTFS}/")} == rootfs
+    assert members[layout.BOOTSTRAP] == (0o755, by_path[layout.bootstrap("tune1")].content)
 
 
 @pytest.mark.consumer
@@ -482,7 +482,8 @@ def test_dry_run_shows_the_build(tmp_path: Path) -> None:
     assert "DIB_DEV_USER_USERNAME=vagrant" in lines
     assert any(line.startswith("DIB_IMAGE_CACHE=") for line in lines)
     assert any(line.startswith("DIB_LOCKFILES=") for line in lines)
-    assert any(re.match(r"ELEMENTS_PATH=\S+/images/dib/tune1/elements$", line) for line in lines)
+    elements = re.escape(layout.elements_dir("tune1"))
+    assert any(re.match(rf"ELEMENTS_PATH=\S+/{elements}$", line) for line in lines)
     assert lines[-1] == (
         f"disk-image-create -t qcow2 -o {tmp_path / 'h'} vm debian-minimal cloud-init "
         "cloud-init-datasources openssh-server kvmnet-host devuser"
@@ -621,17 +622,17 @@ def test_guest_image_is_built_and_sealed(tmp_path: Path) -> None:
     image = image_support.guest_image(GUEST_PROFILE, GUEST)
     print(f"guest image {image.name}: {time.monotonic() - started:.0f} s")
     artifacts = {a.path: a for a in artifacts_for(plan_profile(GUEST_PROFILE))}
-    element = f"images/dib/{GUEST}/elements/kvmnet-guest"
+    element = layout.element_dir(GUEST, "guest")
     members = _members(artifacts[f"{element}/kvmnet-guest-files/files.tar.gz"].content)
     assert members, "the VM tier's guest has tuned NICs: its element carries files"
     with _mounted(image, tmp_path) as root:
         for path, (mode, content) in members.items():
             assert (root / path).read_bytes() == content, path
             assert stat.S_IMODE((root / path).stat().st_mode) == mode, path
-        wants = root / "etc/systemd/system/multi-user.target.wants"
+        wants = root / from_root(layout.UNIT_DIR) / "multi-user.target.wants"
         assert (wants / "systemd-networkd.service").is_symlink()
-        assert (wants / "kvmnet-nic-tuning.service").is_symlink() == (
-            "etc/systemd/system/kvmnet-nic-tuning.service" in members
+        assert (wants / layout.NIC_TUNING_UNIT_NAME).is_symlink() == (
+            from_root(layout.NIC_TUNING_UNIT) in members
         )
         assert (root / "usr/sbin/ethtool").exists()
         _sealed(root)
@@ -645,7 +646,7 @@ def test_host_image_is_built_and_sealed(tmp_path: Path) -> None:
     planned = plan_profile(HOST_PROFILE)
     artifacts = list(artifacts_for(planned))
     host = next(h for h in planned.plan.hosts if h.name == HOST)
-    prefix = f"hosts/{HOST}/rootfs/"
+    prefix = f"{layout.rootfs_dir(HOST)}/"
     with _mounted(image, tmp_path) as root:
         rootfs = [a for a in artifacts if a.path.startswith(prefix)]
         assert rootfs
@@ -653,16 +654,17 @@ def test_host_image_is_built_and_sealed(tmp_path: Path) -> None:
             path = root / artifact.path.removeprefix(prefix)
             assert path.read_bytes() == artifact.content, artifact.path
             assert stat.S_IMODE(path.stat().st_mode) == artifact.mode, artifact.path
-        assert (root / "var/lib/kvmnet/bundle/bootstrap.sh").is_file()
-        assert (root / "var/lib/kvmnet/installed").read_text().split() == sorted(
+        assert (root / from_root(layout.BUNDLED_BOOTSTRAP)).is_file()
+        assert (root / from_root(layout.STATE_DIR) / "installed").read_text().split() == sorted(
             a.path.removeprefix(prefix) for a in rootfs
         )
-        assert not (root / "var/lib/kvmnet/reboot-required").exists()
-        assert (root / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service").is_symlink()
+        assert not (root / from_root(layout.REBOOT_MARKER)).exists()
+        units = root / from_root(layout.UNIT_DIR)
+        assert (units / "multi-user.target.wants/systemd-networkd.service").is_symlink()
         for unit in (t.unit for t in host.tc if t.engine == "service"):
             # kvmnet-tc@ instances are WantedBy their device.
-            device = unit.removeprefix("kvmnet-tc@").removesuffix(".service")
-            wants = root / f"etc/systemd/system/sys-subsystem-net-devices-{device}.device.wants/{unit}"
+            device = layout.tc_instance(unit)
+            wants = units / f"sys-subsystem-net-devices-{device}.device.wants/{unit}"
             assert wants.is_symlink(), unit
         grub = (root / "boot/grub/grub.cfg").read_text()
         linux = [line.split() for line in grub.splitlines() if line.strip().startswith("linux")]

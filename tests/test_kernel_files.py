@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
+from generator.layout import HOST_GRUB as GRUB
+from generator.layout import HOST_MODULES as MODULES
+from generator.layout import HOST_SYSCTL as SYSCTL
 from generator.model.sysctls import KNOWN
 from generator.pipeline import artifacts_for, plan_profile
-from generator.renderers.kernel import GRUB, MODULES, SYSCTL
 from tests.support.kernel_gaps import kernel_gap
 from tests.support.netplan import apt_download, cache_dir
 
@@ -34,13 +37,13 @@ PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 KERNEL_PACKAGE = "linux-image-amd64"  # Debian 12's metapackage; pulls the current 6.1 image
 
 
-def generated(suffix: str) -> list[tuple[str, str, str]]:
-    """(profile, host, text) of every generated file whose path ends with `suffix`."""
+def generated(path: str) -> list[tuple[str, str, str]]:
+    """(profile, host, text) of every host's generated file at machine path `path`."""
     out = []
     for profile in PROFILES:
         for artifact in artifacts_for(plan_profile(profile)):
-            if artifact.path.endswith(suffix.removeprefix("rootfs")):
-                host = artifact.path.split("/")[1]
+            host = layout.host_of(artifact.path)
+            if host is not None and artifact.path == layout.rootfs_file(host, path):
                 out.append((profile.stem, host, artifact.content.decode()))
     return out
 
@@ -210,7 +213,7 @@ def test_grub_drop_in_only_where_update_grub_reads_it() -> None:
         plan = plan_profile(profile).plan
         paths = {a.path for a in artifacts_for(plan_profile(profile))}
         for host in plan.hosts:
-            has = f"hosts/{host.name}/{GRUB}" in paths
+            has = layout.rootfs_file(host.name, GRUB) in paths
             assert has == (bool(host.kernel.cmdline) and host.install.distro != "el9"), (
                 profile.stem,
                 host.name,

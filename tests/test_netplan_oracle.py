@@ -25,6 +25,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from generator import layout
 from generator.errors import KvmnetError
 from generator.model import network as model
 from generator.model.messages import valid_keys
@@ -39,7 +40,6 @@ CASES = REPO / "tests/netplan_cases"
 DOC = REPO / "docs/netplan-differences.md"
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 HOST = "h1"
-NETWORK_DIR = "rootfs/etc/systemd/network/"
 
 Network = Mapping[str, Any]
 
@@ -80,7 +80,7 @@ def profile_for(text: str, directory: Path) -> Path:
 
 def kvmnet_units(text: str, directory: Path) -> ini.Units:
     planned = plan_profile(profile_for(text, directory))
-    prefix = f"hosts/{HOST}/{NETWORK_DIR}"
+    prefix = f"{layout.rootfs_file(HOST, layout.NETWORKD_DIR)}/"
     files = {
         a.path.removeprefix(prefix): a.content.decode()
         for a in artifacts_for(planned)

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
 from generator.lab.layout import concrete, kernel_name
+from generator.layout import NETWORKD_PREFIX as PREFIX
 from generator.pipeline import Planned, artifacts_for, plan_profile
 from generator.plan.types import HostPlan, Kind, OverlayPlan
-from generator.renderers.networkd import NETWORK_DIR, PREFIX
 from tests.support import udev
 from tests.support.device_checks import DeviceCase, describe, device_cases
 from tests.support.kernel_gaps import kernel_gap
@@ -70,7 +71,7 @@ def planned(profile: Path) -> Planned:
 @functools.cache
 def host_files(profile: Path, host: str) -> Mapping[str, bytes]:
     """The host's networkd and udev files by file name, as generated."""
-    prefix = f"hosts/{host}/{NETWORK_DIR}/"
+    prefix = f"{layout.rootfs_file(host, layout.NETWORKD_DIR)}/"
     return {
         a.path.removeprefix(prefix): a.content
         for a in artifacts_for(planned(profile))

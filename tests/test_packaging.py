@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
+
 pytestmark = pytest.mark.consumer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,4 +62,4 @@ def test_wheel_ships_templates_and_profiles_and_runs_on_its_own(tmp_path: Path) 
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert (out / "hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-vx10010.netdev").exists()
+    assert (out / layout.rootfs_file("hv1", layout.networkd_file("vx10010", "netdev"))).exists()

@@ -30,14 +30,16 @@ import pytest
 import yaml
 from pykickstart.constants import DISPLAY_MODE_TEXT
 
+from generator import layout
 from generator.errors import PlanError
+from generator.layout import from_root
 from generator.load import parse
 from generator.model import validate, with_defaults
 from generator.pipeline import artifacts_for, plan_profile
 from generator.plan import make_plan
 from generator.plan.types import HostPlan, Plan
 from generator.renderers import Artifact, pxe, render_all
-from generator.renderers.bundle import BUNDLE_DIR, host_members
+from generator.renderers.bundle import host_members
 from tests.support.cli import kvmnet
 from tests.support.pxe import (
     AUTOINSTALL_SCHEMA,
@@ -116,7 +118,7 @@ IDS = [f"{name}-{host}" for name, host in CASES]
 def _case(name: str, host_name: str) -> tuple[HostPlan, list[Artifact], Artifact]:
     plan, artifacts = BUILDS[name]
     host = next(h for h in plan.hosts if h.name == host_name)
-    path = f"hosts/{host_name}/pxe/{pxe.FILES[host.install.distro]}"
+    path = layout.pxe_answer(host_name, host.install.distro)
     found = [a for a in artifacts if a.path == path]
     assert len(found) == 1, f"no {path}"
     return host, artifacts, found[0]
@@ -138,7 +140,7 @@ def _write(artifact: Artifact, tmp_path: Path) -> Path:
 
 def test_every_distro_and_branch_is_covered() -> None:
     distros = {_case(*c)[0].install.distro for c in CASES}
-    assert distros == set(pxe.FILES)
+    assert distros == set(layout.ANSWER_FILES)
     hosts = [_case(*c)[0] for c in CASES]
     for distro in ("el9", "debian12", "ubuntu"):
         mine = [h for h in hosts if h.install.distro.startswith(distro)]
@@ -150,8 +152,9 @@ def test_every_distro_and_branch_is_covered() -> None:
 
 def test_only_installer_files_are_added() -> None:
     for name, (plan, artifacts) in BUILDS.items():
-        made = sorted(a.path for a in artifacts if "/pxe/" in a.path)
-        assert made == sorted(f"hosts/{h.name}/pxe/{pxe.FILES[h.install.distro]}" for h in plan.hosts), name
+        dirs = tuple(f"{layout.pxe_dir(h.name)}/" for h in plan.hosts)
+        made = sorted(a.path for a in artifacts if a.path.startswith(dirs))
+        assert made == sorted(layout.pxe_answer(h.name, h.install.distro) for h in plan.hosts), name
 
 
 # --- kickstart ----------------------------------------------------------------------
@@ -197,7 +200,7 @@ def test_kickstart_passes_ksvalidator_and_reads_back(name: str, host_name: str, 
 
 def _preseed_install_sh(late_command: str) -> str:
     found = re.search(
-        r"printf %s\s+([A-Za-z0-9+/=]+)\s+\| base64 -d >/var/lib/kvmnet/install\.sh", late_command
+        r"printf %s\s+([A-Za-z0-9+/=]+)\s+\| base64 -d >" + re.escape(layout.INSTALL_STEP), late_command
     )
     assert found, late_command[:200]
     return base64.b64decode(found.group(1), validate=True).decode()
@@ -319,19 +322,19 @@ def test_installer_commands_install_the_bundle(name: str, host_name: str, tmp_pa
     root = target.root
 
     # The bundle is bootstrap.sh and rootfs/ of the build, byte for byte, with modes.
-    prefix = f"hosts/{host.name}/"
+    prefix = f"{layout.host_dir(host.name)}/"
     expected = {a.path.removeprefix(prefix): (a.content, a.mode) for a in host_members(host.name, artifacts)}
-    assert "bootstrap.sh" in expected
-    assert _tree(root / BUNDLE_DIR.lstrip("/")) == expected
+    assert layout.BOOTSTRAP in expected
+    assert _tree(root / from_root(layout.BUNDLE_DIR)) == expected
     # ... and the offline bootstrap installed the rootfs.
     for rel, (content, mode) in expected.items():
-        if rel.startswith("rootfs/"):
-            installed = root / rel.removeprefix("rootfs/")
+        if rel.startswith(f"{layout.ROOTFS}/"):
+            installed = root / rel.removeprefix(f"{layout.ROOTFS}/")
             assert (installed.read_bytes(), stat.S_IMODE(installed.stat().st_mode)) == (content, mode), rel
 
-    units = root / "etc/systemd/system"
-    assert (units / pxe.FIRSTBOOT_UNIT).is_file()
-    assert (units / "multi-user.target.wants" / pxe.FIRSTBOOT_UNIT).is_symlink()
+    units = root / from_root(layout.UNIT_DIR)
+    assert (units / layout.FIRSTBOOT_UNIT_NAME).is_file()
+    assert (units / "multi-user.target.wants" / layout.FIRSTBOOT_UNIT_NAME).is_symlink()
     assert (target.base / "verify.log").exists() and target.log("verify.log") == ""
     stubs = (
         (root / "var/log/kvmnet-stubs.log").read_text()
@@ -349,23 +352,23 @@ def test_installer_commands_install_the_bundle(name: str, host_name: str, tmp_pa
         elif distro == "debian12":
             assert interfaces.read_text() == "auto ens1\niface ens1 inet dhcp\n"
         else:
-            assert netplan.exists() and not (root / pxe.CLOUD_CFG.lstrip("/")).exists()
+            assert netplan.exists() and not (root / from_root(layout.CLOUD_NETWORK_OFF)).exists()
     elif distro == "el9":
         assert not any(link.exists() or link.is_symlink() for link in nm)
     elif distro == "debian12":
-        kept = root / "var/lib/kvmnet/installer-network/interfaces"
+        kept = root / from_root(layout.INSTALLER_NETWORK) / "interfaces"
         assert kept.read_text() == "auto ens1\niface ens1 inet dhcp\n"
         lines = interfaces.read_text().splitlines()
         assert [line for line in lines if not line.startswith("#")] == ["auto lo", "iface lo inet loopback"]
     else:
         assert not netplan.exists()
-        assert (root / "var/lib/kvmnet/installer-network/00-installer-config.yaml").exists()
-        cloud_cfg = (root / pxe.CLOUD_CFG.lstrip("/")).read_text()
+        assert (root / from_root(layout.INSTALLER_NETWORK) / "00-installer-config.yaml").exists()
+        cloud_cfg = (root / from_root(layout.CLOUD_NETWORK_OFF)).read_text()
         assert yaml.safe_load(cloud_cfg) == {"network": {"config": "disabled"}}
     if host.interfaces:
         assert (units / "multi-user.target.wants/systemd-networkd.service").is_symlink()
     if distro == "el9":
-        assert "restorecon -R /etc /var/lib/kvmnet\n" in stubs
+        assert f"restorecon -R /etc {layout.STATE_DIR}\n" in stubs
     # The bootstrap, run with the chroot as its root, brings the kernel arguments to the
     # boot loader; update-grub's stand-in reads them from the GRUB drop-in.
     grub = [line for line in stubs.splitlines() if line.startswith("update-grub")]
@@ -407,7 +410,7 @@ def test_scripts_pass_shellcheck(name: str, host_name: str, tmp_path: Path) -> N
         _, found = kickstart_scripts(_write(artifact, tmp_path))
         scripts = {f"%{kind}": body for kind, body in found.items()}
         scripts["install.sh"] = heredoc(
-            found["post"], "cat >/var/lib/kvmnet/install.sh <<'KVMNET_INSTALL'", "KVMNET_INSTALL"
+            found["post"], f"cat >{layout.INSTALL_STEP} <<'KVMNET_INSTALL'", "KVMNET_INSTALL"
         )
     elif distro == "debian12":
         values = debconf_values(_write(artifact, tmp_path), tmp_path / "debconf")
@@ -421,7 +424,7 @@ def test_scripts_pass_shellcheck(name: str, host_name: str, tmp_path: Path) -> N
         scripts = {f"late-commands[{i}]": c for i, c in enumerate(config["late-commands"])}
         scripts["install.sh"] = heredoc(
             config["late-commands"][0],
-            "cat >/target/var/lib/kvmnet/install.sh <<'KVMNET_INSTALL'",
+            f"cat >/target{layout.INSTALL_STEP} <<'KVMNET_INSTALL'",
             "KVMNET_INSTALL",
         )
     assert len(scripts) >= 2
@@ -474,7 +477,8 @@ def test_a_preseed_too_large_for_one_argument_is_refused() -> None:
     plan, artifacts = _from_text("hosts:\n  hv1: {}\n")
     noise = base64.b64encode(random.Random(0).randbytes(120_000)).decode()  # gzip cannot shrink it
     big = Artifact.text(
-        "hosts/hv1/rootfs/etc/kvmnet/noise", "\n".join(noise[i : i + 60] for i in range(0, len(noise), 60))
+        layout.rootfs_file("hv1", f"{layout.ETC_DIR}/noise"),
+        "\n".join(noise[i : i + 60] for i in range(0, len(noise), 60)),
     )
     with pytest.raises(PlanError) as info:
         pxe.render(plan, [*artifacts, big])
@@ -487,10 +491,12 @@ def test_a_preseed_too_large_for_one_argument_is_refused() -> None:
 
 def test_without_a_bootstrap_nothing_runs_it(tmp_path: Path) -> None:
     plan, artifacts = BUILDS["bonded"]
-    rest = [a for a in artifacts if not a.path.endswith("/bootstrap.sh") and "/pxe/" not in a.path]
+    vehicles = tuple(f"{layout.pxe_dir(h.name)}/" for h in plan.hosts)
+    scripts = {layout.bootstrap(h.name) for h in plan.hosts}
+    rest = [a for a in artifacts if a.path not in scripts and not a.path.startswith(vehicles)]
     (made,) = pxe.render(plan, rest)
     text = made.content.decode()
-    assert "bootstrap.sh --offline" not in text and pxe.FIRSTBOOT_UNIT not in text
+    assert f"{layout.BUNDLED_BOOTSTRAP} --offline" not in text and layout.FIRSTBOOT_UNIT_NAME not in text
     path = _write(made, tmp_path)
     result = subprocess.run(
         [str(BIN / "ksvalidator"), "-v", "RHEL9", str(path)], capture_output=True, text=True, check=False

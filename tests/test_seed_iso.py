@@ -28,10 +28,11 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
+from generator.layout import NOCLOUD_FILES as FILES
 from generator.pipeline import Planned, artifacts_for, plan_profile
 from generator.renderers.artifact import MODE_SECRET
-from generator.renderers.seed import FILES, LABEL
-from generator.renderers.vagrant import host_seed_dir
+from generator.renderers.seed import LABEL
 from tests.support.cli import kvmnet
 
 pytestmark = pytest.mark.consumer
@@ -102,8 +103,9 @@ def run(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
 def test_seed_reads_back(profile: Path, guest: str, builds: Builds, isoinfo: str) -> None:
-    tree = builds.trees[profile][0] / "guests" / guest
-    image = tree / "seed.iso"
+    tree = builds.trees[profile][0]
+    seed = layout.guest_seed(guest)
+    image = tree / seed.image
 
     described = run(isoinfo, "-d", "-i", str(image))
     assert described.returncode == 0, described.stderr.decode()
@@ -121,7 +123,7 @@ def test_seed_reads_back(profile: Path, guest: str, builds: Builds, isoinfo: str
     assert sorted(listing.stdout.decode().split()) == sorted(f"/{name}" for name in FILES)
 
     for name in FILES:
-        written = (tree / "nocloud" / name).read_bytes()
+        written = (tree / seed.nocloud(name)).read_bytes()
         for extension in ("-R", "-J"):  # Rock Ridge and Joliet names
             extracted = run(isoinfo, "-i", str(image), extension, "-x", f"/{name}")
             assert extracted.returncode == 0, extracted.stderr.decode()
@@ -131,16 +133,17 @@ def test_seed_reads_back(profile: Path, guest: str, builds: Builds, isoinfo: str
 @pytest.mark.parametrize("profile", WITH_GUESTS, ids=[p.stem for p in WITH_GUESTS])
 def test_seed_is_reproducible(profile: Path, builds: Builds) -> None:
     """Same bytes from every environment, and from this process's own rendering."""
+    without = {a.path for a in artifacts_for(planned(profile))}
     rendered = {
         a.path: a.content
         for a in artifacts_for(planned(profile), frozenset({"seed-iso"}))
-        if a.path.endswith("/seed.iso")
+        if a.path not in without
     }
     plan = planned(profile).plan
     # Guests' seeds, and each host's seed for Vagrant (read back in tests/test_vagrant.py)
     assert sorted(rendered) == sorted(
-        [f"guests/{g.name}/seed.iso" for g in plan.guests]
-        + [f"{host_seed_dir(h.name)}/seed.iso" for h in plan.hosts]
+        [layout.guest_seed(g.name).image for g in plan.guests]
+        + [layout.vagrant_seed(h.name).image for h in plan.hosts]
     )
     for path, content in rendered.items():
         images = [(tree / path).read_bytes() for tree in builds.trees[profile]]
@@ -152,7 +155,7 @@ def test_seed_is_private(profile: Path, builds: Builds) -> None:
     """0600 from every build, including the one run with umask 000."""
     for tree in builds.trees[profile]:
         for guest in planned(profile).plan.guests:
-            image = tree / "guests" / guest.name / "seed.iso"
+            image = tree / layout.guest_seed(guest.name).image
             assert image.stat().st_mode & 0o7777 == MODE_SECRET, image
 
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from pyroute2 import NetNS
 
+from generator import layout
 from generator.pipeline import artifacts_for, plan_profile
 from generator.plan.types import HTB_CLASS, HostPlan, Kind, TcPlan
-from generator.renderers.networkd import NETWORK_DIR
 from tests.support.kernel_gaps import kernel_gap
 from tests.support.networkd import Lab, run, wait_for
 
@@ -69,16 +69,16 @@ def test_every_bundled_engine_and_shape_is_covered() -> None:
 def test_police_alone_writes_only_the_ingress_filter() -> None:
     """Issue 12: policing with no qdisc or shaper validated, then `build` failed (KeyError: 'None')."""
     files = files_of(POLICE_ONLY, "hv1")
-    batch = files["hosts/hv1/rootfs/etc/kvmnet/tc/eno1.tc"].decode()
+    batch = files[layout.rootfs_file("hv1", layout.tc_batch("eno1"))].decode()
     assert [line for line in batch.splitlines() if not line.startswith("#")] == [
         "qdisc replace dev eno1 ingress",
         "filter replace dev eno1 parent ffff: protocol all pref 1 handle 1 matchall "
         "action police rate 5000000000bit burst 4194304b conform-exceed drop",
     ]
-    network = files["hosts/hv1/rootfs/etc/systemd/network/10-kvmnet-eno1.network"].decode()
+    network = files[layout.rootfs_file("hv1", layout.networkd_file("eno1", "network"))].decode()
     assert "Parent=" not in network  # the service engine polices; networkd sets no qdisc
     # The expected state has no root qdisc to compare, so the checks test none.
-    state = json.loads(files["tests/host_hv1.json"])
+    state = json.loads(files[layout.expected_state("host", "hv1")])
     assert state["qdiscs"] == [
         {
             "device": "eno1",
@@ -87,7 +87,7 @@ def test_police_alone_writes_only_the_ingress_filter() -> None:
             "unit": "kvmnet-tc@eno1.service",
         }
     ]
-    checks = files["tests/test_host_hv1.py"].decode()
+    checks = files[layout.suite("host", "hv1")].decode()
     assert "def test_ingress_policing(" in checks
     assert "def test_root_qdisc(" not in checks and "def test_shaping_rate(" not in checks
 
@@ -100,13 +100,13 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         (a.path, a.content)
         for p in PROFILES
         for a in artifacts_for(plan_profile(p))
-        if a.path.endswith("kvmnet-tc@.service")
+        if a.path.endswith(layout.TC_UNIT)
     ]
     assert units
     for profile, host, tc in ALL:
         if tc.engine != "service":
             continue
-        unit = files_of(profile, host.name)[f"hosts/{host.name}/rootfs/etc/systemd/system/kvmnet-tc@.service"]
+        unit = files_of(profile, host.name)[layout.rootfs_file(host.name, layout.TC_UNIT)]
         # An instance file is what systemd-analyze can check (a template alone is skipped).
         instance = tmp_path / tc.unit
         instance.write_bytes(unit)
@@ -235,7 +235,7 @@ def test_batch_applies_and_reads_back_exactly(
             "fq, fq_codel, htb, tbf and policing on Debian's: tests/test_vm.py)"
         )
     batch = tmp_path / f"{tc.device}.tc"
-    batch.write_bytes(files_of(profile, host)[f"hosts/{host}/rootfs/etc/kvmnet/tc/{tc.device}.tc"])
+    batch.write_bytes(files_of(profile, host)[layout.rootfs_file(host, layout.tc_batch(tc.device))])
     ns = lab.namespace(f"tc-{device}")
     lab.veth(ns, tc.device, peer_ns=ns, peer_name="peer0", mtu=tc.mtu)
     for attempt in (1, 2):  # idempotent: the unit may run again at any time
@@ -305,7 +305,7 @@ def test_networkd_engine_applies_qdiscs(
     files = {
         path.rsplit("/", 1)[1]: content
         for path, content in files_of(profile, host).items()
-        if path.startswith(f"hosts/{host}/{NETWORK_DIR}/")
+        if path.startswith(f"{layout.rootfs_file(host, layout.NETWORKD_DIR)}/")
     }
     ns = lab.namespace(f"nd-tc-{device}")
     wire = lab.namespace(f"nd-tc-{device}-wire")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
 from generator.image.box import BoxError, make_box, virtual_size
 from generator.live.libvirtd import Libvirtd
 from generator.pipeline import Planned, build, plan_profile
@@ -100,7 +101,7 @@ def validated(
     home = tmp_path_factory.mktemp("vagrant-home")
 
     def one(stem: str) -> subprocess.CompletedProcess[str]:
-        return run(offline(vagrant, "validate"), outputs[stem] / "vagrant", vagrant_env(home))
+        return run(offline(vagrant, "validate"), outputs[stem] / layout.VAGRANT, vagrant_env(home))
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = dict(zip(outputs, pool.map(one, outputs), strict=True))
@@ -111,7 +112,7 @@ def validated(
 @pytest.mark.consumer
 @pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
 def test_ruby_syntax(profile: Path, outputs: dict[str, Path]) -> None:
-    result = run(["ruby", "-c", "Vagrantfile"], outputs[profile.stem] / "vagrant", os.environ)
+    result = run(["ruby", "-c", "Vagrantfile"], outputs[profile.stem] / layout.VAGRANT, os.environ)
     assert result.returncode == 0 and result.stdout.strip() == "Syntax OK", result.stderr
 
 
@@ -126,7 +127,7 @@ def test_vagrant_validate(profile: Path, validated: dict[str, subprocess.Complet
 @pytest.mark.consumer
 def test_validate_catches_a_bad_setting(outputs: dict[str, Path], vagrant: str, tmp_path: Path) -> None:
     """Negative control: validate does check vagrant-libvirt's settings and NIC MACs."""
-    text = (outputs["default"] / "vagrant" / "Vagrantfile").read_text()
+    text = (outputs["default"] / layout.VAGRANTFILE).read_text()
     mac = planned(REPO / "profiles" / "default.yaml").plan.guests[0].nics[0].mac
     broken = text.replace(f"mac: '{mac}'", f"mac: '{mac[:-3]}'").replace("libvirt.cpus =", "libvirt.cpuz =")
     assert broken != text
@@ -154,7 +155,7 @@ def test_nic_options_exist_in_vagrant_libvirt(outputs: dict[str, Path], vagrant:
     )
     used = set()
     for out in outputs.values():
-        used |= set(re.findall(r"\blibvirt__(\w+):", (out / "vagrant" / "Vagrantfile").read_text()))
+        used |= set(re.findall(r"\blibvirt__(\w+):", (out / layout.VAGRANTFILE).read_text()))
     assert {"network_name", "mtu", "driver_queues", "always_destroy"} <= used
     for option in sorted(used):
         assert re.search(rf"(options|iface_configuration)(\[|\.fetch\()\s*:{option}\b", source), option
@@ -164,7 +165,7 @@ def test_nic_options_exist_in_vagrant_libvirt(outputs: dict[str, Path], vagrant:
 def test_machines_follow_the_plan(outputs: dict[str, Path]) -> None:
     """MACs, MTUs, queue pairs, networks, sizes and seeds as planned (the default profile)."""
     plan = planned(REPO / "profiles" / "default.yaml").plan
-    text = (outputs["default"] / "vagrant" / "Vagrantfile").read_text()
+    text = (outputs["default"] / layout.VAGRANTFILE).read_text()
     assert text.startswith(f"# {GENERATED}\n")
     blocks = dict(re.findall(r"config\.vm\.define '([\w.-]+)' do \|node\|\n(.*?)\n    end\n", text, re.S))
     assert set(blocks) == {h.name for h in plan.hosts} | {g.name for g in plan.guests}
@@ -173,7 +174,7 @@ def test_machines_follow_the_plan(outputs: dict[str, Path]) -> None:
         assert f"kvmnet_driver.call(libvirt, '{guest.virt_type}')" in block
         assert f"libvirt.cpus = {guest.vcpus}\n" in block
         assert f"libvirt.memory = {guest.memory_kib // 1024}\n" in block
-        assert f"'guests/{guest.name}/seed.iso'), dev: 'sdb', bus: 'sata'" in block
+        assert f"'{layout.guest_seed(guest.name).image}'), dev: 'sdb', bus: 'sata'" in block
         for nic in guest.nics:
             assert nic.queues is not None and nic.rx_ring is not None
             assert (
@@ -189,8 +190,8 @@ def test_machines_follow_the_plan(outputs: dict[str, Path]) -> None:
     for host in plan.hosts:
         block = blocks[host.name]
         assert 'kvmnet_driver.call(libvirt, "kvm")' in block
-        assert f"File.join(kvmnet_output, 'hosts/{host.name}')" in block
-        assert f"bootstrap.sh --source /tmp/kvmnet-{host.name}" in block
+        assert f"File.join(kvmnet_output, '{layout.host_dir(host.name)}')" in block
+        assert f"{layout.BOOTSTRAP} --source /tmp/kvmnet-{host.name}" in block
         for iface in (i for i in host.interfaces if i.kind is Kind.ETHERNET):
             assert iface.match.mac is not None
             assert (
@@ -225,13 +226,11 @@ def test_hosts_boot_with_a_seed_that_leaves_their_network_to_kvmnet(
             "isoinfo and cloud-init are needed (apt-get install genisoimage cloud-init; deps/apt-test.txt lists it)"
         )
     plan = planned(REPO / "profiles" / "default.yaml").plan
-    text = (outputs["default"] / "vagrant" / "Vagrantfile").read_text()
+    text = (outputs["default"] / layout.VAGRANTFILE).read_text()
     for host in plan.hosts:
-        assert (
-            f"path: File.join(kvmnet_output, 'vagrant/hosts/{host.name}/seed.iso'), dev: 'hdc', bus: 'ide'"
-            in text
-        )
-        iso = outputs["default"] / "vagrant" / "hosts" / host.name / "seed.iso"
+        own = layout.vagrant_seed(host.name)
+        assert f"path: File.join(kvmnet_output, '{own.image}'), dev: 'hdc', bus: 'ide'" in text
+        iso = outputs["default"] / own.image
         seed = tmp_path / host.name
         seed.mkdir()
         for name in ("user-data", "meta-data", "network-config"):
@@ -241,7 +240,7 @@ def test_hosts_boot_with_a_seed_that_leaves_their_network_to_kvmnet(
                 check=True,
                 timeout=TIMEOUT,
             )
-            assert read.stdout == (iso.parent / "nocloud" / name).read_bytes()
+            assert read.stdout == (outputs["default"] / own.nocloud(name)).read_bytes()
             (seed / name).write_bytes(read.stdout)
         label = subprocess.run(["isoinfo", "-d", "-i", str(iso)], capture_output=True, text=True, check=True)
         assert "Volume id: cidata" in label.stdout
@@ -260,7 +259,7 @@ def test_hosts_boot_with_a_seed_that_leaves_their_network_to_kvmnet(
         assert schema.returncode == 0, schema.stdout + schema.stderr
     # The control: a guest's seed leaves cloud-init's network handling on.
     guest = tmp_path / "guest"
-    shutil.copytree(outputs["default"] / "guests" / plan.guests[0].name / "nocloud", guest)
+    shutil.copytree(outputs["default"] / layout.guest_seed(plan.guests[0].name).nocloud_dir, guest)
     seen = subprocess.run(
         ["/usr/bin/python3", "-c", CLOUD_INIT_READS_SEED, str(guest)],
         capture_output=True, text=True, check=True, timeout=TIMEOUT,
@@ -272,7 +271,7 @@ def test_hosts_boot_with_a_seed_that_leaves_their_network_to_kvmnet(
 def test_name_matched_nics_are_named_in_the_vm(outputs: dict[str, Path]) -> None:
     """A host NIC matched by name gets a stable MAC, and a .link names it as the profile expects."""
     plan = planned(REPO / "profiles" / "guests.yaml").plan
-    text = (outputs["guests"] / "vagrant" / "Vagrantfile").read_text()
+    text = (outputs["guests"] / layout.VAGRANTFILE).read_text()
     host = plan.hosts[0]
     iface = next(i for i in host.interfaces if i.kind is Kind.ETHERNET and i.match.mac is None)
     mac = derived_mac(host.name, iface.id)
@@ -283,7 +282,7 @@ def test_name_matched_nics_are_named_in_the_vm(outputs: dict[str, Path]) -> None
 @pytest.mark.consumer
 def test_selection_and_driver_settings(outputs: dict[str, Path], vagrant: str, tmp_path: Path) -> None:
     """KVMNET_MACHINES picks machines; unknown names and drivers are clean errors."""
-    cwd = outputs["default"] / "vagrant"
+    cwd = outputs["default"] / layout.VAGRANT
     result = run(
         offline(vagrant, "status", "--machine-readable"),
         cwd,
@@ -324,7 +323,7 @@ def test_harness_loads_the_generated_vagrantfile(
     result = run(offline(vagrant, "validate"), scratch, vagrant_env(tmp_path))
     assert result.returncode == 1
     assert (
-        f"No generated Vagrantfile at {scratch}/output/vagrant/Vagrantfile: run `kvmnet build --seed-iso` first."
+        f"No generated Vagrantfile at {scratch}/output/{layout.VAGRANTFILE}: run `kvmnet build --seed-iso` first."
         in result.stderr
     )
     result = run(offline(vagrant, "validate"), scratch, vagrant_env(tmp_path, KVMNET_PROFILE="../etc"))
@@ -462,7 +461,7 @@ def vagrant_machine(
     vagrant: str,
     tmp_path: Path,
     machine: str,
-    role: str,
+    role: layout.Role,
     prepare: Callable[[Libvirtd, Path], None] | None = None,
 ) -> Iterator[VagrantRun]:
     """A box from `machine`'s golden image (`kvmnet image --vagrant`, built once per content),
@@ -528,7 +527,7 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
         # network kvmnet writes for it.
         daemon.run("ip", "link", "add", nic.source, "mtu", str(nic.mtu), "type", "bridge")
         daemon.run("ip", "link", "set", nic.source, "up")
-        network = output / "hosts" / guest.host / "libvirt" / "networks" / f"{nic.source}.xml"
+        network = output / layout.libvirt_network(guest.host, nic.source)
         daemon.virsh("net-define", str(network))
         daemon.virsh("net-start", nic.source)
 
@@ -548,7 +547,7 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
             assert f"<mac address='{nic.mac}'/>" in domain
             assert f"<mtu size='{nic.mtu}'/>" in domain
             assert f"queues='{nic.queues}'" in domain
-            assert "<source file='" + str(output / "guests" / "web1" / "seed.iso") + "'" in domain
+            assert "<source file='" + str(output / layout.guest_seed("web1").image) + "'" in domain
             assert "<domain type='qemu'" in domain
 
             # Again, on its own, with a report to read: the checks that matter passed.
@@ -570,7 +569,7 @@ def test_vagrant_up_provision_verify_destroy(vagrant: str, tmp_path: Path) -> No
 
             # Negative control: the same machine against an expectation it does not meet
             # (MTU 1500 instead of the planned one) fails `vagrant provision`, naming both.
-            expected = output / "tests" / "guest_web1.json"
+            expected = output / layout.expected_state("guest", "web1")
             state = json.loads(expected.read_text())
             state["nics"][0]["mtu"] = 1500
             expected.write_text(json.dumps(state))
@@ -603,9 +602,7 @@ def test_vagrant_host_up_bootstrap_verify_destroy(vagrant: str, tmp_path: Path) 
             assert up.returncode == 0, log[-6000:] + "\n" + vm.daemon.log()[-3000:]
             assert "kvmnet verify hv1" in log  # the trigger ran (a failed suite fails `up`)
             domain = vm.domain_xml("hv1")
-            assert (
-                "<source file='" + str(vm.output / "vagrant" / "hosts" / "hv1" / "seed.iso") + "'" in domain
-            )
+            assert "<source file='" + str(vm.output / layout.vagrant_seed("hv1").image) + "'" in domain
             for iface in (i for i in hv1.interfaces if i.kind is Kind.ETHERNET):
                 assert f"<mac address='{iface.match.mac}'/>" in domain
             # The failure the seed prevents: cloud-init's fallback DHCP file for eno1.

@@ -38,6 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generator import layout
 from generator.lab.layout import kernel_name
 from generator.live.commands import wait_for
 from generator.live.kernel import Kernel, probe
@@ -47,7 +48,6 @@ from generator.live.snapshot import read
 from generator.pipeline import Planned, build, plan_profile
 from generator.plan.types import GuestPlan, HostPlan, Kind
 from generator.renderers.expected import sysctl_scope
-from generator.renderers.networkd import NETWORK_DIR
 from generator.verify.runner import Report, verify
 from tests.support.device_checks import absence
 
@@ -127,7 +127,7 @@ class Bench:
         for tap in host.tap_ports:  # as libvirt makes a guest's tap: named as asked, not in the bridge
             run("ip", "-n", machine.ns, "tuntap", "add", "dev", tap.id, "mode", "tap")
             run("ip", "-n", machine.ns, "link", "set", "dev", tap.id, "mtu", str(tap.mtu))
-        prefix = f"hosts/{host.name}/{NETWORK_DIR}/"
+        prefix = layout.rootfs_file(host.name, layout.NETWORKD_DIR)
         files = {
             p.relative_to(self.output / prefix).as_posix(): p.read_bytes()
             for p in (self.output / prefix).glob("*")
@@ -168,7 +168,7 @@ class Bench:
         wait_for(settled, SETTLE_S)
         # What networkd does not do: the tc service engine's batches, and sysctls.
         for tc in host.tc:
-            batch = self.output / f"hosts/{host.name}/rootfs/etc/kvmnet/tc/{tc.device}.tc"
+            batch = self.output / layout.rootfs_file(host.name, layout.tc_batch(tc.device))
             if tc.engine == "service" and batch.exists():
                 # -force: go on past a qdisc this kernel lacks (its check says so)
                 run("tc", "-n", machine.ns, "-force", "-batch", str(batch), check=False)
@@ -331,7 +331,7 @@ def test_cli_local_in_namespace(benches: dict[Path, Bench], tmp_path: Path) -> N
         assert data["ok"] is True and data["totals"]["failed"] == 0
         assert len(cases) == len(data["results"]) and data["totals"]["passed"] > 0
         assert not any(case.find("failure") is not None for case in cases)
-    assert list((bench.output / "tests").glob("__pycache__")) == [], "verify left bytecode in the output"
+    assert list((bench.output / layout.TESTS).glob("__pycache__")) == [], "verify left bytecode in the output"
 
 
 def broken_host(lab: Lab, kernel: Kernel, tmp_path: Path) -> tuple[Bench, Machine]:
@@ -487,7 +487,7 @@ def fleet(benches: dict[Path, Bench], lab: Lab, tmp_path_factory: pytest.TempPat
     )
     inventory = work / "inventory"
     inventory.mkdir()
-    shutil.copy(bench.output / "inventory.yaml", inventory / "kvmnet.yaml")
+    shutil.copy(bench.output / layout.INVENTORY, inventory / "kvmnet.yaml")
     common = f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ControlPath={control}"
     lab_vars = {
         "ansible_user": "root",

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
+from generator import layout
 from generator.live import processes
 from generator.live.libvirtd import QEMU_CONF, private_libvirtd
 from generator.pipeline import build, plan_profile
@@ -50,7 +51,6 @@ GUEST_PROFILE = HERE / "vm" / "guest.yaml"
 HOST_PROFILE = HERE.parent / "profiles" / "default.yaml"
 TUNED_HOST_PROFILE = HERE / "vm" / "tuned-host.yaml"
 NEEDED = ("libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "nsenter")
-REBOOT_MARKER = "/var/lib/kvmnet/reboot-required"  # written by bootstrap.sh
 TIMINGS: dict[str, dict[str, float]] = {}
 
 
@@ -222,8 +222,8 @@ def test_seed_of_another_profile_fails_the_suite_naming_the_checks(
     fleet: Fleet, guest_image: Path, work: Path, key: Path
 ) -> None:
     other = _profile(work, key, "other", {"ipv6": "enabled", "interface": {"mtu": 1400}})
-    seed = _built(other, work / "output-other") / "guests" / "vm1" / "seed.iso"
-    assert seed.read_bytes() != (fleet.output / "guests" / "vm1" / "seed.iso").read_bytes()
+    seed = _built(other, work / "output-other") / layout.guest_seed("vm1").image
+    assert seed.read_bytes() != (fleet.output / layout.guest_seed("vm1").image).read_bytes()
     started = time.monotonic()
     with fleet.guest("vm1", guest_image, seed=seed) as booted:
         run = fleet.verify(booted)
@@ -266,7 +266,7 @@ def _hypervisor(work: Path, key: Path, profile: Path, host: str, image: Path) ->
         again = fleet.bootstrap(booted)  # idempotent: nothing left to do
         assert again.returncode == 0, again.stdout + again.stderr
         assert "no changes" in again.stdout, again.stdout
-        if booted.ssh.run("test", "-e", REBOOT_MARKER, check=False).returncode == 0:
+        if booted.ssh.run("test", "-e", layout.REBOOT_MARKER, check=False).returncode == 0:
             # New kernel arguments (GRUB drop-in + update-grub) take a reboot to show.
             TIMINGS[f"host {host} reboot"] = {"boot_to_ssh": booted.reboot().ssh}
         run = fleet.verify(booted)

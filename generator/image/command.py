@@ -21,8 +21,8 @@ from rich.table import Table
 
 from generator.errors import KvmnetError
 from generator.image import dib, mirror, shims
+from generator.layout import elements_dir
 from generator.pipeline import build, plan_profile
-from generator.renderers.images import elements_dir
 from generator.resources import default_profile
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator import layout
 from generator.image.mirror import Mirrors
 
 RELEASE = "bookworm"
@@ -78,7 +79,7 @@ def program() -> str | None:
 
 
 def recipe(
-    role: str,
+    role: layout.Role,
     elements_path: Path,
     mirrors: Mirrors,
     cache: Path,
@@ -95,7 +96,7 @@ def recipe(
     }
     if mirrors.security:
         env["DIB_DEBIAN_SECURITY_MIRROR"] = mirrors.security
-    elements = [*BASE_ELEMENTS, f"kvmnet-{role}"]
+    elements = [*BASE_ELEMENTS, layout.ELEMENTS[role]]
     if vagrant is not None:
         elements.append("devuser")
         env |= {

@@ -20,7 +20,7 @@ import yaml
 
 from generator.errors import Diagnostic
 from generator.lab.names import LabError
-from generator.renderers.cloudinit import SYSCTL
+from generator.layout import GUEST_SYSCTL, domain_xml, guest_seed, libvirt_network
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def _int(value: str | None) -> int | None:
 
 
 def domain_nics(output: Path, host: str, guest: str) -> tuple[DomainNic, ...]:
-    path = output / "guests" / guest / "domain.xml"
+    path = output / domain_xml(guest)
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
@@ -86,7 +86,7 @@ def domain_nics(output: Path, host: str, guest: str) -> tuple[DomainNic, ...]:
 
 
 def _network_bridge(output: Path, host: str, network: str) -> str:
-    path = output / "hosts" / host / "libvirt" / "networks" / f"{network}.xml"
+    path = output / libvirt_network(host, network)
     try:
         bridge = ET.parse(path).getroot().find("bridge")
     except (OSError, ET.ParseError) as exc:
@@ -104,7 +104,7 @@ def _yaml(path: Path) -> Any:
 
 
 def network_config(output: Path, guest: str) -> tuple[GuestNicConfig, ...]:
-    path = output / "guests" / guest / "nocloud" / "network-config"
+    path = output / guest_seed(guest).network_config
     data = _yaml(path)
     ethernets: Mapping[str, Any] = (data or {}).get("ethernets") or {}
     out = []
@@ -128,9 +128,9 @@ def network_config(output: Path, guest: str) -> tuple[GuestNicConfig, ...]:
 
 def sysctl_text(output: Path, guest: str) -> str:
     """The sysctl drop-in user-data writes ("" if it writes none)."""
-    path = output / "guests" / guest / "nocloud" / "user-data"
+    path = output / guest_seed(guest).user_data
     data = _yaml(path) or {}
     for entry in data.get("write_files") or ():
-        if entry.get("path") == SYSCTL:
+        if entry.get("path") == GUEST_SYSCTL:
             return str(entry.get("content", ""))
     return ""

@@ -23,6 +23,7 @@ from generator.lab.names import LabError, Names
 from generator.lab.results import FAILED, SKIPPED
 from generator.lab.segments import missing_features
 from generator.lab.state import Process, State, TcRun
+from generator.layout import NETWORKD_DIR, SYSCTL_DIR, TC_UNIT, rootfs_dir, rootfs_file, tc_instance
 from generator.live.commands import run, wait_for
 from generator.live.kernel import probe_namespace
 from generator.live.networkd import link_state, start_detached
@@ -30,8 +31,6 @@ from generator.live.processes import alive
 from generator.live.snapshot import read
 from generator.pipeline import build, plan_profile
 from generator.plan.types import HostPlan, Kind, Plan
-from generator.renderers.networkd import NETWORK_DIR
-from generator.renderers.tc import UNIT
 
 SETTLE_S = 30.0  # networkd needs about a second per host; several hosts share two cores
 #: networkd's link states that no longer change by themselves (networkctl(1))
@@ -96,7 +95,7 @@ class _Up:
 
     def host(self, layout: Layout, host: HostLayout) -> None:
         ns = self.namespace(host.ns)
-        drop_ins = self.state.output / "hosts" / host.name / "rootfs" / "etc" / "sysctl.d"
+        drop_ins = self.state.output / rootfs_file(host.name, SYSCTL_DIR)
         for path in sorted(drop_ins.glob("*.conf")):
             for skipped in sysctls.apply(ns, sysctls.parse(path.read_text())):
                 self.note(SKIPPED, host.name, skipped)
@@ -111,10 +110,10 @@ class _Up:
             run("ip", "-n", self.names.switch, "link", "set", "dev", nic.port, "master", nic.wire, "up")
 
     def networkd(self, host: HostLayout) -> None:
-        output = self.state.output / "hosts" / host.name / NETWORK_DIR
+        output = self.state.output / rootfs_file(host.name, NETWORKD_DIR)
         files = {p.name: p.read_bytes() for p in sorted(output.iterdir())} if output.is_dir() else {}
         name = self.names.process("networkd", host.name)
-        workdir = self.state.directory / "hosts" / host.name
+        workdir = self.state.directory / "hosts" / host.name  # the lab's own files, not the output's
         pid = start_detached(host.ns, files, f"{self.names.lab_id}/{host.name}", workdir, name)
         self.state.processes.append(Process(pid, name, host.ns, str(workdir / "networkd.log")))
         self.state.save()
@@ -157,14 +156,14 @@ class _Up:
                     self.note(FAILED, f"{guest.name}/{port.name}", f"route {to} via {via} refused: {said}")
 
     def tc(self, host: HostPlan) -> None:
-        rootfs = self.state.output / "hosts" / host.name / "rootfs"
-        unit = self.state.output / "hosts" / host.name / UNIT
+        rootfs = self.state.output / rootfs_dir(host.name)
+        unit = self.state.output / rootfs_file(host.name, TC_UNIT)
         ns = self.names.host(host.name)
         present = set(read(ns).links)
         for tc in host.tc:
             if tc.engine != "service":
                 continue  # networkd applies its own qdisc sections
-            instance = tc.unit.removeprefix("kvmnet-tc@").removesuffix(".service")
+            instance = tc_instance(tc.unit)
             if tc.device not in present:
                 # BindsTo= the device: without it, systemd never starts the instance.
                 result = TcRun(host.name, tc.device, False, f"{tc.device} does not exist: not started")

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from pydantic_core import PydanticCustomError
 
+from generator import layout
 from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
 from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_hash
@@ -32,7 +33,6 @@ from generator.plan.types import (
 )
 
 RESERVED_TAPS = ("vnet", "vif", "macvtap", "macvlan")  # libvirt silently renames these
-IMAGES = "/var/lib/libvirt/images"
 #: The first libvirt release that tags a guest's port on a plain Linux bridge.
 VLAN_ON_LINUX_BRIDGE = (11, 0)
 DISTRO_LIBVIRT = {"debian12": "9.0", "ubuntu2204": "8.0", "ubuntu2404": "10.0", "el9": "10.5"}
@@ -137,11 +137,11 @@ def _guest(
         machine=guest.machine or "q35",
         firmware=guest.firmware or "bios",
         virt_type=guest.virt_type or "kvm",
-        disk_path=f"{IMAGES}/{name}.qcow2",
+        disk_path=layout.guest_disk(name),
         disk_image=disk.image if disk else None,
         disk_size=disk.size if disk else 20 * 2**30,
         disk_bus=disk.bus if disk else "virtio",
-        seed_path=f"{IMAGES}/{name}-seed.iso",
+        seed_path=layout.guest_seed_image(name),
         nics=nics,
         ipv6=ipv6,
         users=users,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from generator import layout
 from generator.errors import Diagnostic, KeyPath
 from generator.model import sysctls
 from generator.model.host import Bootstrap, Kernel, TrafficControl
@@ -144,7 +145,7 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
     return TcPlan(
         device_id=iface.id,
         device=iface.netdev_name,
-        unit=f"kvmnet-tc@{systemd_escape(iface.netdev_name)}.service",
+        unit=layout.tc_unit(systemd_escape(iface.netdev_name)),
         engine=tc.engine,
         qdisc=tc.qdisc,
         shape=shape,

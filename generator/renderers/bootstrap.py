@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
+from generator import layout
+from generator.layout import from_root
 from generator.plan.types import HostPlan, Plan
 from generator.renderers.artifact import MODE_SCRIPT, Artifact
 from generator.renderers.bundle import by_host
-from generator.renderers.networkd import NETWORK_DIR, PREFIX
-from generator.renderers.tc import TC_DIR
 from generator.templating import render as render_template
 
 
@@ -25,28 +26,101 @@ class Entry:
     path: str  # relative to the root, e.g. "etc/sysctl.d/90-kvmnet.conf"
 
 
-def _rel(path: str) -> str:
-    return path.removeprefix("rootfs/")
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """The layout as the script's bash uses it: paths relative to the root (`etc/...`),
+    and the bash patterns (`[[ $path == PATTERN ]]`, where `*` also matches `/`) by which
+    it sorts changed files into what to reload. Made from generator/layout.py, so the
+    script looks where the renderers write (tests/test_layout.py: every rootfs file
+    of the bundled profiles falls under one of the patterns)."""
+
+    rootfs: str  # the directory beside the script
+    hosts: str  # the output's directory of hosts (named in a message)
+    state: str
+    reboot_marker: str  # in `state`
+    unit_dir: str
+    network: str
+    netdev: str
+    link: str
+    sysctl: str
+    modules: str
+    units: str
+    cmdline: str
+    grub: str
+    tc_unit: str
+    tc_dir: str
+    tc_suffix: str
+    tc_batch: str
+    tc_unit_prefix: str
+    tc_unit_suffix: str
+
+    def patterns(self) -> tuple[str, ...]:
+        """Every pattern that sorts a rootfs file into what to apply."""
+        return (
+            self.network,
+            self.netdev,
+            self.link,
+            self.sysctl,
+            self.modules,
+            self.units,
+            self.cmdline,
+            self.grub,
+            self.tc_unit,
+            self.tc_batch,
+        )
+
+
+def _in(directory: str, pattern: str) -> str:
+    return f"{from_root(directory)}/{pattern}"
+
+
+PATHS = Paths(
+    rootfs=layout.ROOTFS,
+    hosts=layout.HOSTS,
+    state=from_root(layout.STATE_DIR),
+    reboot_marker=str(PurePosixPath(layout.REBOOT_MARKER).relative_to(layout.STATE_DIR)),
+    unit_dir=from_root(layout.UNIT_DIR),
+    network=_in(layout.NETWORKD_DIR, "*.network"),
+    netdev=_in(layout.NETWORKD_DIR, "*.netdev"),
+    link=_in(layout.NETWORKD_DIR, "*.link"),
+    sysctl=_in(layout.SYSCTL_DIR, "*"),
+    modules=_in(layout.MODULES_LOAD_DIR, "*"),
+    units=_in(layout.UNIT_DIR, "*"),
+    cmdline=from_root(layout.KERNEL_CMDLINE),
+    grub=_in(layout.GRUB_DIR, "*"),
+    tc_unit=from_root(layout.TC_UNIT),
+    tc_dir=from_root(layout.TC_DIR),
+    tc_suffix=layout.TC_SUFFIX,
+    tc_batch=_in(layout.TC_DIR, f"*{layout.TC_SUFFIX}"),
+    tc_unit_prefix=layout.TC_UNIT_PREFIX,
+    tc_unit_suffix=layout.TC_UNIT_SUFFIX,
+)
 
 
 def script(host: HostPlan, artifacts: Sequence[Artifact]) -> Artifact:
-    prefix = f"hosts/{host.name}/rootfs/"
+    prefix = f"{layout.rootfs_dir(host.name)}/"
     files = [
         Entry(hashlib.sha256(a.content).hexdigest(), f"{a.mode:04o}", a.path.removeprefix(prefix))
         for a in sorted(artifacts, key=lambda a: a.path)
         if a.path.startswith(prefix)
     ]
     netdevs = [
-        (f"{_rel(NETWORK_DIR)}/{PREFIX}{i.id}.netdev", i.netdev_name)
+        (from_root(layout.networkd_file(i.id, "netdev")), i.netdev_name)
         for i in host.interfaces
         if i.kind.is_netdev
     ]
     links = sorted(i.name for i in host.interfaces if i.name is not None)
-    tc_units = [(f"{_rel(TC_DIR)}/{t.device}.tc", t.unit) for t in host.tc if t.engine == "service"]
+    tc_units = [(from_root(layout.tc_batch(t.device)), t.unit) for t in host.tc if t.engine == "service"]
     text = render_template(
-        "bootstrap/bootstrap.sh.j2", host=host, files=files, netdevs=netdevs, links=links, tc_units=tc_units
+        "bootstrap/bootstrap.sh.j2",
+        host=host,
+        files=files,
+        netdevs=netdevs,
+        links=links,
+        tc_units=tc_units,
+        paths=PATHS,
     )
-    return Artifact.text(f"hosts/{host.name}/bootstrap.sh", text, MODE_SCRIPT)
+    return Artifact.text(layout.bootstrap(host.name), text, MODE_SCRIPT)
 
 
 def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:

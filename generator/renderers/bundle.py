@@ -1,7 +1,7 @@
 """A host's delivery bundle: its bootstrap.sh and rootfs/ as one deterministic tar.gz.
 
 What PXE answer files (and later image elements) carry to a machine: unpacked into
-BUNDLE_DIR, it is exactly `output/hosts/<host>/` minus the vehicles themselves.
+layout.BUNDLE_DIR, it is exactly `output/hosts/<host>/` minus the vehicles themselves.
 Byte-identical for identical inputs: entries sorted, owners root, mtime 0, gzip
 without a name or timestamp.
 """
@@ -13,10 +13,8 @@ import io
 import tarfile
 from collections.abc import Sequence
 
+from generator import layout
 from generator.renderers.artifact import Artifact
-
-#: Where a bundle is unpacked on the target machine.
-BUNDLE_DIR = "/var/lib/kvmnet/bundle"
 
 
 def by_host(artifacts: Sequence[Artifact]) -> dict[str, list[Artifact]]:
@@ -25,29 +23,24 @@ def by_host(artifacts: Sequence[Artifact]) -> dict[str, list[Artifact]]:
     (12 s of a 1000-host build)."""
     found: dict[str, list[Artifact]] = {}
     for artifact in sorted(artifacts, key=lambda a: a.path):
-        top, _, rest = artifact.path.partition("/")
-        if top == "hosts" and "/" in rest:
-            found.setdefault(rest.split("/", 1)[0], []).append(artifact)
+        host = layout.host_of(artifact.path)
+        if host is not None:
+            found.setdefault(host, []).append(artifact)
     return found
 
 
 def host_members(host: str, artifacts: Sequence[Artifact]) -> list[Artifact]:
     """The artifacts a host's bundle carries: bootstrap.sh and everything under rootfs/."""
-    prefix = f"hosts/{host}/"
-    return sorted(
-        (a for a in artifacts if a.path == f"{prefix}bootstrap.sh" or a.path.startswith(f"{prefix}rootfs/")),
-        key=lambda a: a.path,
-    )
+    return sorted((a for a in artifacts if layout.in_bundle(host, a.path)), key=lambda a: a.path)
 
 
 def tarball(host: str, artifacts: Sequence[Artifact]) -> bytes:
     """The bundle of `host` as tar.gz bytes, paths relative to the bundle directory."""
-    prefix = f"hosts/{host}/"
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         directories: set[str] = set()
         for artifact in host_members(host, artifacts):
-            name = artifact.path.removeprefix(prefix)
+            name = artifact.path.removeprefix(f"{layout.host_dir(host)}/")
             parts = name.split("/")[:-1]
             for depth in range(1, len(parts) + 1):
                 directory = "/".join(parts[:depth])

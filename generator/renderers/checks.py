@@ -18,27 +18,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from generator import layout
 from generator.plan.types import Kind, Plan
 from generator.renderers.artifact import Artifact
 from generator.renderers.expected import guest_state, host_state
 from generator.templating import GENERATED
 from generator.templating import render as render_template
-
-TESTS = "tests"
-LIBRARY = "kvmnet_checks.py"
-
-
-def module_stem(name: str) -> str:
-    """A machine's name as a Python module name (`hv-1` -> `hv_1`; names have no `_`)."""
-    return name.lower().replace("-", "_")
-
-
-def host_module(name: str) -> str:
-    return f"{TESTS}/test_host_{module_stem(name)}.py"
-
-
-def guest_module(name: str) -> str:
-    return f"{TESTS}/test_guest_{module_stem(name)}.py"
 
 
 def _flat(data: Any) -> bool:
@@ -104,33 +89,33 @@ def _guest_sections(state: dict[str, Any]) -> set[str]:
 
 def render(plan: Plan) -> list[Artifact]:
     out = [
-        Artifact.text(f"{TESTS}/pytest.ini", render_template("checks/pytest.ini.j2")),
-        Artifact.text(f"{TESTS}/conftest.py", render_template("checks/conftest.py.j2")),
-        Artifact.text(f"{TESTS}/{LIBRARY}", render_template("checks/kvmnet_checks.py.j2")),
+        Artifact.text(layout.CHECKS_PYTEST_INI, render_template("checks/pytest.ini.j2")),
+        Artifact.text(layout.CHECKS_CONFTEST, render_template("checks/conftest.py.j2")),
+        Artifact.text(layout.CHECKS_LIBRARY, render_template("checks/kvmnet_checks.py.j2")),
     ]
     for host in plan.hosts:
         state = host_state(plan, host, GENERATED)
-        data = f"host_{module_stem(host.name)}.json"
-        out.append(Artifact.text(f"{TESTS}/{data}", _json(state)))
+        data, module = layout.expected_state("host", host.name), layout.suite("host", host.name)
+        out.append(Artifact.text(data, _json(state)))
         text = render_template(
             "checks/host.py.j2",
             machine=host.name,
-            module=host_module(host.name).rsplit("/", 1)[1],
-            data=data,
+            module=layout.name_in_tests(module),
+            data=layout.name_in_tests(data),
             sections=_host_sections(state),
         )
-        out.append(Artifact.text(host_module(host.name), text))
+        out.append(Artifact.text(module, text))
     for guest in plan.guests:
         state = guest_state(guest, GENERATED)
-        data = f"guest_{module_stem(guest.name)}.json"
-        out.append(Artifact.text(f"{TESTS}/{data}", _json(state)))
+        data, module = layout.expected_state("guest", guest.name), layout.suite("guest", guest.name)
+        out.append(Artifact.text(data, _json(state)))
         text = render_template(
             "checks/guest.py.j2",
             machine=guest.name,
             hypervisor=guest.host,
-            module=guest_module(guest.name).rsplit("/", 1)[1],
-            data=data,
+            module=layout.name_in_tests(module),
+            data=layout.name_in_tests(data),
             sections=_guest_sections(state),
         )
-        out.append(Artifact.text(guest_module(guest.name), text))
+        out.append(Artifact.text(module, text))
     return out

@@ -14,17 +14,12 @@ import hashlib
 import json
 from typing import Any
 
+from generator import layout
 from generator.plan.types import GuestNic, GuestPlan, Plan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
 from generator.templating import GENERATED
 from generator.templating import render as render_template
-
-SYSCTL = "/etc/sysctl.d/90-kvmnet.conf"
-CHANNELS_SCRIPT = "/usr/local/sbin/kvmnet-nic-tuning"
-CHANNELS_UNIT = "/etc/systemd/system/kvmnet-nic-tuning.service"
-#: Sorts before cloud-init's and udev's own .link files: only the first match applies.
-LINK_PREFIX = "/etc/systemd/network/05-kvmnet-"
 
 
 def _dump(data: Any) -> str:
@@ -41,7 +36,7 @@ def user_data(guest: GuestPlan) -> str:
     if guest.ipv6 == "disabled":
         files.append(
             {
-                "path": SYSCTL,
+                "path": layout.GUEST_SYSCTL,
                 "permissions": "0644",
                 "content": render_template("cloudinit/sysctl.conf.j2", guest=guest),
             }
@@ -51,7 +46,7 @@ def user_data(guest: GuestPlan) -> str:
     for nic in tuned:
         files.append(
             {
-                "path": f"{LINK_PREFIX}{nic.name}.link",
+                "path": layout.guest_link(nic.name),
                 "permissions": "0644",
                 "content": render_template("cloudinit/nic.link.j2", nic=nic),
             }
@@ -59,16 +54,18 @@ def user_data(guest: GuestPlan) -> str:
     if tuned:
         files.append(
             {
-                "path": CHANNELS_SCRIPT,
+                "path": layout.NIC_TUNING_SCRIPT,
                 "permissions": "0755",
                 "content": render_template("cloudinit/nic-tuning.sh.j2", nics=tuned),
             }
         )
         files.append(
             {
-                "path": CHANNELS_UNIT,
+                "path": layout.NIC_TUNING_UNIT,
                 "permissions": "0644",
-                "content": render_template("cloudinit/nic-tuning.service.j2", script=CHANNELS_SCRIPT),
+                "content": render_template(
+                    "cloudinit/nic-tuning.service.j2", script=layout.NIC_TUNING_SCRIPT
+                ),
             }
         )
         # .link files apply on udev "add" events only; the unit covers kernels that
@@ -76,7 +73,7 @@ def user_data(guest: GuestPlan) -> str:
         runcmd += [
             ["udevadm", "trigger", "--action=add", "--subsystem-match=net"],
             ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", CHANNELS_UNIT.rsplit("/", 1)[1]],
+            ["systemctl", "enable", "--now", layout.NIC_TUNING_UNIT_NAME],
         ]
     data: dict[str, Any] = {"hostname": guest.hostname, "preserve_hostname": False}
     if guest.users:
@@ -152,13 +149,13 @@ def meta_data(guest: GuestPlan, user: str, network: str) -> str:
 
 
 def files_for(guest: GuestPlan) -> list[Artifact]:
-    base = f"guests/{guest.name}/nocloud"
+    seed = layout.guest_seed(guest.name)
     user = user_data(guest)
     network = network_config(guest)
     return [
-        Artifact.text(f"{base}/user-data", user, MODE_SECRET),
-        Artifact.text(f"{base}/meta-data", meta_data(guest, user, network), MODE_FILE),
-        Artifact.text(f"{base}/network-config", network, MODE_FILE),
+        Artifact.text(seed.user_data, user, MODE_SECRET),
+        Artifact.text(seed.meta_data, meta_data(guest, user, network), MODE_FILE),
+        Artifact.text(seed.network_config, network, MODE_FILE),
     ]
 
 

@@ -13,16 +13,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from generator import layout
 from generator.plan.types import HTB_CLASS, GuestPlan, HostPlan, Interface, Kind, Plan, TcPlan
 
 Entry = dict[str, Any]
 
 NETNS = "netns"
 MACHINE = "machine"
-
-#: Where kvmnet's bootstrap records that new kernel arguments wait for a reboot
-#: (templates/bootstrap/bootstrap.sh.j2: $STATE/reboot-required).
-REBOOT_MARKER = "/var/lib/kvmnet/reboot-required"
 
 #: The kernel module behind each kind of device and qdisc (the ones plan/tuning.py loads).
 #: A check uses them to tell "this kernel cannot have it" from "it is missing".
@@ -200,7 +197,7 @@ def host_state(plan: Plan, host: HostPlan, generated: str) -> Entry:
         ],
         "modules": [{"name": name, "why": why} for name, why in kernel.modules],
         "cmdline": [{"argument": arg} for arg in kernel.cmdline],
-        "reboot_marker": REBOOT_MARKER,
+        "reboot_marker": layout.REBOOT_MARKER,
     }
 
 

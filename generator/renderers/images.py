@@ -28,16 +28,15 @@ from typing import Any
 
 import yaml
 
+from generator import layout
 from generator.plan.types import GuestPlan, HostPlan, Plan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SCRIPT, Artifact
-from generator.renderers.bundle import BUNDLE_DIR, by_host, tar_member, tarball
-from generator.renderers.cloudinit import CHANNELS_SCRIPT, CHANNELS_UNIT, LINK_PREFIX, SYSCTL, user_data
+from generator.renderers.bundle import by_host, tar_member, tarball
+from generator.renderers.cloudinit import user_data
 from generator.templating import GENERATED
 from generator.templating import render as render_template
 
-GUEST_ELEMENT = "kvmnet-guest"
-HOST_ELEMENT = "kvmnet-host"
 #: The element-deps of both: kvmnet's seeds need cloud-init reading NoCloud.
 DEPS = ("cloud-init", "cloud-init-datasources", "package-installs")
 #: ethtool: the guest's fallback unit runs it, and the guest's suite reads channels with it.
@@ -54,16 +53,11 @@ HOST_DATA = "kvmnet-host-bundle"
 IN_TARGET = "/tmp/in_target.d"
 GUEST_TARBALL = "files.tar.gz"
 HOST_TARBALL = "bundle.tar.gz"
-STATE_DIR = "/var/lib/kvmnet"
-
-
-def elements_dir(machine: str) -> str:
-    """The `ELEMENTS_PATH` of one machine, relative to the output tree."""
-    return f"images/dib/{machine}/elements"
 
 
 def _ours(path: str) -> bool:
-    return path in (SYSCTL, CHANNELS_SCRIPT, CHANNELS_UNIT) or path.startswith(LINK_PREFIX)
+    own = (layout.GUEST_SYSCTL, layout.NIC_TUNING_SCRIPT, layout.NIC_TUNING_UNIT)
+    return path in own or path.startswith(layout.GUEST_LINK_PREFIX)
 
 
 def guest_files(guest: GuestPlan) -> list[tuple[str, int, bytes]]:
@@ -112,35 +106,43 @@ def _common(base: str, element: str, machine: str, role: str, packages: Sequence
 
 
 def guest_element(guest: GuestPlan) -> list[Artifact]:
-    base = f"{elements_dir(guest.name)}/{GUEST_ELEMENT}"
+    base = layout.element_dir(guest.name, "guest")
     files = guest_files(guest)
     units = [NETWORKD]
-    if any(path == CHANNELS_UNIT for path, _, _ in files):
-        units.append(CHANNELS_UNIT.rsplit("/", 1)[1])
+    if any(path == layout.NIC_TUNING_UNIT for path, _, _ in files):
+        units.append(layout.NIC_TUNING_UNIT_NAME)
     install = render_template(
-        "images/guest-install.j2", data_dir=f"{IN_TARGET}/{GUEST_DATA}", tarball=GUEST_TARBALL, units=units
+        "images/guest-install.j2",
+        data_dir=f"{IN_TARGET}/{GUEST_DATA}",
+        tarball=GUEST_TARBALL,
+        units=units,
+        networkd_dir=layout.NETWORKD_DIR,
+        vagrant_network=layout.VAGRANT_DHCP_NETWORK,
     )
     return [
-        *_common(base, GUEST_ELEMENT, guest.name, "guest", GUEST_PACKAGES),
+        *_common(base, layout.GUEST_ELEMENT, guest.name, "guest", GUEST_PACKAGES),
         Artifact(f"{base}/{GUEST_DATA}/{GUEST_TARBALL}", _tarball(files), MODE_FILE),
-        Artifact.text(f"{base}/install.d/60-{GUEST_ELEMENT}", install, MODE_SCRIPT),
+        Artifact.text(f"{base}/install.d/60-{layout.GUEST_ELEMENT}", install, MODE_SCRIPT),
     ]
 
 
 def host_element(host: HostPlan, artifacts: Sequence[Artifact]) -> list[Artifact]:
-    base = f"{elements_dir(host.name)}/{HOST_ELEMENT}"
+    base = layout.element_dir(host.name, "host")
     finalise = render_template(
         "images/host-finalise.j2",
         data_dir=f"{IN_TARGET}/{HOST_DATA}",
         tarball=HOST_TARBALL,
-        bundle_dir=BUNDLE_DIR,
-        state_dir=STATE_DIR,
+        bundle_dir=layout.BUNDLE_DIR,
+        bootstrap=layout.BUNDLED_BOOTSTRAP,
+        reboot_marker=layout.REBOOT_MARKER,
+        networkd_dir=layout.NETWORKD_DIR,
+        vagrant_network=layout.VAGRANT_DHCP_NETWORK,
     )
     return [
-        *_common(base, HOST_ELEMENT, host.name, "host", HOST_PACKAGES),
+        *_common(base, layout.HOST_ELEMENT, host.name, "host", HOST_PACKAGES),
         Artifact(f"{base}/{HOST_DATA}/{HOST_TARBALL}", tarball(host.name, artifacts), MODE_FILE),
         # finalise.d 60: after the bootloader element's grub.cfg (finalise.d 50).
-        Artifact.text(f"{base}/finalise.d/60-{HOST_ELEMENT}", finalise, MODE_SCRIPT),
+        Artifact.text(f"{base}/finalise.d/60-{layout.HOST_ELEMENT}", finalise, MODE_SCRIPT),
     ]
 
 

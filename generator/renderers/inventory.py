@@ -21,12 +21,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from generator import layout
 from generator.plan.types import GuestPlan, HostPlan, Interface, Kind, Plan, Route
 from generator.renderers import yamltext
 from generator.renderers.artifact import Artifact
 from generator.templating import GENERATED
 
-INVENTORY = "inventory.yaml"
 HOSTS_GROUP = "kvmnet_hosts"
 GUESTS_GROUP = "kvmnet_guests"
 _DEFAULT = {"default", "0.0.0.0/0", "::/0"}
@@ -106,4 +106,4 @@ def render(plan: Plan) -> list[Artifact]:
     text = (
         f"# {GENERATED}\n# An Ansible inventory of the profile's machines (kvmnet verify --target ansible).\n"
     )
-    return [Artifact.text(INVENTORY, text + yamltext.dump({"all": {"children": children}}))]
+    return [Artifact.text(layout.INVENTORY, text + yamltext.dump({"all": {"children": children}}))]

@@ -2,38 +2,38 @@
 
 from __future__ import annotations
 
+from generator import layout
 from generator.errors import format_path
 from generator.plan.types import HostPlan, Plan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
-SYSCTL = "rootfs/etc/sysctl.d/90-kvmnet.conf"
-MODULES = "rootfs/etc/modules-load.d/kvmnet.conf"
-GRUB = "rootfs/etc/default/grub.d/90-kvmnet.cfg"
-CMDLINE = "rootfs/etc/kvmnet/kernel-cmdline"
 #: Distros whose update-grub reads /etc/default/grub.d/; EL9's grub2 takes arguments
-#: through grubby instead (BLS entries), which the bootstrap runs from CMDLINE.
+#: through grubby instead (BLS entries), which the bootstrap runs from layout.KERNEL_CMDLINE.
 GRUB_DROP_IN = frozenset(("debian12", "ubuntu2204", "ubuntu2404"))
 
 
 def host_files(host: HostPlan) -> list[Artifact]:
     kernel = host.kernel
     source = format_path(("hosts", host.name, "kernel"))
-    base = f"hosts/{host.name}"
+
+    def path(on_host: str) -> str:
+        return layout.rootfs_file(host.name, on_host)
+
     out = [
         Artifact.text(
-            f"{base}/{MODULES}", render_template("kernel/modules.conf.j2", kernel=kernel, source=source)
+            path(layout.HOST_MODULES), render_template("kernel/modules.conf.j2", kernel=kernel, source=source)
         )
     ]
     if kernel.sysctls:
         text = render_template("kernel/sysctl.conf.j2", kernel=kernel, source=source)
-        out.append(Artifact.text(f"{base}/{SYSCTL}", text))
+        out.append(Artifact.text(path(layout.HOST_SYSCTL), text))
     if kernel.cmdline:
         text = render_template("kernel/cmdline.j2", kernel=kernel, source=source)
-        out.append(Artifact.text(f"{base}/{CMDLINE}", text))
+        out.append(Artifact.text(path(layout.KERNEL_CMDLINE), text))
         if host.install.distro in GRUB_DROP_IN:
             text = render_template("kernel/grub.cfg.j2", kernel=kernel, source=source)
-            out.append(Artifact.text(f"{base}/{GRUB}", text))
+            out.append(Artifact.text(path(layout.HOST_GRUB), text))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from generator import layout
 from generator.errors import format_path
 from generator.plan.types import GuestPlan, Kind, Plan
 from generator.renderers.artifact import Artifact
@@ -39,7 +40,7 @@ def domain(guest: GuestPlan) -> Artifact:
         disk={"dev": dev, "bus": bus},
         seed={"dev": seed_dev, "bus": seed_bus},
     )
-    return Artifact.text(f"guests/{guest.name}/domain.xml", text)
+    return Artifact.text(layout.domain_xml(guest.name), text)
 
 
 def render(plan: Plan) -> list[Artifact]:
@@ -53,5 +54,5 @@ def render(plan: Plan) -> list[Artifact]:
                     uuid=network_uuid(host.name, iface.netdev_name),
                     source=format_path(iface.origin),
                 )
-                out.append(Artifact.text(f"hosts/{host.name}/libvirt/networks/{iface.netdev_name}.xml", text))
+                out.append(Artifact.text(layout.libvirt_network(host.name, iface.netdev_name), text))
     return out

@@ -4,15 +4,11 @@ work to do first, .link. One set per device, named after the device's profile id
 
 from __future__ import annotations
 
+from generator import layout
 from generator.errors import format_path
 from generator.plan.types import HTB_CLASS, HostPlan, Interface, Kind, Plan, TcPlan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
-
-NETWORK_DIR = "rootfs/etc/systemd/network"
-#: Sorts before netplan's `10-netplan-*` and udev's `99-default.link`, so ours apply.
-PREFIX = "10-kvmnet-"
-
 
 #: networkd's section for each qdisc kvmnet offers (systemd.network(5), v252).
 QDISC_SECTIONS = {"fq_codel": "FairQueueingControlledDelay", "fq": "FairQueueing", "cake": "CAKE"}
@@ -37,7 +33,9 @@ def _tc_context(tc: TcPlan | None) -> dict[str, object]:
 
 
 def files_for(host: HostPlan, iface: Interface) -> list[Artifact]:
-    base = f"hosts/{host.name}/{NETWORK_DIR}/{PREFIX}{iface.id}"
+    def path(kind: layout.NetworkdKind) -> str:
+        return layout.rootfs_file(host.name, layout.networkd_file(iface.id, kind))
+
     source = format_path(iface.origin)
     out = []
     if iface.kind.is_netdev:
@@ -47,13 +45,13 @@ def files_for(host: HostPlan, iface: Interface) -> list[Artifact]:
         # networkd 252: 1446 planned, 1450 once a 1450-byte VXLAN port joined).
         netdev_mtu = None if iface.kind is Kind.BRIDGE else iface.mtu_written
         text = render_template("networkd/netdev.j2", iface=iface, netdev_mtu=netdev_mtu, source=source)
-        out.append(Artifact.text(f"{base}.netdev", text))
+        out.append(Artifact.text(path("netdev"), text))
     tc = _tc_context(next((t for t in host.tc if t.device_id == iface.id), None))
     network = render_template("networkd/network.j2", iface=iface, source=source, **tc)
-    out.append(Artifact.text(f"{base}.network", network))
+    out.append(Artifact.text(path("network"), network))
     if iface.link is not None:
         out.append(
-            Artifact.text(f"{base}.link", render_template("networkd/link.j2", iface=iface, source=source))
+            Artifact.text(path("link"), render_template("networkd/link.j2", iface=iface, source=source))
         )
     return out
 

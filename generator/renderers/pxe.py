@@ -23,30 +23,15 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from generator import layout
 from generator.errors import Diagnostic, PlanError
 from generator.plan.types import HostPlan, Plan
 from generator.renderers import yamltext
 from generator.renderers.artifact import Artifact
-from generator.renderers.bundle import BUNDLE_DIR, by_host, tarball
+from generator.renderers.bundle import by_host, tarball
 from generator.templating import GENERATED
 from generator.templating import render as render_template
 
-#: The answer file of each distro, in output/hosts/<host>/pxe/.
-FILES = {
-    "el9": "kickstart.cfg",
-    "debian12": "preseed.cfg",
-    "ubuntu2204": "autoinstall.yaml",
-    "ubuntu2404": "autoinstall.yaml",
-}
-STATE_DIR = "/var/lib/kvmnet"
-INSTALL_SH = f"{STATE_DIR}/install.sh"
-#: Where the install step keeps the network files the installer wrote.
-KEPT_DIR = f"{STATE_DIR}/installer-network"
-FIRSTBOOT_UNIT = "kvmnet-firstboot.service"
-FIRSTBOOT_PATH = f"/etc/systemd/system/{FIRSTBOOT_UNIT}"
-FIRSTBOOT_DONE = f"{STATE_DIR}/firstboot.done"
-CLOUD_CFG_DIR = "/etc/cloud/cloud.cfg.d"
-CLOUD_CFG = f"{CLOUD_CFG_DIR}/99-kvmnet-network.cfg"
 #: Linux's limit on the length of one argument to exec (MAX_ARG_STRLEN: 32 pages,
 #: the terminating NUL included). debian-installer runs the whole late_command as
 #: the single argument of `sh -c`.
@@ -93,21 +78,26 @@ def _lines(text: str) -> list[str]:
 def install_step(host: HostPlan, has_bootstrap: bool) -> str:
     """kvmnet's install step of `host`, run in the installed system (docs/pxe.md)."""
     unit = render_template(
-        "pxe/firstboot.service.j2", host=host, bundle_dir=BUNDLE_DIR, done_file=FIRSTBOOT_DONE
+        "pxe/firstboot.service.j2",
+        host=host,
+        bootstrap=layout.BUNDLED_BOOTSTRAP,
+        done_file=layout.FIRSTBOOT_DONE,
     )
     cloud_cfg = f"# {GENERATED}\n" + yaml.safe_dump({"network": {"config": "disabled"}}, sort_keys=False)
     text = render_template(
         "pxe/install.sh.j2",
         host=host,
-        bundle_dir=BUNDLE_DIR,
-        kept_dir=KEPT_DIR,
-        unit_path=FIRSTBOOT_PATH,
-        unit_name=FIRSTBOOT_UNIT,
+        bundle_dir=layout.BUNDLE_DIR,
+        bootstrap=layout.BUNDLED_BOOTSTRAP,
+        state_dir=layout.STATE_DIR,
+        kept_dir=layout.INSTALLER_NETWORK,
+        unit_path=layout.FIRSTBOOT_UNIT,
+        unit_name=layout.FIRSTBOOT_UNIT_NAME,
         unit=_checked_heredoc(unit, FILE_EOF),
         has_bootstrap=has_bootstrap,
         handover=bool(host.interfaces),
-        cloud_cfg_dir=CLOUD_CFG_DIR,
-        cloud_cfg_path=CLOUD_CFG,
+        cloud_cfg_dir=layout.CLOUD_CFG_DIR,
+        cloud_cfg_path=layout.CLOUD_NETWORK_OFF,
         cloud_cfg=_checked_heredoc(cloud_cfg, FILE_EOF),
     )
     return _checked_heredoc(text, INSTALL_EOF)
@@ -121,8 +111,8 @@ def kickstart(host: HostPlan, bundle: bytes, step: str) -> str:
     return render_template(
         "pxe/kickstart.cfg.j2",
         host=host,
-        bundle_dir=BUNDLE_DIR,
-        state_dir=STATE_DIR,
+        bundle_dir=layout.BUNDLE_DIR,
+        install_path=layout.INSTALL_STEP,
         payload=_lines(_b64(bundle)),
         install_sh=step,
     )
@@ -134,8 +124,8 @@ def preseed(host: HostPlan, bundle: bytes, step: str) -> str:
         "pxe/preseed.cfg.j2",
         host=host,
         mirror=mirror,
-        bundle_dir=BUNDLE_DIR,
-        state_dir=STATE_DIR,
+        bundle_dir=layout.BUNDLE_DIR,
+        install_path=layout.INSTALL_STEP,
         payload=_b64(bundle),
         install_payload=_b64(step.encode("utf-8")),
         install_lines=step.splitlines(),
@@ -157,17 +147,15 @@ def autoinstall(host: HostPlan, bundle: bytes, step: str) -> str:
     payload = "\n".join(_lines(_b64(bundle)))
     # Subiquity runs each string with `sh -c` in the installer, the installed system
     # mounted at /target; `curtin in-target` runs a command chrooted there.
+    state, bundle_dir = layout.STATE_DIR, layout.BUNDLE_DIR
+    encoded = f"{state}/bundle.tar.gz.b64"  # the installer's copy of the bundle, removed once unpacked
     write = (
         "set -eu\n"
-        f"mkdir -p /target{STATE_DIR}\n"
-        f"cat >/target{STATE_DIR}/bundle.tar.gz.b64 <<'{BUNDLE_EOF}'\n{payload}\n{BUNDLE_EOF}\n"
-        f"cat >/target{INSTALL_SH} <<'{INSTALL_EOF}'\n{step}{INSTALL_EOF}\n"
+        f"mkdir -p /target{state}\n"
+        f"cat >/target{encoded} <<'{BUNDLE_EOF}'\n{payload}\n{BUNDLE_EOF}\n"
+        f"cat >/target{layout.INSTALL_STEP} <<'{INSTALL_EOF}'\n{step}{INSTALL_EOF}\n"
     )
-    unpack = (
-        f"mkdir -p {BUNDLE_DIR}"
-        f" && base64 -d {STATE_DIR}/bundle.tar.gz.b64 | tar -xzf - -C {BUNDLE_DIR}"
-        f" && rm {STATE_DIR}/bundle.tar.gz.b64"
-    )
+    unpack = f"mkdir -p {bundle_dir} && base64 -d {encoded} | tar -xzf - -C {bundle_dir} && rm {encoded}"
     config: dict[str, Any] = {
         "version": 1,
         "locale": "en_US.UTF-8",
@@ -188,7 +176,7 @@ def autoinstall(host: HostPlan, bundle: bytes, step: str) -> str:
     config["late-commands"] = [
         write,
         f"curtin in-target --target=/target -- sh -c '{unpack}'",
-        f"curtin in-target --target=/target -- sh {INSTALL_SH}",
+        f"curtin in-target --target=/target -- sh {layout.INSTALL_STEP}",
     ]
     body = yamltext.dump({"autoinstall": config})
     header = (
@@ -205,10 +193,10 @@ VEHICLES = {"el9": kickstart, "debian12": preseed, "ubuntu2204": autoinstall, "u
 
 
 def host_files(host: HostPlan, artifacts: Sequence[Artifact]) -> list[Artifact]:
-    has_bootstrap = any(a.path == f"hosts/{host.name}/bootstrap.sh" for a in artifacts)
+    has_bootstrap = any(a.path == layout.bootstrap(host.name) for a in artifacts)
     step = install_step(host, has_bootstrap)
     text = VEHICLES[host.install.distro](host, tarball(host.name, artifacts), step)
-    return [Artifact.text(f"hosts/{host.name}/pxe/{FILES[host.install.distro]}", text)]
+    return [Artifact.text(layout.pxe_answer(host.name, host.install.distro), text)]
 
 
 def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:

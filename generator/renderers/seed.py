@@ -19,12 +19,11 @@ import pycdlib.dates
 import pycdlib.headervd
 import pycdlib.pycdlib
 
+from generator import layout
 from generator.plan.types import Plan
 from generator.renderers.artifact import MODE_SECRET, Artifact
-from generator.renderers.vagrant import host_seed_dir
 
 LABEL = "cidata"  # what cloud-init's NoCloud datasource looks for
-FILES = ("user-data", "meta-data", "network-config")
 _MODULES = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib)
 
 
@@ -61,16 +60,12 @@ def image(files: Sequence[tuple[str, bytes]]) -> bytes:
 def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:
     by_path = {a.path: a for a in artifacts}
 
-    def files(base: str) -> list[tuple[str, bytes]]:
-        return [(name, by_path[f"{base}/nocloud/{name}"].content) for name in FILES]
-
-    out = []
-    for guest in plan.guests:
-        base = f"guests/{guest.name}"
+    def seed_image(seed: layout.Seed) -> Artifact:
+        files = [(name, by_path[seed.nocloud(name)].content) for name in layout.NOCLOUD_FILES]
         # It holds user-data: as private as user-data itself.
-        out.append(Artifact(f"{base}/seed.iso", image(files(base)), MODE_SECRET))
-    for host in plan.hosts:
-        # A host's seed under Vagrant (renderers/vagrant.py): private like every seed.
-        base = host_seed_dir(host.name)
-        out.append(Artifact(f"{base}/seed.iso", image(files(base)), MODE_SECRET))
+        return Artifact(seed.image, image(files), MODE_SECRET)
+
+    out = [seed_image(layout.guest_seed(guest.name)) for guest in plan.guests]
+    # A host's seed under Vagrant (renderers/vagrant.py): private like every seed.
+    out += [seed_image(layout.vagrant_seed(host.name)) for host in plan.hosts]
     return out

@@ -6,24 +6,23 @@ qdiscs are part of the device's .network (renderers/networkd.py).
 
 from __future__ import annotations
 
+from generator import layout
 from generator.errors import format_path
 from generator.plan.types import HTB_CLASS, HostPlan, Plan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
-
-TC_DIR = "rootfs/etc/kvmnet/tc"
-UNIT = "rootfs/etc/systemd/system/kvmnet-tc@.service"
 
 
 def host_files(host: HostPlan) -> list[Artifact]:
     service = [t for t in host.tc if t.engine == "service"]
     if not service:
         return []
-    out = [Artifact.text(f"hosts/{host.name}/{UNIT}", render_template("tc/unit.j2"))]
+    unit = render_template("tc/unit.j2", batch=layout.tc_batch("%I"))
+    out = [Artifact.text(layout.rootfs_file(host.name, layout.TC_UNIT), unit)]
     for tc in service:
         source = format_path(("hosts", host.name, "tc", tc.device_id))
         text = render_template("tc/batch.j2", tc=tc, source=source, HTB_CLASS=HTB_CLASS)
-        out.append(Artifact.text(f"hosts/{host.name}/{TC_DIR}/{tc.device}.tc", text))
+        out.append(Artifact.text(layout.rootfs_file(host.name, layout.tc_batch(tc.device)), text))
     return out
 
 

@@ -29,6 +29,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from generator import layout
 from generator.plan.types import GuestPlan, HostPlan, Interface, Kind, Plan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_SECRET, Artifact
@@ -36,7 +37,6 @@ from generator.renderers.libvirt import _DISK, _SEED
 from generator.templating import GENERATED
 from generator.templating import render as render_template
 
-PATH = "vagrant/Vagrantfile"
 #: vagrant-libvirt's default: eight NICs, the management network's included.
 NIC_SLOTS = 8
 
@@ -148,7 +148,7 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
         disk_gib=None,
         loader=False,
         # vagrant-libvirt leaves the machine type to libvirt: pc, whose CD-ROM is IDE.
-        seed=(f"{host_seed_dir(host.name)}/seed.iso", *_SEED["pc"]),
+        seed=(layout.vagrant_seed(host.name).image, *_SEED["pc"]),
         rx_ring=None,
         nics=tuple(out),
         renames=tuple(renames),
@@ -156,26 +156,22 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
     )
 
 
-def host_seed_dir(host: str) -> str:
-    return f"vagrant/hosts/{host}"
-
-
 def host_seed(host: HostPlan) -> list[Artifact]:
     """The NoCloud seed a host boots with under Vagrant: its name, and cloud-init's
     network handling off (`network: {config: disabled}` from the datasource, which
     cloud-init 22.4's `_find_networking_config` honours), so kvmnet's networkd files own
     the host's NICs. No users or keys: Vagrant brings its own in the box."""
-    base = f"{host_seed_dir(host.name)}/nocloud"
+    seed = layout.vagrant_seed(host.name)
     header = f"# {GENERATED}\n"
     return [
         # Nothing secret in it, but every user-data kvmnet writes is 0600: one rule.
-        Artifact.text(f"{base}/user-data", "#cloud-config\n" + header + yamltext.dump({}), MODE_SECRET),
+        Artifact.text(seed.user_data, "#cloud-config\n" + header + yamltext.dump({}), MODE_SECRET),
         Artifact.text(
-            f"{base}/meta-data",
+            seed.meta_data,
             header
             + yamltext.dump({"instance-id": f"iid-kvmnet-vagrant-{host.name}", "local-hostname": host.name}),
         ),
-        Artifact.text(f"{base}/network-config", header + yamltext.dump({"network": {"config": "disabled"}})),
+        Artifact.text(seed.network_config, header + yamltext.dump({"network": {"config": "disabled"}})),
     ]
 
 
@@ -230,7 +226,7 @@ def guest_machine(guest: GuestPlan) -> VagrantMachine:
         disk_device=disk_dev,
         disk_gib=math.ceil(guest.disk_size / 2**30),
         loader=guest.firmware == "uefi",
-        seed=(f"guests/{guest.name}/seed.iso", seed_dev, seed_bus),
+        seed=(layout.guest_seed(guest.name).image, seed_dev, seed_bus),
         # One value for every virtio NIC of the machine (QEMU's -global): the largest
         # planned ring is every NIC's maximum, and each guest NIC sets its own below it.
         rx_ring=max(rings) if rings else None,
@@ -245,5 +241,12 @@ def render(plan: Plan) -> list[Artifact]:
     mtus = _wire_mtus(plan)
     machines = [host_machine(host, nics[host.name], mtus) for host in plan.hosts]
     machines += [guest_machine(guest) for guest in plan.guests]
-    text = render_template("vagrant/Vagrantfile.j2", machines=machines, ruby=ruby)
-    return [Artifact.text(PATH, text), *(a for host in plan.hosts for a in host_seed(host))]
+    text = render_template(
+        "vagrant/Vagrantfile.j2",
+        machines=machines,
+        ruby=ruby,
+        host_dir=layout.host_dir,
+        bootstrap=layout.BOOTSTRAP,
+        rename_link=layout.vagrant_rename_link,
+    )
+    return [Artifact.text(layout.VAGRANTFILE, text), *(a for host in plan.hosts for a in host_seed(host))]

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from generator import layout
 from generator.verify.errors import VerifyError
 from generator.verify.targets import Target, inventory_hosts, parse
 
@@ -73,16 +74,15 @@ class Report:
 
 def suites(output: Path) -> dict[str, Path]:
     """Machine name -> its generated test module, from the expected-state files."""
-    tests = output / "tests"
-    if not (tests / "kvmnet_checks.py").is_file():
+    tests = output / layout.TESTS
+    if not (output / layout.CHECKS_LIBRARY).is_file():
         raise VerifyError.of(f"no generated check suites in {tests}: run `kvmnet build -o {output}` first")
     found: dict[str, Path] = {}
     for data in sorted(tests.glob("*.json")):
-        role, _, stem = data.stem.partition("_")
-        module = tests / f"test_{role}_{stem}.py"
-        if role in ("host", "guest") and module.is_file():
+        suite = layout.suite_for_state(f"{layout.TESTS}/{data.name}")
+        if suite is not None and (output / suite).is_file():
             machine = json.loads(data.read_text(encoding="utf-8"))["machine"]
-            found[str(machine)] = module
+            found[str(machine)] = output / suite
     return found
 
 
@@ -180,7 +180,7 @@ def verify(
     chosen = _select(available, machines, parsed)
     if not chosen:
         raise VerifyError.of(f"none of this output's machines is in the inventory {parsed.inventory}")
-    tests = (output / "tests").resolve()
+    tests = (output / layout.TESTS).resolve()
     modules = [available[m].resolve() for m in chosen]
     with tempfile.TemporaryDirectory(prefix="kvmnet-verify-") as scratch:
         xml = (junit or Path(scratch) / "junit.xml").resolve()

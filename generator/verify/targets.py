@@ -26,6 +26,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from generator import layout
 from generator.verify.errors import VerifyError
 
 _NETNS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -79,7 +80,7 @@ def parse(text: str, output: Path) -> Target:
         return Target(text, "netns", namespace=name)
     if text == "ansible" or text.startswith("ansible:"):
         given = text.removeprefix("ansible").removeprefix(":")
-        inventory = Path(given) if given else output / "inventory.yaml"
+        inventory = Path(given) if given else output / layout.INVENTORY
         if not inventory.exists():
             raise VerifyError.of(f"no Ansible inventory at {inventory}")
         return Target(text, "ansible", inventory=inventory.resolve())

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from generator import layout
 from generator.errors import KvmnetError
 from generator.pipeline import build, plan_profile
 from generator.plan.types import Plan
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     from generator.vm.fleet import SuiteRun
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: bootstrap.sh leaves this when the kernel command line changed (GRUB drop-in).
-REBOOT_MARKER = "/var/lib/kvmnet/reboot-required"
 NEEDED = (
     "ip",
     "unshare",
@@ -244,7 +243,7 @@ def _boot_all(
                 note = (
                     f"exit {ran.returncode} in {time.monotonic() - started:.0f} s: {said[-1] if said else ''}"
                 )
-                if booted.ssh.run("test", "-e", REBOOT_MARKER, check=False).returncode == 0:
+                if booted.ssh.run("test", "-e", layout.REBOOT_MARKER, check=False).returncode == 0:
                     # As an operator would: new kernel arguments show after a reboot.
                     note += f"; rebooted ({booted.reboot().ssh:.0f} s to SSH)"
                 suite = fleet.verify(booted)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import libvirt
 
+from generator import layout
 from generator.live.libvirtd import SOCKET_PATH_MAX, Libvirtd
 from generator.live.vms import (
     Boot,
@@ -187,9 +188,7 @@ class Fleet:
             bridge(self.daemon, nic.source, device.mtu, addresses)
             self._bridges.add(nic.source)
             if nic.attach == "network" and nic.source not in self._networks:
-                xml = (
-                    self.output / "hosts" / host.name / "libvirt" / "networks" / f"{nic.source}.xml"
-                ).read_text()
+                xml = (self.output / layout.libvirt_network(host.name, nic.source)).read_text()
                 network = self.conn.networkDefineXML(xml)
                 network.create()
                 self._networks.add(nic.source)
@@ -202,16 +201,14 @@ class Fleet:
         cloud-init are done; destroyed, undefined and its disk removed afterwards."""
         plan = self.guest_plan(name)
         user, address = login(plan)
-        folder = self.output / "guests" / name
-        xml = (folder / "domain.xml").read_text()
-        seed = seed or folder / "seed.iso"
+        domain = self.output / layout.domain_xml(name)
+        xml = domain.read_text()
+        seed = seed or self.output / layout.guest_seed(name).image
         if not seed.is_file():
             raise VmTierError.of(f"no seed image {seed}: build with `kvmnet build --seed-iso`")
         files = disks_of(xml)
         if len(files.disks) != 1 or len(files.cdroms) != 1:
-            raise VmTierError.of(
-                f"{folder / 'domain.xml'}: expected one disk and one cdrom (the seed), found {files}"
-            )
+            raise VmTierError.of(f"{domain}: expected one disk and one cdrom (the seed), found {files}")
         disk = self.daemon.host_path(files.disks[0])
         overlay(image, disk)
         cdrom = self.daemon.host_path(files.cdroms[0])
@@ -280,7 +277,7 @@ class Fleet:
 
     def bootstrap(self, booted: Booted, *args: str) -> subprocess.CompletedProcess[str]:
         """Copy `hosts/<host>/` into the host and run its bootstrap.sh there (as root)."""
-        folder = self.output / "hosts" / booted.name
+        folder = self.output / layout.host_dir(booted.name)
         bundle = f"/root/kvmnet-{booted.name}"
         with subprocess.Popen(
             ["tar", "-C", str(folder), "-c", "."], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -295,7 +292,7 @@ class Fleet:
             )
         if copy.returncode != 0:
             raise VmTierError.of(f"could not copy {folder} to {booted.name}: {copy.stderr.strip()}")
-        return booted.ssh.run(f"{bundle}/bootstrap.sh", *args, timeout=600, check=False)
+        return booted.ssh.run(f"{bundle}/{layout.BOOTSTRAP}", *args, timeout=600, check=False)
 
     # --- the generated suite -------------------------------------------------------
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from generator import layout
 from generator.plan.types import HostPlan, Kind
 from generator.renderers import seed
 from generator.vm.errors import VmTierError
@@ -90,8 +91,9 @@ def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memo
     ethernets = _ethernets(host)
     address = str(MGMT_NET[2 + index])
     mgmt_mac = f"52:54:00:fe:00:{index + 1:02x}"
-    disk = f"/var/lib/libvirt/images/kvmnet-host-{host.name}.qcow2"
-    cdrom = f"/var/lib/libvirt/images/kvmnet-host-{host.name}-seed.iso"
+    # The tier's own files, beside where the plan puts guests' disks.
+    disk = f"{layout.LIBVIRT_IMAGES}/kvmnet-host-{host.name}.qcow2"
+    cdrom = f"{layout.LIBVIRT_IMAGES}/kvmnet-host-{host.name}-seed.iso"
 
     domain = ET.Element("domain", type="qemu")  # software emulation: see docs/vm.md
     _sub(domain, "name", host.name)

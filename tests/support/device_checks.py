@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from generator.lab.layout import kernel_name
+from generator.layout import NETWORKD_PREFIX as PREFIX
 from generator.plan.types import HostPlan, Interface, Kind
-from generator.renderers.networkd import PREFIX
 from tests.support.networkd import (
     MISSING,
     RUN_NETWORK,

@@ -31,9 +31,9 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from generator import layout
 from generator.image import dib, mirror
 from generator.pipeline import artifacts_for, plan_profile
-from generator.renderers.images import elements_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("KVMNET_IMAGE_CACHE", "/var/cache/kvmnet-test/images"))
@@ -58,9 +58,9 @@ def missing() -> list[str]:
     return lacking
 
 
-def key(profile: Path, machine: str, role: str, vagrant: bool = False) -> str:
+def key(profile: Path, machine: str, role: layout.Role, vagrant: bool = False) -> str:
     """The content hash of the image `kvmnet image` would build."""
-    prefix = f"{elements_dir(machine)}/kvmnet-{role}/"
+    prefix = f"{layout.element_dir(machine, role)}/"
     digest = hashlib.sha256()
     for artifact in artifacts_for(plan_profile(profile)):
         # README.rst does not reach the image: a reworded README must not cost a rebuild.
@@ -94,7 +94,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def image(profile: Path, machine: str, role: str, vagrant: bool = False) -> Path:
+def image(profile: Path, machine: str, role: layout.Role, vagrant: bool = False) -> Path:
     """The image of `machine` (built now if no image of the same content exists)."""
     profile = profile.resolve()
     content = key(profile, machine, role, vagrant)
@@ -138,6 +138,6 @@ def host_image(profile: Path, host: str) -> Path:
     return image(profile, host, "host")
 
 
-def vagrant_image(profile: Path, machine: str, role: str = "guest") -> Path:
+def vagrant_image(profile: Path, machine: str, role: layout.Role = "guest") -> Path:
     """Like the others, plus the `vagrant` user with Vagrant's insecure key (for a box)."""
     return image(profile, machine, role, vagrant=True)
