@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 KeyPath = tuple[str | int, ...]
@@ -100,7 +100,3 @@ class WriteError(KvmnetError):
     """The output could not be written (nothing was changed)."""
 
     stage = "write"
-
-
-def sorted_diagnostics(diags: Sequence[Diagnostic]) -> list[Diagnostic]:
-    return sorted(diags, key=Diagnostic.sort_key)
