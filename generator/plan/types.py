@@ -8,6 +8,7 @@ means on the machine, not which profile key it came from.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -214,6 +215,28 @@ class OverlayPlan:
 #: existing qdisc"), so each kind gets its own.
 HANDLES = {"tbf": 0x10, "htb": 0x20, "fq_codel": 0x30, "fq": 0x40, "cake": 0x50}
 HTB_CLASS = 0x10  # the one class of an htb shaper, and its default
+
+#: The kernel module behind each kind of device, and why a host loads it. A host's
+#: modules-load.d lists them (plan/tuning.py); the generated checks use them to tell
+#: "this kernel cannot have it" from "it is missing" (renderers/expected.py).
+KIND_MODULES: Mapping[Kind, tuple[str, str]] = {
+    Kind.BRIDGE: ("bridge", "Linux bridges"),
+    Kind.VLAN: ("8021q", "VLAN devices"),
+    Kind.VXLAN: ("vxlan", "VXLAN devices"),
+    Kind.GRE: ("ip_gre", "GRE tunnels"),
+    Kind.GRETAP: ("ip_gre", "gretap tunnels"),
+    Kind.BOND: ("bonding", "bonds"),
+}
+#: The kernel module of each qdisc kvmnet sets (the kinds of HANDLES).
+QDISC_MODULES: Mapping[str, str] = {
+    "tbf": "sch_tbf",
+    "htb": "sch_htb",
+    "fq_codel": "sch_fq_codel",
+    "fq": "sch_fq",
+    "cake": "sch_cake",
+}
+#: What ingress policing takes: the ingress qdisc, a match-all filter and the police action.
+POLICE_MODULES = ("sch_ingress", "cls_matchall", "act_police")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from generator.plan.types import HTB_CLASS, GuestPlan, HostPlan, Interface, Kind, Plan, TcPlan
+from generator.plan.types import (
+    HTB_CLASS,
+    KIND_MODULES,
+    POLICE_MODULES,
+    QDISC_MODULES,
+    GuestPlan,
+    HostPlan,
+    Interface,
+    Kind,
+    Plan,
+    TcPlan,
+)
 
 Entry = dict[str, Any]
 
@@ -23,23 +34,6 @@ MACHINE = "machine"
 #: Where kvmnet's bootstrap records that new kernel arguments wait for a reboot
 #: (templates/bootstrap/bootstrap.sh.j2: $STATE/reboot-required).
 REBOOT_MARKER = "/var/lib/kvmnet/reboot-required"
-
-#: The kernel module behind each kind of device and qdisc (the ones plan/tuning.py loads).
-#: A check uses them to tell "this kernel cannot have it" from "it is missing".
-KIND_MODULES = {
-    Kind.BRIDGE: "bridge",
-    Kind.BOND: "bonding",
-    Kind.VLAN: "8021q",
-    Kind.VXLAN: "vxlan",
-    Kind.GRE: "ip_gre",
-    Kind.GRETAP: "ip_gre",
-}
-POLICE_MODULES = ("sch_ingress", "cls_matchall", "act_police")
-
-
-def qdisc_module(kind: str) -> str:
-    return f"sch_{kind}"
-
 
 # --- sysctl scopes ---------------------------------------------------------------------
 # A network namespace has its own copy of most net.* sysctls, but not all: on Debian 12's
@@ -86,7 +80,7 @@ def _needs(host: HostPlan, iface: Interface) -> list[str]:
     needs: list[str] = []
     current: Interface | None = iface
     while current is not None:
-        module = KIND_MODULES.get(current.kind)
+        module = KIND_MODULES[current.kind][0] if current.kind in KIND_MODULES else None
         if module and module not in needs:
             needs.append(module)
         bound = current.lower is not None and not (current.tunnel and current.tunnel.independent)
@@ -153,7 +147,7 @@ def qdisc_entry(tc: TcPlan) -> Entry:
     entry: Entry = {"device": tc.device, "engine": tc.engine}
     kind, handle = tc.root_kind, tc.root_handle
     if kind is not None:  # None: the device is only policed, its root is not kvmnet's
-        entry["root"] = {"kind": kind, "handle": f"{handle:x}:", "module": qdisc_module(kind)}
+        entry["root"] = {"kind": kind, "handle": f"{handle:x}:", "module": QDISC_MODULES[kind]}
     if tc.shape is not None:
         rate: Entry = {"kind": tc.shape.kind, "rate": tc.shape.rate}
         if tc.shape.kind == "htb":
@@ -161,7 +155,11 @@ def qdisc_entry(tc: TcPlan) -> Entry:
             rate["ceil"] = tc.shape.ceil or tc.shape.rate
         entry["rate"] = rate
     if tc.leaf_handle is not None and tc.qdisc is not None:
-        entry["leaf"] = {"kind": tc.qdisc, "handle": f"{tc.leaf_handle:x}:", "module": qdisc_module(tc.qdisc)}
+        entry["leaf"] = {
+            "kind": tc.qdisc,
+            "handle": f"{tc.leaf_handle:x}:",
+            "module": QDISC_MODULES[tc.qdisc],
+        }
     if tc.police is not None:
         entry["police"] = {"rate": tc.police.rate, "needs": list(POLICE_MODULES)}
     if tc.engine == "service":
