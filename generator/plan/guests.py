@@ -20,6 +20,7 @@ from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.guest import Guest, GuestInterface, _password_hash
 from generator.model.types import interface_name_problem
 from generator.plan.types import (
+    IPV6_OFF,
     Bandwidth,
     GuestNic,
     GuestPlan,
@@ -147,6 +148,7 @@ def _guest(
         seed_path=f"{IMAGES}/{name}-seed.iso",
         nics=nics,
         ipv6=ipv6,
+        sysctls=IPV6_OFF if ipv6 == "disabled" else (),
         users=users,
         cloud_config=_cloud_config(guest.cloud_config or {}, (*path, "cloud-config"), problems),
     )

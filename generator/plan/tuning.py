@@ -13,6 +13,7 @@ from generator.model import sysctls
 from generator.model.host import Bootstrap, Kernel, TrafficControl
 from generator.model.profile import Host
 from generator.plan.types import (
+    IPV6_OFF,
     KIND_MODULES,
     POLICE_MODULES,
     QDISC_MODULES,
@@ -170,9 +171,7 @@ def plan_kernel(
     base: KeyPath = ("hosts", host, "kernel")
     wanted: dict[str, Sysctl] = {}
     if spec.ipv6 == "disabled":
-        for scope in ("all", "default"):
-            key = f"net.ipv6.conf.{scope}.disable_ipv6"
-            wanted[key] = Sysctl(key, "1")
+        wanted.update((s.key, s) for s in IPV6_OFF)
     value = "1" if spec.bridge_netfilter else "0"
     for key in _BRIDGE_NF:
         wanted[key] = Sysctl(key, value, optional=not spec.bridge_netfilter)

@@ -293,6 +293,11 @@ class Sysctl:
     optional: bool = False
 
 
+#: What `ipv6: disabled` sets, on a host (`kernel.ipv6`) as on a guest (`ipv6`): the stack
+#: stays, addresses go (`ipv6: removed`, ipv6.disable=1 on the command line, takes the stack).
+IPV6_OFF = (Sysctl("net.ipv6.conf.all.disable_ipv6", "1"), Sysctl("net.ipv6.conf.default.disable_ipv6", "1"))
+
+
 @dataclass(frozen=True, slots=True)
 class KernelPlan:
     ipv6: str
@@ -402,6 +407,8 @@ class GuestPlan:
     seed_path: str = ""
     nics: tuple[GuestNic, ...] = ()
     ipv6: str = "enabled"
+    #: What the guest's user-data writes to sysctl.d (IPV6_OFF when its ipv6 is disabled).
+    sysctls: tuple[Sysctl, ...] = ()
     users: tuple[UserPlan, ...] = ()
     #: Extra cloud-config from the profile, as canonical JSON (a frozen plan holds no dicts).
     cloud_config: str = "{}"

@@ -204,9 +204,6 @@ def host_state(plan: Plan, host: HostPlan, generated: str) -> Entry:
 
 # --- guests ----------------------------------------------------------------------------
 
-#: What cloud-init's user-data sets for `ipv6: disabled` (templates/cloudinit/sysctl.conf.j2).
-GUEST_IPV6_OFF = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6")
-
 
 def guest_state(guest: GuestPlan, generated: str) -> Entry:
     nics = []
@@ -221,11 +218,7 @@ def guest_state(guest: GuestPlan, generated: str) -> Entry:
             entry["rx_ring"] = nic.rx_ring
         entry["ipv6"] = guest.ipv6
         nics.append(entry)
-    sysctls = (
-        [{"key": key, "value": "1", "scope": sysctl_scope(key)} for key in GUEST_IPV6_OFF]
-        if guest.ipv6 == "disabled"
-        else []
-    )
+    sysctls = [{"key": s.key, "value": s.value, "scope": sysctl_scope(s.key)} for s in guest.sysctls]
     return {
         "generated": generated,
         "machine": guest.name,
