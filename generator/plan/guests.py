@@ -35,6 +35,11 @@ MAX_QUEUES = 256  # a tap has at most 256 queues (the kernel's MAX_TAP_QUEUES); 
 RINGS = (256, 512, 1024)  # rx_queue_size QEMU accepts for virtio-net
 RESERVED_TAPS = ("vnet", "vif", "macvtap", "macvlan")  # libvirt silently renames these
 IMAGES = "/var/lib/libvirt/images"
+#: The disk's target device, by bus.
+DISK_TARGETS = {"virtio": "vda", "scsi": "sda", "sata": "sda"}
+#: The NoCloud seed's target device and bus, by machine type: the bus the machine has for
+#: CD-ROMs (q35 has no IDE: SATA, as FACTS says; i440fx "pc" keeps IDE).
+SEED_TARGETS = {"q35": ("sdb", "sata"), "pc": ("hdc", "ide")}
 #: The first libvirt release that tags a guest's port on a plain Linux bridge.
 VLAN_ON_LINUX_BRIDGE = (11, 0)
 DISTRO_LIBVIRT = {"debian12": "9.0", "ubuntu2204": "8.0", "ubuntu2404": "10.0", "el9": "10.5"}
@@ -132,20 +137,26 @@ def _guest(
                 )
     users = _users(guest, path, problems)
     disk = guest.disk
+    disk_bus = disk.bus if disk else "virtio"
+    machine = guest.machine or "q35"
+    seed_target, seed_bus = SEED_TARGETS[machine]
     return GuestPlan(
         name=name,
         host=host.name,
         hostname=guest.hostname or name,
         vcpus=vcpus,
         memory_kib=memory // 1024,
-        machine=guest.machine or "q35",
+        machine=machine,
         firmware=guest.firmware or "bios",
         virt_type=guest.virt_type or "kvm",
         disk_path=f"{IMAGES}/{name}.qcow2",
         disk_image=disk.image if disk else None,
         disk_size=disk.size if disk else 20 * 2**30,
-        disk_bus=disk.bus if disk else "virtio",
+        disk_bus=disk_bus,
+        disk_target=DISK_TARGETS[disk_bus],
         seed_path=f"{IMAGES}/{name}-seed.iso",
+        seed_target=seed_target,
+        seed_bus=seed_bus,
         nics=nics,
         ipv6=ipv6,
         sysctls=IPV6_OFF if ipv6 == "disabled" else (),

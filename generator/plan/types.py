@@ -404,7 +404,10 @@ class GuestPlan:
     disk_image: str | None = None
     disk_size: int = 0
     disk_bus: str = "virtio"
+    disk_target: str = "vda"  # libvirt's <target dev=...> of the disk
     seed_path: str = ""
+    seed_target: str = "sdb"  # the NoCloud seed's CD-ROM
+    seed_bus: str = "sata"
     nics: tuple[GuestNic, ...] = ()
     ipv6: str = "enabled"
     #: What the guest's user-data writes to sysctl.d (IPV6_OFF when its ipv6 is disabled).

@@ -29,10 +29,10 @@ import math
 import re
 from dataclasses import dataclass
 
+from generator.plan.guests import SEED_TARGETS
 from generator.plan.types import GuestPlan, HostPlan, Interface, Kind, Plan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_SECRET, Artifact
-from generator.renderers.libvirt import _DISK, _SEED
 from generator.templating import GENERATED
 from generator.templating import render as render_template
 
@@ -148,7 +148,7 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
         disk_gib=None,
         loader=False,
         # vagrant-libvirt leaves the machine type to libvirt: pc, whose CD-ROM is IDE.
-        seed=(f"{host_seed_dir(host.name)}/seed.iso", *_SEED["pc"]),
+        seed=(f"{host_seed_dir(host.name)}/seed.iso", *SEED_TARGETS["pc"]),
         rx_ring=None,
         nics=tuple(out),
         renames=tuple(renames),
@@ -180,10 +180,6 @@ def host_seed(host: HostPlan) -> list[Artifact]:
 
 
 def guest_machine(guest: GuestPlan) -> VagrantMachine:
-    disk_dev, disk_bus = _DISK[guest.disk_bus]
-    seed_dev, seed_bus = _SEED[guest.machine]
-    if guest.machine == "q35" and guest.disk_bus == "sata":
-        seed_dev = "sdb"
     nics = []
     for nic in guest.nics:
         options: list[tuple[str, str]] = [
@@ -226,11 +222,11 @@ def guest_machine(guest: GuestPlan) -> VagrantMachine:
         cpus=guest.vcpus,
         memory_mib=guest.memory_kib // 1024,
         machine_type=guest.machine,
-        disk_bus=disk_bus,
-        disk_device=disk_dev,
+        disk_bus=guest.disk_bus,
+        disk_device=guest.disk_target,
         disk_gib=math.ceil(guest.disk_size / 2**30),
         loader=guest.firmware == "uefi",
-        seed=(f"guests/{guest.name}/seed.iso", seed_dev, seed_bus),
+        seed=(f"guests/{guest.name}/seed.iso", guest.seed_target, guest.seed_bus),
         # One value for every virtio NIC of the machine (QEMU's -global): the largest
         # planned ring is every NIC's maximum, and each guest NIC sets its own below it.
         rx_ring=max(rings) if rings else None,
