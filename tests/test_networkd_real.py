@@ -31,8 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.lab.layout import concrete, kernel_name
+from generator.lab.layout import kernel_name
 from generator.pipeline import Planned, artifacts_for, plan_profile
+from generator.plan.ifnames import made_up
 from generator.plan.types import HostPlan, Kind, OverlayPlan
 from generator.renderers.networkd import NETWORK_DIR, PREFIX
 from tests.support import udev
@@ -276,8 +277,10 @@ def test_link_file(
     link = iface.link
     assert link is not None
     files = {name: content for name, content in host_files(profile, host).items() if name.endswith(".link")}
-    # A NIC matched by MAC starts under a scratch name, so a right name can only come from our file.
-    start_name = concrete(link.match.name) if link.match.name else "kn-nic0"
+    # A NIC matched by name starts under a name its glob selects; one matched by MAC under a
+    # scratch name, so a right name can only come from our file.
+    start_name = made_up(link.match.name) if link.match.name else "kn-nic0"
+    assert start_name is not None, f"no interface name matches {link.match.name!r}"
     start_mtu = 1280 if link.mtu != 1280 else 1300  # so that an MTU udev did not set shows
     ns = scratch.namespace(f"udev-{profile.stem}-{host}-{device}")
     scratch.veth(

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from pyroute2 import NetNS
 
+from generator.lab.layout import kernel_name
 from generator.pipeline import artifacts_for, plan_profile
 from generator.plan.types import HTB_CLASS, HostPlan, Kind, TcPlan
 from generator.renderers.networkd import NETWORK_DIR
@@ -310,7 +311,7 @@ def test_networkd_engine_applies_qdiscs(
     ns = lab.namespace(f"nd-tc-{device}")
     wire = lab.namespace(f"nd-tc-{device}-wire")
     for number, nic in enumerate(i for i in plan.interfaces if i.kind is Kind.ETHERNET):
-        lab.veth(ns, nic.name or nic.id, peer_ns=wire, peer_name=f"w{number}", mac=nic.match.mac)
+        lab.veth(ns, kernel_name(nic), peer_ns=wire, peer_name=f"w{number}", mac=nic.match.mac)
     lab.networkd(ns, files, seed=f"tc/{host}")
 
     def shaped() -> bool:

@@ -156,6 +156,11 @@ class Interface:
     origin: KeyPath  # where the profile declares it
     name: str | None  # kernel name, when known at generation time
     match: Match  # what networkd's [Match] selects
+    #: The name the device has where kvmnet makes the machine itself (`kvmnet lab`'s
+    #: namespaces, the Vagrantfile's VMs, the test tiers): `name` when known; for a NIC
+    #: matched by a glob, a name the glob selects (plan/ifnames.py); for one matched by MAC
+    #: alone, its id. None when no name will do (the plan warns).
+    concrete_name: str | None
     mtu: int  # the MTU the device will have
     mtu_written: int | None  # written as MTUBytes= (configured, or derived for `auto`)
     mtu_chain: tuple[MtuStep, ...] = ()

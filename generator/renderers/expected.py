@@ -67,14 +67,6 @@ def _span(lo: int, hi: int) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def _kernel_name(iface: Interface) -> str | None:
-    return iface.name if iface.name else (iface.id if iface.kind.is_netdev else None)
-
-
-def _label(iface: Interface) -> str:
-    return _kernel_name(iface) or iface.id
-
-
 def _needs(host: HostPlan, iface: Interface) -> list[str]:
     """Modules without which the device cannot exist: its own kind's, then its lower device's."""
     needs: list[str] = []
@@ -89,7 +81,7 @@ def _needs(host: HostPlan, iface: Interface) -> list[str]:
 
 
 def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> Entry:
-    entry: Entry = {"id": iface.id, "name": _kernel_name(iface), "kind": iface.kind.value}
+    entry: Entry = {"id": iface.id, "name": iface.name, "kind": iface.kind.value}
     if entry["name"] is None:  # networkd finds it by [Match]: so does the check
         entry["match"] = {
             k: v for k, v in (("name", iface.match.name), ("mac", iface.match.mac)) if v is not None
@@ -103,11 +95,15 @@ def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> En
     entry["mtu"] = iface.mtu
     if iface.master:
         master = host.get(iface.master)
-        entry["master"] = {"name": _label(master), "kind": master.kind.value, "needs": _needs(host, master)}
+        entry["master"] = {
+            "name": master.netdev_name,
+            "kind": master.kind.value,
+            "needs": _needs(host, master),
+        }
     if iface.addresses:
         entry["addresses"] = list(iface.addresses)
     if iface.kind is Kind.VLAN and iface.vlan_id is not None and iface.lower:
-        entry["vlan"] = {"id": iface.vlan_id, "link": _label(host.get(iface.lower))}
+        entry["vlan"] = {"id": iface.vlan_id, "link": host.get(iface.lower).netdev_name}
     tunnel = iface.tunnel
     if iface.kind is Kind.VXLAN and tunnel is not None:
         vxlan: Entry = {"vni": tunnel.vni}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass
 
 from generator.plan.guests import SEED_TARGETS
@@ -73,7 +72,7 @@ class VagrantMachine:
     seed: tuple[str, str, str] | None  # (path from the output directory, target dev, bus)
     rx_ring: int | None  # QEMU's virtio-net rx_queue_size for the whole machine
     nics: tuple[VagrantNic, ...]
-    renames: tuple[tuple[str, str], ...]  # hosts: (MAC, name) of NICs the profile matches by name
+    renames: tuple[tuple[str, str], ...]  # hosts: (MAC, name) of NICs the VM names (see named_by_its_link)
     nic_slots: int | None  # set only when more NICs than vagrant-libvirt's default slots
 
 
@@ -83,24 +82,16 @@ def derived_mac(*parts: str) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-def concrete_name(iface: Interface) -> str:
-    """The kernel name a NIC gets in the VM: set-name, the matched name, or the profile id.
-
-    A `match: {name: "en*"}` glob is made concrete the way `kvmnet lab` does it, so the
-    host's networkd files select the same NIC in the VM as on the lab's namespaces.
-    """
-    if iface.name:
-        return iface.name
-    pattern = iface.match.name
-    if pattern is None:
-        return iface.id
-    name = re.sub(r"\[!?(.)[^\]]*\]", r"\1", pattern).replace("*", "").replace("?", "0")
-    return name or iface.id
-
-
 def wire(iface: Interface) -> str:
-    """The isolated libvirt network every host's NIC of this name is cabled to."""
-    return f"kvmnet-{concrete_name(iface)}"[:64]
+    """The isolated libvirt network every host's NIC of this name is cabled to, as in the lab."""
+    return f"kvmnet-{iface.concrete_name or iface.id}"[:64]
+
+
+def named_by_its_link(iface: Interface) -> bool:
+    """Whether kvmnet's own .link names the NIC in the VM: set-name on a NIC matched by MAC
+    alone, which the VM's NIC has. A .link matched by OriginalName= cannot: that is the
+    name the kernel gave the NIC, another one in the VM."""
+    return iface.link is not None and iface.link.name is not None and iface.link.match.name is None
 
 
 def _host_nics(plan: Plan) -> dict[str, list[Interface]]:
@@ -122,8 +113,9 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
     renames: list[tuple[str, str]] = []
     for iface in nics:
         mac = iface.match.mac or derived_mac(host.name, iface.id)
-        name = concrete_name(iface)
-        if iface.match.mac is None:
+        name = iface.concrete_name
+        if name is not None and not named_by_its_link(iface):
+            # The name the lab gives it, which the host's own files select (plan/ifnames.py).
             renames.append((mac, name))
         network = wire(iface)
         options = (
@@ -135,7 +127,8 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
             ("libvirt__mtu", ruby(mtus[network])),
             ("auto_config", "false"),
         )
-        out.append(VagrantNic(mac, network, options, f"{name} (hosts.{host.name}.network: {iface.id})"))
+        label = name or "no name that its [Match] selects (see kvmnet validate)"
+        out.append(VagrantNic(mac, network, options, f"{label} (hosts.{host.name}.network: {iface.id})"))
     return VagrantMachine(
         name=host.name,
         kind="host",
