@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 KeyPath = tuple[str | int, ...]
@@ -67,8 +67,6 @@ class Diagnostic:
 class KvmnetError(Exception):
     """Base of every error a user can cause. Carries one or more diagnostics."""
 
-    stage = "kvmnet"
-
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
         super().__init__("\n".join(d.format() for d in self.diagnostics))
@@ -81,26 +79,14 @@ class KvmnetError(Exception):
 class LoadError(KvmnetError):
     """The file could not be read as safe, well-formed YAML."""
 
-    stage = "load"
-
 
 class ProfileError(KvmnetError):
     """The YAML is well formed but does not match the profile schema."""
-
-    stage = "model"
 
 
 class PlanError(KvmnetError):
     """The profile is well typed but its parts do not fit together."""
 
-    stage = "plan"
-
 
 class WriteError(KvmnetError):
     """The output could not be written (nothing was changed)."""
-
-    stage = "write"
-
-
-def sorted_diagnostics(diags: Sequence[Diagnostic]) -> list[Diagnostic]:
-    return sorted(diags, key=Diagnostic.sort_key)

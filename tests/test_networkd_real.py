@@ -32,9 +32,10 @@ from pathlib import Path
 import pytest
 
 from generator import layout
-from generator.lab.layout import concrete, kernel_name
+from generator.lab.layout import kernel_name
 from generator.layout import NETWORKD_PREFIX as PREFIX
 from generator.pipeline import Planned, artifacts_for, plan_profile
+from generator.plan.ifnames import made_up
 from generator.plan.types import HostPlan, Kind, OverlayPlan
 from tests.support import udev
 from tests.support.device_checks import DeviceCase, describe, device_cases
@@ -277,8 +278,10 @@ def test_link_file(
     link = iface.link
     assert link is not None
     files = {name: content for name, content in host_files(profile, host).items() if name.endswith(".link")}
-    # A NIC matched by MAC starts under a scratch name, so a right name can only come from our file.
-    start_name = concrete(link.match.name) if link.match.name else "kn-nic0"
+    # A NIC matched by name starts under a name its glob selects; one matched by MAC under a
+    # scratch name, so a right name can only come from our file.
+    start_name = made_up(link.match.name) if link.match.name else "kn-nic0"
+    assert start_name is not None, f"no interface name matches {link.match.name!r}"
     start_mtu = 1280 if link.mtu != 1280 else 1300  # so that an MTU udev did not set shows
     ns = scratch.namespace(f"udev-{profile.stem}-{host}-{device}")
     scratch.veth(

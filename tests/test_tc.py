@@ -23,6 +23,7 @@ import pytest
 from pyroute2 import NetNS
 
 from generator import layout
+from generator.lab.layout import kernel_name
 from generator.pipeline import artifacts_for, plan_profile
 from generator.plan.types import HTB_CLASS, HostPlan, Kind, TcPlan
 from tests.support.kernel_gaps import kernel_gap
@@ -310,7 +311,7 @@ def test_networkd_engine_applies_qdiscs(
     ns = lab.namespace(f"nd-tc-{device}")
     wire = lab.namespace(f"nd-tc-{device}-wire")
     for number, nic in enumerate(i for i in plan.interfaces if i.kind is Kind.ETHERNET):
-        lab.veth(ns, nic.name or nic.id, peer_ns=wire, peer_name=f"w{number}", mac=nic.match.mac)
+        lab.veth(ns, kernel_name(nic), peer_ns=wire, peer_name=f"w{number}", mac=nic.match.mac)
     lab.networkd(ns, files, seed=f"tc/{host}")
 
     def shaped() -> bool:

@@ -10,9 +10,7 @@ so the hosts' own MTUs are what limits a frame, as with a jumbo-frame switch.
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,19 +19,11 @@ from generator.lab.names import LabError, Names
 from generator.plan.types import GuestNic, HostPlan, Interface, Kind, Plan
 
 
-def concrete(pattern: str) -> str:
-    """A name that the [Match] Name= glob `pattern` selects (as a NIC in the lab is named)."""
-    name = re.sub(r"\[!?(.)[^\]]*\]", r"\1", pattern).replace("*", "").replace("?", "0")
-    if not name or not fnmatch.fnmatchcase(name, pattern):
-        raise LabError.single(f"cannot make up a NIC name matching {pattern!r} for the lab")
-    return name
-
-
 def kernel_name(iface: Interface) -> str:
-    """The device's final name: set-name, the matched name, or (netdevs) its id."""
-    if iface.name:
-        return iface.name
-    return concrete(iface.match.name) if iface.match.name else iface.id
+    """The device's name in the lab: the plan's `concrete_name`."""
+    if iface.concrete_name is None:  # the plan warned
+        raise LabError.single(f"the plan has no name for {iface.id} in the lab (`kvmnet validate` says why)")
+    return iface.concrete_name
 
 
 @dataclass(frozen=True)

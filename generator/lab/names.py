@@ -24,8 +24,6 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 class LabError(KvmnetError):
     """The lab cannot do what was asked (not root, already up, not up...)."""
 
-    stage = "lab"
-
 
 def lab_id_for(profile: Path) -> str:
     """The default lab id: the profile's file name, in the characters an id may have."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from generator.live.commands import run
 from generator.live.namespaces import Lab
+from generator.plan.types import KIND_MODULES, Kind
 
 #: How to ask the kernel for one device of each networkd kind (an underlay veth `p0` exists).
 _PROBES: Mapping[str, tuple[str, ...]] = {
@@ -18,7 +19,6 @@ _PROBES: Mapping[str, tuple[str, ...]] = {
     "gre": ("type", "gre", "local", "192.0.2.1", "remote", "192.0.2.2"),
     "gretap": ("type", "gretap", "local", "192.0.2.1", "remote", "192.0.2.2"),
 }
-_MODULES = {"bond": "bonding", "vlan": "8021q", "gre": "ip_gre", "gretap": "ip_gre"}
 #: One `tc qdisc add` per kind kvmnet (or libvirt's <bandwidth>) may ask for, on `p0`.
 _QDISCS: Mapping[str, tuple[str, ...]] = {
     "tbf": ("tbf", "rate", "1mbit", "burst", "10kb", "latency", "50ms"),
@@ -69,7 +69,7 @@ def probe_namespace(ns: str, kinds: Iterable[str]) -> Kernel:
     for kind in kinds:
         command = ("ip", "-n", ns, "link", "add", f"t-{kind}", *_PROBES[kind])
         if said := _refused(run(*command, check=False), " ".join(command[3:])):
-            module = _MODULES.get(kind, kind)
+            module = KIND_MODULES[Kind(kind)][0]
             cannot[kind] = f"sandbox kernel cannot create {kind} devices (no {module}: {said!r})"
     bridge = "t-bridge"
     if "bridge" in cannot:  # nothing below can be asked without a bridge

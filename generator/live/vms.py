@@ -166,7 +166,6 @@ class Boot:
 
     ssh: float
     cloud_init: float
-    cloud_init_status: str
 
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -207,11 +206,11 @@ def wait_booted(
     remaining = max(10.0, deadline - time.monotonic())
     status = ssh.run("cloud-init", "status", "--wait", timeout=remaining, check=False)
     done_at = time.monotonic() - started
-    text = status.stdout.strip().splitlines()[-1] if status.stdout.strip() else status.stderr.strip()
     if status.returncode != 0:
+        text = status.stdout.strip().splitlines()[-1] if status.stdout.strip() else status.stderr.strip()
         detail = ssh.run("cloud-init", "status", "--long", check=False).stdout.strip()
         raise VmError(f"{domain.name()}: cloud-init did not finish cleanly ({text}):\n{detail}")
-    return Boot(round(ssh_at, 1), round(done_at, 1), text)
+    return Boot(round(ssh_at, 1), round(done_at, 1))
 
 
 def reboot(ssh: Ssh, domain: libvirt.virDomain, timeout: float = BOOT_TIMEOUT) -> Boot:

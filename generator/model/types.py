@@ -348,7 +348,6 @@ UdpPort = Annotated[int, ranged(1, 65_535, "UDP port")]
 Ttl = Annotated[int, ranged(1, 255, "TTL")]
 Metric = Annotated[int, ranged(0, 4_294_967_295, "route metric")]
 RouteTable = Annotated[int, ranged(1, 4_294_967_295, "routing table")]
-Seconds = Annotated[int, ranged(0, 4_294_967, "time in whole seconds")]
 
 
 def _mtu_or_auto(value: Any) -> int | str:

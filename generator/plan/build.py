@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
+from dataclasses import replace
 
 from generator.errors import Diagnostic, PlanError
 from generator.model.network import Bond, Bridge, Ethernet, GretapTunnel, GreTunnel, Vlan, VxlanTunnel
@@ -11,6 +13,7 @@ from generator.model.profile import Host, Profile
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, GuestTap, HostDevices, TapPort, collect, port_options
 from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
+from generator.plan.ifnames import concrete_names
 from generator.plan.mtu import overhead
 from generator.plan.names import check_machine_names
 from generator.plan.overlays import OverlayDraft, expand, tunnel_settings
@@ -54,11 +57,12 @@ def make_plan(profile: Profile) -> Plan:
         _unique_vnis(table, problems)
         _filtered_vlans(table, problems)
     solver = MtuSolver(tables, drafts, problems)
+    warnings: list[Diagnostic] = []
     hosts = tuple(
-        _host(name, profile.hosts[name], table, solver, drafts, problems) for name, table in tables.items()
+        _host(name, profile.hosts[name], table, solver, drafts, taps.get(name, {}), problems, warnings)
+        for name, table in tables.items()
     )
     overlays = tuple(_overlay(d, solver) for d in drafts)
-    warnings: list[Diagnostic] = []
     libvirt = {
         name: spec.libvirt_version or DISTRO_LIBVIRT[spec.distro] for name, spec in profile.hosts.items()
     }
@@ -89,6 +93,7 @@ def _tap_port(port: TapPort, bridge: Interface, ipv6: bool) -> Interface:
         origin=port.origin,
         name=port.tap,
         match=Match(name=port.tap),
+        concrete_name=port.tap,
         mtu=bridge.mtu,  # libvirt gives the tap its bridge's MTU
         mtu_written=None,
         link_local="no",
@@ -107,12 +112,16 @@ def _host(
     table: HostDevices,
     solver: MtuSolver,
     drafts: list[OverlayDraft],
+    guest_taps: Mapping[str, GuestTap],
     problems: list[Diagnostic],
+    warnings: list[Diagnostic],
 ) -> HostPlan:
     ipv6 = spec.kernel.ipv6 == "enabled"
     interfaces = tuple(
         _interface(table, table.devs[i], solver, drafts, problems, ipv6) for i in sorted(table.devs)
     )
+    made = concrete_names(name, interfaces, guest_taps, warnings)
+    interfaces = tuple(replace(i, concrete_name=made[i.id]) if i.id in made else i for i in interfaces)
     tc = plan_tc(name, spec, {i.id: i for i in interfaces}, problems)
     by_id = {i.id: i for i in interfaces}
     taps = tuple(_tap_port(p, by_id[p.bridge], ipv6) for p in sorted(table.tap_ports, key=lambda p: p.tap))
@@ -282,6 +291,7 @@ def _interface(
         origin=dev.origin,
         name=dev.name,
         match=_match(dev),
+        concrete_name=dev.name,  # the NICs without a name get theirs in _host
         mtu=mtu.mtu,
         mtu_written=mtu.written,
         mtu_chain=mtu.chain,

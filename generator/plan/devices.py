@@ -34,7 +34,8 @@ _SECTIONS: tuple[tuple[str, Kind | None], ...] = (
     ("tunnels", None),  # the kind is the tunnel's mode
 )
 _TUNNEL_KINDS = {"vxlan": Kind.VXLAN, "gre": Kind.GRE, "gretap": Kind.GRETAP}
-_GLOB_CHARS = frozenset("*?[")
+#: What makes a `match: {name: ...}` a glob rather than a name.
+GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass
@@ -138,7 +139,7 @@ def _kernel_name(ident: str, spec: Spec, origin: KeyPath, problems: list[Diagnos
         if spec.set_name:
             return spec.set_name
         name = spec.match.name
-        if name is None or _GLOB_CHARS & set(name):
+        if name is None or GLOB_CHARS & set(name):
             return None
         problem = interface_name_problem(name)
         if problem:

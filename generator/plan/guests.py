@@ -22,6 +22,7 @@ from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_h
 from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.types import interface_name_problem
 from generator.plan.types import (
+    IPV6_OFF,
     Bandwidth,
     GuestNic,
     GuestPlan,
@@ -33,6 +34,11 @@ from generator.plan.types import (
 )
 
 RESERVED_TAPS = ("vnet", "vif", "macvtap", "macvlan")  # libvirt silently renames these
+#: The disk's target device, by bus.
+DISK_TARGETS = {"virtio": "vda", "scsi": "sda", "sata": "sda"}
+#: The NoCloud seed's target device and bus, by machine type: the bus the machine has for
+#: CD-ROMs (q35 has no IDE: SATA, as FACTS says; i440fx "pc" keeps IDE).
+SEED_TARGETS = {"q35": ("sdb", "sata"), "pc": ("hdc", "ide")}
 #: The first libvirt release that tags a guest's port on a plain Linux bridge.
 VLAN_ON_LINUX_BRIDGE = (11, 0)
 DISTRO_LIBVIRT = {"debian12": "9.0", "ubuntu2204": "8.0", "ubuntu2404": "10.0", "el9": "10.5"}
@@ -128,22 +134,29 @@ def _guest(
                 )
     users = _users(guest, path, problems)
     disk = guest.disk
+    disk_bus = disk.bus if disk else "virtio"
+    machine = guest.machine or "q35"
+    seed_target, seed_bus = SEED_TARGETS[machine]
     return GuestPlan(
         name=name,
         host=host.name,
         hostname=guest.hostname or name,
         vcpus=vcpus,
         memory_kib=memory // 1024,
-        machine=guest.machine or "q35",
+        machine=machine,
         firmware=guest.firmware or "bios",
         virt_type=guest.virt_type or "kvm",
         disk_path=layout.guest_disk(name),
         disk_image=disk.image if disk else None,
         disk_size=disk.size if disk else 20 * 2**30,
-        disk_bus=disk.bus if disk else "virtio",
+        disk_bus=disk_bus,
+        disk_target=DISK_TARGETS[disk_bus],
         seed_path=layout.guest_seed_image(name),
+        seed_target=seed_target,
+        seed_bus=seed_bus,
         nics=nics,
         ipv6=ipv6,
+        sysctls=IPV6_OFF if ipv6 == "disabled" else (),
         users=users,
         cloud_config=_cloud_config(guest.cloud_config or {}, (*path, "cloud-config"), problems),
     )

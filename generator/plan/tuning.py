@@ -14,10 +14,13 @@ from generator.model import sysctls
 from generator.model.host import Bootstrap, Kernel, TrafficControl
 from generator.model.profile import Host
 from generator.plan.types import (
+    IPV6_OFF,
+    KIND_MODULES,
+    POLICE_MODULES,
+    QDISC_MODULES,
     BootstrapPlan,
     Interface,
     KernelPlan,
-    Kind,
     Police,
     Shape,
     Sysctl,
@@ -37,21 +40,6 @@ BASE_MODULES = (
     ("sch_ingress", "libvirt <bandwidth> on guest taps (outbound policing)"),
     ("act_police", "libvirt <bandwidth> on guest taps (outbound policing)"),
 )
-_KIND_MODULES = {
-    Kind.BRIDGE: ("bridge", "Linux bridges"),
-    Kind.VLAN: ("8021q", "VLAN devices"),
-    Kind.VXLAN: ("vxlan", "VXLAN devices"),
-    Kind.GRE: ("ip_gre", "GRE tunnels"),
-    Kind.GRETAP: ("ip_gre", "gretap tunnels"),
-    Kind.BOND: ("bonding", "bonds"),
-}
-_QDISC_MODULES = {
-    "tbf": "sch_tbf",
-    "htb": "sch_htb",
-    "fq_codel": "sch_fq_codel",
-    "fq": "sch_fq",
-    "cake": "sch_cake",
-}
 _BRIDGE_NF = (
     "net.bridge.bridge-nf-call-iptables",
     "net.bridge.bridge-nf-call-ip6tables",
@@ -184,9 +172,7 @@ def plan_kernel(
     base: KeyPath = ("hosts", host, "kernel")
     wanted: dict[str, Sysctl] = {}
     if spec.ipv6 == "disabled":
-        for scope in ("all", "default"):
-            key = f"net.ipv6.conf.{scope}.disable_ipv6"
-            wanted[key] = Sysctl(key, "1")
+        wanted.update((s.key, s) for s in IPV6_OFF)
     value = "1" if spec.bridge_netfilter else "0"
     for key in _BRIDGE_NF:
         wanted[key] = Sysctl(key, value, optional=not spec.bridge_netfilter)
@@ -249,16 +235,15 @@ def _modules(
 ) -> tuple[tuple[str, str], ...]:
     found: dict[str, str] = dict(BASE_MODULES)
     for iface in interfaces:
-        if iface.kind in _KIND_MODULES:
-            module, why = _KIND_MODULES[iface.kind]
+        if iface.kind in KIND_MODULES:
+            module, why = KIND_MODULES[iface.kind]
             found.setdefault(module, why)
     for t in tc:
         for kind in filter(None, (t.shape.kind if t.shape else None, t.qdisc)):
-            found.setdefault(_QDISC_MODULES[kind], f"tc on {t.device}")
+            found.setdefault(QDISC_MODULES[kind], f"tc on {t.device}")
         if t.police is not None:
-            found.setdefault("sch_ingress", f"ingress policing on {t.device}")
-            found.setdefault("cls_matchall", f"ingress policing on {t.device}")
-            found.setdefault("act_police", f"ingress policing on {t.device}")
+            for module in POLICE_MODULES:
+                found.setdefault(module, f"ingress policing on {t.device}")
     if spec.bridge_netfilter:
         found.setdefault("br_netfilter", "kernel.bridge-netfilter: bridged guest traffic through iptables")
     for module in spec.modules:

@@ -8,6 +8,7 @@ means on the machine, not which profile key it came from.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -160,6 +161,11 @@ class Interface:
     origin: KeyPath  # where the profile declares it
     name: str | None  # kernel name, when known at generation time
     match: Match  # what networkd's [Match] selects
+    #: The name the device has where kvmnet makes the machine itself (`kvmnet lab`'s
+    #: namespaces, the Vagrantfile's VMs, the test tiers): `name` when known; for a NIC
+    #: matched by a glob, a name the glob selects (plan/ifnames.py); for one matched by MAC
+    #: alone, its id. None when no name will do (the plan warns).
+    concrete_name: str | None
     mtu: int  # the MTU the device will have
     mtu_written: int | None  # written as MTUBytes= (configured, or derived for `auto`)
     mtu_chain: tuple[MtuStep, ...] = ()
@@ -220,6 +226,28 @@ class OverlayPlan:
 HANDLES = {"tbf": 0x10, "htb": 0x20, "fq_codel": 0x30, "fq": 0x40, "cake": 0x50}
 HTB_CLASS = 0x10  # the one class of an htb shaper, and its default
 
+#: The kernel module behind each kind of device, and why a host loads it. A host's
+#: modules-load.d lists them (plan/tuning.py); the generated checks use them to tell
+#: "this kernel cannot have it" from "it is missing" (renderers/expected.py).
+KIND_MODULES: Mapping[Kind, tuple[str, str]] = {
+    Kind.BRIDGE: ("bridge", "Linux bridges"),
+    Kind.VLAN: ("8021q", "VLAN devices"),
+    Kind.VXLAN: ("vxlan", "VXLAN devices"),
+    Kind.GRE: ("ip_gre", "GRE tunnels"),
+    Kind.GRETAP: ("ip_gre", "gretap tunnels"),
+    Kind.BOND: ("bonding", "bonds"),
+}
+#: The kernel module of each qdisc kvmnet sets (the kinds of HANDLES).
+QDISC_MODULES: Mapping[str, str] = {
+    "tbf": "sch_tbf",
+    "htb": "sch_htb",
+    "fq_codel": "sch_fq_codel",
+    "fq": "sch_fq",
+    "cake": "sch_cake",
+}
+#: What ingress policing takes: the ingress qdisc, a match-all filter and the police action.
+POLICE_MODULES = ("sch_ingress", "cls_matchall", "act_police")
+
 
 @dataclass(frozen=True, slots=True)
 class Shape:
@@ -275,6 +303,11 @@ class Sysctl:
     optional: bool = False
 
 
+#: What `ipv6: disabled` sets, on a host (`kernel.ipv6`) as on a guest (`ipv6`): the stack
+#: stays, addresses go (`ipv6: removed`, ipv6.disable=1 on the command line, takes the stack).
+IPV6_OFF = (Sysctl("net.ipv6.conf.all.disable_ipv6", "1"), Sysctl("net.ipv6.conf.default.disable_ipv6", "1"))
+
+
 @dataclass(frozen=True, slots=True)
 class KernelPlan:
     ipv6: str
@@ -318,9 +351,6 @@ class HostPlan:
         at = bisect.bisect_left(self.interfaces, ident, key=lambda i: i.id)
         if at < len(self.interfaces) and self.interfaces[at].id == ident:
             return self.interfaces[at]
-        for iface in self.interfaces:  # a plan made by hand (tests) need not be sorted
-            if iface.id == ident:
-                return iface
         raise KeyError(ident)
 
 
@@ -384,9 +414,14 @@ class GuestPlan:
     disk_image: str | None = None
     disk_size: int = 0
     disk_bus: str = "virtio"
+    disk_target: str = "vda"  # libvirt's <target dev=...> of the disk
     seed_path: str = ""
+    seed_target: str = "sdb"  # the NoCloud seed's CD-ROM
+    seed_bus: str = "sata"
     nics: tuple[GuestNic, ...] = ()
     ipv6: str = "enabled"
+    #: What the guest's user-data writes to sysctl.d (IPV6_OFF when its ipv6 is disabled).
+    sysctls: tuple[Sysctl, ...] = ()
     users: tuple[UserPlan, ...] = ()
     #: Extra cloud-config from the profile, as canonical JSON (a frozen plan holds no dicts).
     cloud_config: str = "{}"

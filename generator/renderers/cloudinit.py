@@ -33,7 +33,7 @@ def _tuned(nic: GuestNic) -> bool:
 def user_data(guest: GuestPlan) -> str:
     files: list[dict[str, str]] = []
     runcmd: list[list[str]] = []
-    if guest.ipv6 == "disabled":
+    if guest.sysctls:
         files.append(
             {
                 "path": layout.GUEST_SYSCTL,

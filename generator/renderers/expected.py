@@ -14,28 +14,23 @@ import re
 from typing import Any
 
 from generator import layout
-from generator.plan.types import HTB_CLASS, GuestPlan, HostPlan, Interface, Kind, Plan, TcPlan
+from generator.plan.types import (
+    HTB_CLASS,
+    KIND_MODULES,
+    POLICE_MODULES,
+    QDISC_MODULES,
+    GuestPlan,
+    HostPlan,
+    Interface,
+    Kind,
+    Plan,
+    TcPlan,
+)
 
 Entry = dict[str, Any]
 
 NETNS = "netns"
 MACHINE = "machine"
-
-#: The kernel module behind each kind of device and qdisc (the ones plan/tuning.py loads).
-#: A check uses them to tell "this kernel cannot have it" from "it is missing".
-KIND_MODULES = {
-    Kind.BRIDGE: "bridge",
-    Kind.BOND: "bonding",
-    Kind.VLAN: "8021q",
-    Kind.VXLAN: "vxlan",
-    Kind.GRE: "ip_gre",
-    Kind.GRETAP: "ip_gre",
-}
-POLICE_MODULES = ("sch_ingress", "cls_matchall", "act_police")
-
-
-def qdisc_module(kind: str) -> str:
-    return f"sch_{kind}"
 
 
 # --- sysctl scopes ---------------------------------------------------------------------
@@ -70,20 +65,12 @@ def _span(lo: int, hi: int) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def _kernel_name(iface: Interface) -> str | None:
-    return iface.name if iface.name else (iface.id if iface.kind.is_netdev else None)
-
-
-def _label(iface: Interface) -> str:
-    return _kernel_name(iface) or iface.id
-
-
 def _needs(host: HostPlan, iface: Interface) -> list[str]:
     """Modules without which the device cannot exist: its own kind's, then its lower device's."""
     needs: list[str] = []
     current: Interface | None = iface
     while current is not None:
-        module = KIND_MODULES.get(current.kind)
+        module = KIND_MODULES[current.kind][0] if current.kind in KIND_MODULES else None
         if module and module not in needs:
             needs.append(module)
         bound = current.lower is not None and not (current.tunnel and current.tunnel.independent)
@@ -92,7 +79,7 @@ def _needs(host: HostPlan, iface: Interface) -> list[str]:
 
 
 def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> Entry:
-    entry: Entry = {"id": iface.id, "name": _kernel_name(iface), "kind": iface.kind.value}
+    entry: Entry = {"id": iface.id, "name": iface.name, "kind": iface.kind.value}
     if entry["name"] is None:  # networkd finds it by [Match]: so does the check
         entry["match"] = {
             k: v for k, v in (("name", iface.match.name), ("mac", iface.match.mac)) if v is not None
@@ -106,11 +93,15 @@ def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> En
     entry["mtu"] = iface.mtu
     if iface.master:
         master = host.get(iface.master)
-        entry["master"] = {"name": _label(master), "kind": master.kind.value, "needs": _needs(host, master)}
+        entry["master"] = {
+            "name": master.netdev_name,
+            "kind": master.kind.value,
+            "needs": _needs(host, master),
+        }
     if iface.addresses:
         entry["addresses"] = list(iface.addresses)
     if iface.kind is Kind.VLAN and iface.vlan_id is not None and iface.lower:
-        entry["vlan"] = {"id": iface.vlan_id, "link": _label(host.get(iface.lower))}
+        entry["vlan"] = {"id": iface.vlan_id, "link": host.get(iface.lower).netdev_name}
     tunnel = iface.tunnel
     if iface.kind is Kind.VXLAN and tunnel is not None:
         vxlan: Entry = {"vni": tunnel.vni}
@@ -150,7 +141,7 @@ def qdisc_entry(tc: TcPlan) -> Entry:
     entry: Entry = {"device": tc.device, "engine": tc.engine}
     kind, handle = tc.root_kind, tc.root_handle
     if kind is not None:  # None: the device is only policed, its root is not kvmnet's
-        entry["root"] = {"kind": kind, "handle": f"{handle:x}:", "module": qdisc_module(kind)}
+        entry["root"] = {"kind": kind, "handle": f"{handle:x}:", "module": QDISC_MODULES[kind]}
     if tc.shape is not None:
         rate: Entry = {"kind": tc.shape.kind, "rate": tc.shape.rate}
         if tc.shape.kind == "htb":
@@ -158,7 +149,11 @@ def qdisc_entry(tc: TcPlan) -> Entry:
             rate["ceil"] = tc.shape.ceil or tc.shape.rate
         entry["rate"] = rate
     if tc.leaf_handle is not None and tc.qdisc is not None:
-        entry["leaf"] = {"kind": tc.qdisc, "handle": f"{tc.leaf_handle:x}:", "module": qdisc_module(tc.qdisc)}
+        entry["leaf"] = {
+            "kind": tc.qdisc,
+            "handle": f"{tc.leaf_handle:x}:",
+            "module": QDISC_MODULES[tc.qdisc],
+        }
     if tc.police is not None:
         entry["police"] = {"rate": tc.police.rate, "needs": list(POLICE_MODULES)}
     if tc.engine == "service":
@@ -203,9 +198,6 @@ def host_state(plan: Plan, host: HostPlan, generated: str) -> Entry:
 
 # --- guests ----------------------------------------------------------------------------
 
-#: What cloud-init's user-data sets for `ipv6: disabled` (templates/cloudinit/sysctl.conf.j2).
-GUEST_IPV6_OFF = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6")
-
 
 def guest_state(guest: GuestPlan, generated: str) -> Entry:
     nics = []
@@ -220,11 +212,7 @@ def guest_state(guest: GuestPlan, generated: str) -> Entry:
             entry["rx_ring"] = nic.rx_ring
         entry["ipv6"] = guest.ipv6
         nics.append(entry)
-    sysctls = (
-        [{"key": key, "value": "1", "scope": sysctl_scope(key)} for key in GUEST_IPV6_OFF]
-        if guest.ipv6 == "disabled"
-        else []
-    )
+    sysctls = [{"key": s.key, "value": s.value, "scope": sysctl_scope(s.key)} for s in guest.sysctls]
     return {
         "generated": generated,
         "machine": guest.name,

@@ -10,11 +10,6 @@ from generator.plan.types import GuestPlan, Kind, Plan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
-#: Disk target by bus; the seed goes on the bus the machine type has for CD-ROMs
-#: (q35 has no IDE: SATA, as FACTS says; i440fx "pc" keeps IDE).
-_DISK = {"virtio": ("vda", "virtio"), "scsi": ("sda", "scsi"), "sata": ("sda", "sata")}
-_SEED = {"q35": ("sdb", "sata"), "pc": ("hdc", "ide")}
-
 
 def guest_uuid(guest: GuestPlan) -> str:
     """Stable across builds, so redefining a domain keeps its identity."""
@@ -28,17 +23,11 @@ def network_uuid(host: str, bridge: str) -> str:
 
 
 def domain(guest: GuestPlan) -> Artifact:
-    dev, bus = _DISK[guest.disk_bus]
-    seed_dev, seed_bus = _SEED[guest.machine]
-    if guest.machine == "q35" and guest.disk_bus == "sata":
-        seed_dev = "sdb"
     text = render_template(
         "libvirt/domain.xml.j2",
         guest=guest,
         uuid=guest_uuid(guest),
         source=format_path(("guests", guest.name)),
-        disk={"dev": dev, "bus": bus},
-        seed={"dev": seed_dev, "bus": seed_bus},
     )
     return Artifact.text(layout.domain_xml(guest.name), text)
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass
 
 from generator import layout
+from generator.plan.guests import SEED_TARGETS
 from generator.plan.types import GuestPlan, HostPlan, Interface, Kind, Plan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_SECRET, Artifact
-from generator.renderers.libvirt import _DISK, _SEED
 from generator.templating import GENERATED
 from generator.templating import render as render_template
 
@@ -73,7 +72,7 @@ class VagrantMachine:
     seed: tuple[str, str, str] | None  # (path from the output directory, target dev, bus)
     rx_ring: int | None  # QEMU's virtio-net rx_queue_size for the whole machine
     nics: tuple[VagrantNic, ...]
-    renames: tuple[tuple[str, str], ...]  # hosts: (MAC, name) of NICs the profile matches by name
+    renames: tuple[tuple[str, str], ...]  # hosts: (MAC, name) of NICs the VM names (see named_by_its_link)
     nic_slots: int | None  # set only when more NICs than vagrant-libvirt's default slots
 
 
@@ -83,24 +82,16 @@ def derived_mac(*parts: str) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-def concrete_name(iface: Interface) -> str:
-    """The kernel name a NIC gets in the VM: set-name, the matched name, or the profile id.
-
-    A `match: {name: "en*"}` glob is made concrete the way `kvmnet lab` does it, so the
-    host's networkd files select the same NIC in the VM as on the lab's namespaces.
-    """
-    if iface.name:
-        return iface.name
-    pattern = iface.match.name
-    if pattern is None:
-        return iface.id
-    name = re.sub(r"\[!?(.)[^\]]*\]", r"\1", pattern).replace("*", "").replace("?", "0")
-    return name or iface.id
-
-
 def wire(iface: Interface) -> str:
-    """The isolated libvirt network every host's NIC of this name is cabled to."""
-    return f"kvmnet-{concrete_name(iface)}"[:64]
+    """The isolated libvirt network every host's NIC of this name is cabled to, as in the lab."""
+    return f"kvmnet-{iface.concrete_name or iface.id}"[:64]
+
+
+def named_by_its_link(iface: Interface) -> bool:
+    """Whether kvmnet's own .link names the NIC in the VM: set-name on a NIC matched by MAC
+    alone, which the VM's NIC has. A .link matched by OriginalName= cannot: that is the
+    name the kernel gave the NIC, another one in the VM."""
+    return iface.link is not None and iface.link.name is not None and iface.link.match.name is None
 
 
 def _host_nics(plan: Plan) -> dict[str, list[Interface]]:
@@ -122,8 +113,9 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
     renames: list[tuple[str, str]] = []
     for iface in nics:
         mac = iface.match.mac or derived_mac(host.name, iface.id)
-        name = concrete_name(iface)
-        if iface.match.mac is None:
+        name = iface.concrete_name
+        if name is not None and not named_by_its_link(iface):
+            # The name the lab gives it, which the host's own files select (plan/ifnames.py).
             renames.append((mac, name))
         network = wire(iface)
         options = (
@@ -135,7 +127,8 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
             ("libvirt__mtu", ruby(mtus[network])),
             ("auto_config", "false"),
         )
-        out.append(VagrantNic(mac, network, options, f"{name} (hosts.{host.name}.network: {iface.id})"))
+        label = name or "no name that its [Match] selects (see kvmnet validate)"
+        out.append(VagrantNic(mac, network, options, f"{label} (hosts.{host.name}.network: {iface.id})"))
     return VagrantMachine(
         name=host.name,
         kind="host",
@@ -148,7 +141,7 @@ def host_machine(host: HostPlan, nics: list[Interface], mtus: dict[str, int]) ->
         disk_gib=None,
         loader=False,
         # vagrant-libvirt leaves the machine type to libvirt: pc, whose CD-ROM is IDE.
-        seed=(layout.vagrant_seed(host.name).image, *_SEED["pc"]),
+        seed=(layout.vagrant_seed(host.name).image, *SEED_TARGETS["pc"]),
         rx_ring=None,
         nics=tuple(out),
         renames=tuple(renames),
@@ -176,10 +169,6 @@ def host_seed(host: HostPlan) -> list[Artifact]:
 
 
 def guest_machine(guest: GuestPlan) -> VagrantMachine:
-    disk_dev, disk_bus = _DISK[guest.disk_bus]
-    seed_dev, seed_bus = _SEED[guest.machine]
-    if guest.machine == "q35" and guest.disk_bus == "sata":
-        seed_dev = "sdb"
     nics = []
     for nic in guest.nics:
         options: list[tuple[str, str]] = [
@@ -222,11 +211,11 @@ def guest_machine(guest: GuestPlan) -> VagrantMachine:
         cpus=guest.vcpus,
         memory_mib=guest.memory_kib // 1024,
         machine_type=guest.machine,
-        disk_bus=disk_bus,
-        disk_device=disk_dev,
+        disk_bus=guest.disk_bus,
+        disk_device=guest.disk_target,
         disk_gib=math.ceil(guest.disk_size / 2**30),
         loader=guest.firmware == "uefi",
-        seed=(layout.guest_seed(guest.name).image, seed_dev, seed_bus),
+        seed=(layout.guest_seed(guest.name).image, guest.seed_target, guest.seed_bus),
         # One value for every virtio NIC of the machine (QEMU's -global): the largest
         # planned ring is every NIC's maximum, and each guest NIC sets its own below it.
         rx_ring=max(rings) if rings else None,

@@ -7,8 +7,6 @@ from generator.errors import Diagnostic, KvmnetError
 
 
 class VerifyError(KvmnetError):
-    stage = "verify"
-
     @classmethod
     def of(cls, message: str) -> VerifyError:
         return cls([Diagnostic(message)])

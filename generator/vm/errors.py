@@ -7,8 +7,6 @@ from generator.errors import Diagnostic, KvmnetError
 
 
 class VmTierError(KvmnetError):
-    stage = "vm"
-
     @classmethod
     def of(cls, message: str) -> VmTierError:
         return cls([Diagnostic(message)])

@@ -56,9 +56,10 @@ def _ethernets(host: HostPlan) -> list[tuple[str, int]]:
             continue
         mac = device.match.mac or device.macaddress
         if device.match.mac is None:
+            name = device.concrete_name or device.id
             raise VmTierError.of(
                 f"host {host.name}: ethernet {device.id} is matched by name, which a VM's virtio NIC "
-                f"cannot have; give it match: {{macaddress: ...}} and set-name: {device.name or device.id}"
+                f"cannot have; give it match: {{macaddress: ...}} and set-name: {name}"
             )
         assert mac is not None
         out.append((mac, device.mtu))
