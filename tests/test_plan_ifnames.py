@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
 from generator.lab.layout import make_layout
 from generator.lab.names import Names
 from generator.model.types import interface_name_problem
 from generator.plan.ifnames import made_up
 from generator.plan.types import Kind, Plan
 from generator.renderers import render_all
-from generator.renderers.networkd import NETWORK_DIR
 from tests.test_plan import plan_of
 
 
@@ -171,9 +171,9 @@ def test_networkd_expected_state_lab_and_vagrant_name_every_nic_the_same(tmp_pat
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(content)
     host = plan.hosts[0]
-    directory = f"hosts/{host.name}/{NETWORK_DIR}/"
+    directory = layout.rootfs_file(host.name, layout.NETWORKD_DIR) + "/"
     networks = sorted(p for p in files if p.startswith(directory) and p.endswith(".network"))
-    expected = {e["id"]: e for e in json.loads(files[f"tests/host_{host.name}.json"])["links"]}
+    expected = {e["id"]: e for e in json.loads(files[layout.expected_state("host", host.name)])["links"]}
     lab = {n.name: n for n in make_layout(Names("names"), plan, tmp_path).host(host.name).nics}
     vagrantfile = files["vagrant/Vagrantfile"].decode()
     vagrant_nics = {
