@@ -8,6 +8,7 @@ from generator.errors import Diagnostic, KvmnetError
 
 class VmTierError(KvmnetError):
     stage = "vm"
+    wrote_nothing = False  # a --workdir keeps what was built and booted so far
 
     @classmethod
     def of(cls, message: str) -> VmTierError:
