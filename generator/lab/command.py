@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from generator import extras
 from generator.errors import Diagnostic, UsageError
 from generator.lab.names import Names, check_id, lab_id_for
 from generator.live.networkd import NETWORKD
@@ -90,11 +91,13 @@ def run(args: argparse.Namespace, session: Session) -> int:
             f"missing programs: {', '.join(missing)} (Debian: iproute2, util-linux, systemd)"
         )
     if planned is not None:
+        extras.require("lab")
         code = _up(planned, profile, names, session)
         if code == Exit.OK and args.graph is not None:
             _graph(planned, profile, args.graph, out)
         return code
     if args.action == "test":
+        extras.require("lab")
         return _test(names, args.report, out, err)
     return _down(names, out)
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from generator import extras
 from generator.errors import UsageError
 from generator.session import Exit, Session
 from generator.verify.runner import Report, verify
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace, session: Session) -> int:
     out, err = session.out, session.err
     if args.workers is not None and args.workers < 1:
         raise UsageError.single("--workers must be at least 1")
+    extras.require("verify")
     with err.status(f"checking {', '.join(args.machines) or 'the fleet'} on {args.target}"):
         report = verify(
             args.output,

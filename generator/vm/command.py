@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from generator import extras
 from generator.errors import UsageError
 from generator.pipeline import Planned, build
 from generator.plan.types import Plan
@@ -148,14 +149,9 @@ def run(args: argparse.Namespace, session: Session) -> int:
             f"missing {', '.join(missing)}: apt-get install --no-install-recommends qemu-system-x86 "
             "qemu-utils libvirt-daemon-system libvirt-clients openssh-client",
         )
-    try:
-        # Only here: libvirt-python is an extra, and `kvmnet` starts faster without it.
-        import libvirt  # noqa: F401
-    except ImportError:
-        raise UsageError.single(
-            "needs libvirt-python: pip install 'kvmnet[vm]' (it builds against libvirt-dev, "
-            "pkg-config and gcc from apt)"
-        ) from None
+    # Only checked here, and imported only below: libvirt-python is an extra, and `kvmnet`
+    # starts faster without it.
+    extras.require("vm", "; libvirt-python builds against libvirt-dev, pkg-config and gcc from apt")
     from generator.live.libvirtd import LibvirtdError
     from generator.live.vms import VmError
 
