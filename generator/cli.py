@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from generator import __version__
-from generator.errors import Diagnostic, KvmnetError, UsageError
+from generator.errors import KvmnetError, UsageError
 from generator.image import command as image_command
 from generator.lab import command as lab_command
 from generator.live import graphviz
@@ -156,7 +156,7 @@ def _report_build(console: Console, built: Built, output: Path, check: bool, sho
 
 def _graph(planned: Planned, profile: Path, output: Path | None) -> int:
     if output is not None and output.suffix not in (".svg", ".dot", ".gv"):
-        raise UsageError([Diagnostic(f"-o {output}: write .svg, .dot or .gv")])
+        raise UsageError.single(f"-o {output}: write .svg, .dot or .gv")
     text = topology.graph(planned.plan, f"kvmnet: {profile.name}")
     if output is None:
         sys.stdout.write(text)
