@@ -1,7 +1,7 @@
-"""The `kvmnet` command. The only module that prints or chooses an exit code.
+"""The `kvmnet` command: its arguments, and which sub-command runs.
 
-Exit codes: 0 success; 1 the profile has problems, or `build --check` found drift;
-2 usage error; 70 internal error (a bug in kvmnet: run with --debug and report it).
+What every sub-command shares, the exit codes and how problems, warnings and internal
+errors are printed, is generator/session.py's; sub-commands print their own results.
 """
 
 from __future__ import annotations
@@ -16,24 +16,20 @@ from pathlib import Path
 from rich.console import Console
 
 from generator import __version__
-from generator.errors import KvmnetError
+from generator.errors import KvmnetError, UsageError
 from generator.image import command as image_command
 from generator.lab import command as lab_command
 from generator.layout import MANIFEST
 from generator.live import graphviz
 from generator.model import Profile
-from generator.pipeline import Built, Planned, artifacts_for, build, plan_profile
+from generator.pipeline import Built, Planned, artifacts_for, build
 from generator.plan import report
 from generator.renderers import topology
 from generator.resources import default_profile
+from generator.session import Exit, Session, consoles
 from generator.verify import command as verify_command
 from generator.vm import command as vm_command
 from generator.write import patch, recorded_extras
-
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 70
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,9 +142,9 @@ def _report_build(console: Console, built: Built, output: Path, check: bool, sho
                     console.print(line, highlight=False)
         if built.changes:
             console.print(f"{len(built.changes)} file(s) would change in {output}", highlight=False)
-            return EXIT_PROBLEMS
+            return Exit.PROBLEMS
         console.print(f"{output} is up to date ({files} files)", highlight=False)
-        return EXIT_OK
+        return Exit.OK
     if built.changes:
         console.print(
             f"wrote {output}: {files} files for {hosts} host(s), {len(built.changes)} changed",
@@ -156,98 +152,92 @@ def _report_build(console: Console, built: Built, output: Path, check: bool, sho
         )
     else:
         console.print(f"{output} is up to date ({files} files); nothing written", highlight=False)
-    return EXIT_OK
+    return Exit.OK
 
 
-def _graph(planned: Planned, profile: Path, output: Path | None, err: Console) -> int:
+def _graph(planned: Planned, profile: Path, output: Path | None) -> int:
+    if output is not None and output.suffix not in (".svg", ".dot", ".gv"):
+        raise UsageError.single(f"-o {output}: write .svg, .dot or .gv")
     text = topology.graph(planned.plan, f"kvmnet: {profile.name}")
     if output is None:
         sys.stdout.write(text)
-        return EXIT_OK
-    if output.suffix == ".svg":
+    elif output.suffix == ".svg":
         output.write_bytes(graphviz.to_svg(text))
-    elif output.suffix in (".dot", ".gv"):
-        output.write_text(text)
     else:
-        err.print(f"kvmnet graph: {output}: write .svg, .dot or .gv", markup=False)
-        return EXIT_USAGE
-    return EXIT_OK
+        output.write_text(text)
+    return Exit.OK
+
+
+def _schema() -> int:
+    schema = Profile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "kvmnet profile"
+    sys.stdout.write(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    return Exit.OK
+
+
+def _run(args: argparse.Namespace, session: Session) -> int:
+    out = session.out
+    if args.command == "schema":
+        return _schema()
+    if args.command == "verify":
+        return verify_command.run(args, session)
+    if args.command == "lab":
+        return lab_command.run(args, session)
+    if args.command == "image":
+        return image_command.run(args, session)
+    if args.command == "vm":
+        return vm_command.run(args, session)
+    profile = _profile(args)
+    planned = session.plan(profile)
+    if args.command == "validate":
+        artifacts_for(planned)  # what only rendering can refuse (a preseed's size), as build does
+        out.print(
+            f"{profile}: ok ({len(planned.plan.hosts)} host(s), {len(planned.plan.overlays)} overlay(s), "
+            f"{len(planned.plan.guests)} guest(s))"
+        )
+        return Exit.OK
+    if args.command == "plan":
+        if args.json:
+            shown = report.data(planned.plan, planned.warnings)
+            sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + "\n")
+        else:
+            for table in report.tables(planned.plan):
+                # A terminal wraps a table to its width; a pipe or a log gets it whole
+                # (rich would wrap it to 80 columns).
+                if not out.is_terminal:
+                    out.width = max(
+                        80, out.measure(table, options=out.options.update(max_width=1000)).maximum
+                    )
+                out.print(table)
+        return Exit.OK
+    if args.command == "graph":
+        return _graph(planned, profile, args.output)
+    extras, note = _extras(args)
+    if note:
+        out.print(note)
+    check = args.check or args.diff
+    built = build(profile, args.output, check=check, planned=planned, extras=extras)
+    return _report_build(out, built, args.output, check, args.diff)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    # emoji=False: rich would turn "profile.yaml:100:9" into "profile.yaml💯9" (found by
-    # tests/test_fuzz.py); markup=False: values from profiles are printed as they are.
-    out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-    err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help, --version, usage errors
+    except SystemExit as exc:  # argparse: --help, --version, usage errors (2)
         return int(exc.code or 0)
+    out, err = consoles()
+    session = Session(args.command, out, err)
     try:
-        if args.command == "schema":
-            schema = Profile.model_json_schema(by_alias=True)
-            schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-            schema["title"] = "kvmnet profile"
-            sys.stdout.write(json.dumps(schema, indent=2, sort_keys=True) + "\n")
-            return EXIT_OK
-        if args.command == "verify":
-            return verify_command.run(args, out, err)
-        if args.command == "lab":
-            return lab_command.run(args, out, err)
-        if args.command == "image":
-            return image_command.run(args, out, err)
-        if args.command == "vm":
-            return vm_command.run(args, out, err)
-        profile = _profile(args)
-        planned = plan_profile(profile)
-        for warning in planned.warnings:
-            err.print(warning.format(severity="warning"), markup=False)
-        if args.command == "validate":
-            artifacts_for(planned)  # what only rendering can refuse (a preseed's size), as build does
-            out.print(
-                f"{profile}: ok ({len(planned.plan.hosts)} host(s), {len(planned.plan.overlays)} overlay(s), "
-                f"{len(planned.plan.guests)} guest(s))"
-            )
-            return EXIT_OK
-        if args.command == "plan":
-            if args.json:
-                shown = report.data(planned.plan, planned.warnings)
-                sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-            else:
-                for table in report.tables(planned.plan):
-                    # A terminal wraps a table to its width; a pipe or a log gets it whole
-                    # (rich would wrap it to 80 columns).
-                    if not out.is_terminal:
-                        out.width = max(
-                            80, out.measure(table, options=out.options.update(max_width=1000)).maximum
-                        )
-                    out.print(table)
-            return EXIT_OK
-        if args.command == "graph":
-            return _graph(planned, profile, args.output, err)
-        extras, note = _extras(args)
-        if note:
-            out.print(note)
-        check = args.check or args.diff
-        built = build(profile, args.output, check=check, planned=planned, extras=extras)
-        return _report_build(out, built, args.output, check, args.diff)
+        return _run(args, session)
     except KvmnetError as exc:
-        for diagnostic in exc.diagnostics:
-            err.print(diagnostic.format(), markup=False)
-        count = len(exc.diagnostics)
-        err.print(f"kvmnet: {count} problem{'s' if count != 1 else ''}; nothing was written", markup=False)
-        return EXIT_PROBLEMS
+        return session.problems(exc)
     except KeyboardInterrupt:
-        return 130
+        return Exit.INTERRUPTED
     except Exception as exc:  # a bug: say so briefly, unless asked for the traceback
         if args.debug:
             raise
-        err.print(
-            f"kvmnet: internal error: {type(exc).__name__}: {exc} "
-            "(run with --debug for the traceback, and please report it)",
-            markup=False,
-        )
-        return EXIT_INTERNAL
+        return session.internal(exc)
 
 
 def main() -> int:

@@ -2,7 +2,8 @@
 
 Every stage raises its own subclass of `KvmnetError`, carrying *all* the
 problems it found (users fix a profile faster when one run lists everything).
-Only the CLI prints them and chooses the exit code.
+Only generator/session.py prints them and chooses the exit code: 1 for a
+`KvmnetError`, 2 for a `UsageError`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 KeyPath = tuple[str | int, ...]
 
@@ -67,6 +69,9 @@ class Diagnostic:
 class KvmnetError(Exception):
     """Base of every error a user can cause. Carries one or more diagnostics."""
 
+    #: True when the command stopped before it changed anything (the summary line says so).
+    wrote_nothing: ClassVar[bool] = True
+
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
         super().__init__("\n".join(d.format() for d in self.diagnostics))
@@ -74,6 +79,11 @@ class KvmnetError(Exception):
     @classmethod
     def single(cls, message: str, path: KeyPath = (), location: Location | None = None) -> KvmnetError:
         return cls([Diagnostic(message, path, location)])
+
+
+class UsageError(KvmnetError):
+    """The command cannot run as asked: a bad argument, an unknown machine, not root, a
+    program or an optional extra missing. Nothing in the profile needs fixing (exit 2)."""
 
 
 class LoadError(KvmnetError):

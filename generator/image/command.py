@@ -2,9 +2,9 @@
 
 `kvmnet image [PROFILE] --role guest|host [--machine NAME] [-o FILE.qcow2]` builds the
 profile, then runs diskimage-builder with the machine's generated element
-(docs/images.md). Exit codes as the rest of kvmnet: 0 built (or `--dry-run` printed),
-1 the profile has problems or the build failed, 2 usage (unknown machine, a program
-or the mirror missing, not root without sudo).
+(docs/images.md). Exit codes as the rest of kvmnet (generator/session.py): 0 built (or
+`--dry-run` printed), 1 the profile has problems or the build failed, 2 usage (unknown
+machine, a program or the mirror missing, not root without sudo).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from generator.errors import KvmnetError
+from generator.errors import UsageError
 from generator.image import dib, mirror, shims
+from generator.image.errors import ImageError
 from generator.layout import elements_dir
-from generator.pipeline import build, plan_profile
+from generator.pipeline import Planned, build
 from generator.resources import default_profile
+from generator.session import Exit, Session
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 ROLES = ("guest", "host")
 
 
@@ -100,25 +101,27 @@ def _cache(args: argparse.Namespace) -> Path:
     return Path(base) / "kvmnet" / "dib"
 
 
-class _UsageError(Exception):
-    """A usage error: the message is printed after `kvmnet image: `."""
-
-
 def _machine(args: argparse.Namespace, profile: Path, names: list[str]) -> str:
     listed = ", ".join(names) or "none"
     if args.machine is None:
         if len(names) != 1:
-            raise _UsageError(f"{profile} has {len(names)} {args.role}s ({listed}): pick one with --machine")
+            raise UsageError.single(
+                f"{profile} has {len(names)} {args.role}s ({listed}): pick one with --machine"
+            )
         return names[0]
     if args.machine not in names:
-        raise _UsageError(f"{profile} has no {args.role} named {args.machine!r} ({args.role}s: {listed})")
+        raise UsageError.single(
+            f"{profile} has no {args.role} named {args.machine!r} ({args.role}s: {listed})"
+        )
     return str(args.machine)
 
 
 def _mirrors(args: argparse.Namespace) -> mirror.Mirrors:
     if args.mirror:
         if not args.mirror.startswith(mirror.SCHEMES):
-            raise _UsageError(f"--mirror {args.mirror}: give an http://, https://, ftp:// or file:/ URL")
+            raise UsageError.single(
+                f"--mirror {args.mirror}: give an http://, https://, ftp:// or file:/ URL"
+            )
         try:  # the security archive as apt has it, if it has one
             security = mirror.find(dib.RELEASE).security
         except mirror.MirrorError:
@@ -127,7 +130,7 @@ def _mirrors(args: argparse.Namespace) -> mirror.Mirrors:
     try:
         return mirror.find(dib.RELEASE)
     except mirror.MirrorError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError.single(str(exc)) from None
 
 
 def _vagrant_key(args: argparse.Namespace) -> Path | None:
@@ -135,35 +138,28 @@ def _vagrant_key(args: argparse.Namespace) -> Path | None:
         return None
     key: Path | None = args.vagrant_key or dib.vagrant_key()
     if key is None or not key.is_file():
-        raise _UsageError(
+        raise UsageError.single(
             "--vagrant: no Vagrant insecure public key found (install vagrant, or give --vagrant-key)"
         )
     return key
 
 
-def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+def run(args: argparse.Namespace, session: Session, planned: Planned | None = None) -> int:
+    """Build the image; `planned`: the profile as a calling command (`kvmnet vm`) planned it."""
+    out, err = session.out, session.err
     profile: Path = args.profile if args.profile is not None else default_profile()
-    try:
-        planned = plan_profile(profile)
-    except KvmnetError as exc:
-        for diagnostic in exc.diagnostics:
-            err.print(diagnostic.format(), markup=False)
-        return EXIT_PROBLEMS
+    planned = planned or session.plan(profile)
     names = [m.name for m in (planned.plan.guests if args.role == "guest" else planned.plan.hosts)]
-    try:
-        machine = _machine(args, profile, names)
-        if args.role == "host":
-            distro = next(h.install.distro for h in planned.plan.hosts if h.name == machine)
-            if distro != dib.DISTRO:
-                raise _UsageError(
-                    f"host {machine} is installed as {distro}; kvmnet image builds {dib.DISTRO} images only "
-                    f"(its bootstrap would run {distro}'s boot-loader tools)"
-                )
-        mirrors = _mirrors(args)
-        key = _vagrant_key(args)
-    except _UsageError as exc:
-        _say(err, str(exc))
-        return EXIT_USAGE
+    machine = _machine(args, profile, names)
+    if args.role == "host":
+        distro = next(h.install.distro for h in planned.plan.hosts if h.name == machine)
+        if distro != dib.DISTRO:
+            raise UsageError.single(
+                f"host {machine} is installed as {distro}; kvmnet image builds {dib.DISTRO} images only "
+                f"(its bootstrap would run {distro}'s boot-loader tools)"
+            )
+    mirrors = _mirrors(args)
+    key = _vagrant_key(args)
 
     needs = shims.detect()
     output: Path = (args.output or Path(f"kvmnet-{args.role}-{machine}.qcow2")).resolve()
@@ -173,20 +169,14 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         rec = dib.recipe(args.role, tree / elements_dir(machine), mirrors, _cache(args), shim_dir, key)
         if args.dry_run:
             _dry_run(out, rec, output, needs, mirrors)
-            return EXIT_OK
+            return Exit.OK
         problem = _check_machine(needs)
         program = dib.program()
         if not problem and program is None:
             problem = "disk-image-create is not installed (pip install diskimage-builder)"
         if problem or program is None:
-            _say(err, problem)
-            return EXIT_USAGE
-        try:
-            build(profile, tree, planned=planned)
-        except KvmnetError as exc:
-            for diagnostic in exc.diagnostics:
-                err.print(diagnostic.format(), markup=False)
-            return EXIT_PROBLEMS
+            raise UsageError.single(problem)
+        build(profile, tree, planned=planned)
         if shim_dir is not None:
             shims.write(shim_dir, needs.shims)
             _say(err, f"this machine lacks {_lacks(needs)}: using kvmnet's {', '.join(needs.shims)} shims")
@@ -194,20 +184,20 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
             err,
             f"building the {args.role} image of {machine} ({' '.join(rec.elements)}), mirror {mirrors.main}",
         )
-        code = _build(rec, output, program, args.timeout, out, err)
-        return _box(output, args.box, out, err) if code == EXIT_OK and args.box is not None else code
+        _build(rec, output, program, args.timeout, out, err)
+        if args.box is not None:
+            _box(output, args.box, out)
+        return Exit.OK
 
 
-def _box(image: Path, box: Path, out: Console, err: Console) -> int:
+def _box(image: Path, box: Path, out: Console) -> None:
     from generator.image.box import BoxError, make_box
 
     try:
         make_box(image, box)
     except BoxError as exc:
-        _say(err, f"cannot make the box: {exc}")
-        return EXIT_PROBLEMS
+        raise ImageError.of(f"cannot make the box: {exc}") from None
     out.print(f"wrote {box}: vagrant box add --name kvmnet/debian12 {box}", markup=False, highlight=False)
-    return EXIT_OK
 
 
 def _lacks(needs: shims.Needs) -> str:
@@ -244,7 +234,7 @@ def _dry_run(
     out.print(shlex.join(rec.argv(output.with_suffix(""))), markup=False, highlight=False)
 
 
-def _build(rec: dib.Recipe, output: Path, program: str, timeout: float, out: Console, err: Console) -> int:
+def _build(rec: dib.Recipe, output: Path, program: str, timeout: float, out: Console, err: Console) -> None:
     with err.status("disk-image-create: starting") as status:
 
         def phase(name: str, at: float) -> None:
@@ -256,15 +246,13 @@ def _build(rec: dib.Recipe, output: Path, program: str, timeout: float, out: Con
 
         result = dib.run(rec, output, program, timeout, phase, hook)
     if not result.ok:
-        _say(err, f"build failed: {result.reason}; the last lines of {result.log}:")
+        _say(err, f"the last lines of {result.log}:")
         for line in result.tail:
             err.print(f"  | {line}", markup=False, highlight=False)
-        _say(err, f"no image was written to {output}")
-        return EXIT_PROBLEMS
+        raise ImageError.of(f"build failed: {result.reason}; no image was written to {output}")
     table = Table("phase", "seconds", title=f"{output.name}: {result.seconds:.0f} s", title_justify="left")
     for name, seconds in result.phases:
         table.add_row(name, f"{seconds:.1f}")
     err.print(table)
     size = output.stat().st_size / (1 << 20)
     out.print(f"wrote {output} ({size:.0f} MiB) in {result.seconds:.0f} s; log: {result.log}", markup=False)
-    return EXIT_OK

@@ -1,8 +1,11 @@
 """The `lab` subcommand's arguments and entry point (wired in generator/cli.py).
 
-Exit codes as the rest of kvmnet: 0 success (for `test`: nothing failed), 1 a problem
-(a check failed, the lab is not up, or it exists already), 2 usage (not root, a program
-missing, a bad id).
+Exit codes as the rest of kvmnet (generator/session.py): 0 success (for `test`: nothing
+failed), 1 a problem (the profile's, a check failed, the lab is not up, or it exists
+already), 2 usage (a bad id, not root, a program or the `lab` extra missing).
+
+`up` reads the profile first: its problems and warnings show as `kvmnet build` shows them,
+also on a machine where the lab cannot run.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from generator.lab.names import LabError, Names, check_id, lab_id_for
+from generator import extras
+from generator.errors import Diagnostic, UsageError
+from generator.lab.names import Names, check_id, lab_id_for
 from generator.live.networkd import NETWORKD
+from generator.pipeline import Planned
 from generator.resources import default_profile
+from generator.session import Exit, Session
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: What `lab up` runs: iproute2, util-linux's unshare, bash (for `exec -a`), systemd-networkd.
 NEEDED = ("ip", "bridge", "tc", "unshare", "bash", "sysctl", "ss")
 GRAPH_SUFFIXES = (".svg", ".dot", ".gv")
@@ -67,49 +73,44 @@ class _Steps:
             self.progress.advance(self.task)
 
 
-def _usage(err: Console, message: str) -> int:
-    err.print(f"kvmnet lab: {message}", markup=False, highlight=False)
-    return EXIT_USAGE
-
-
-def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+def run(args: argparse.Namespace, session: Session) -> int:
+    out, err = session.out, session.err
+    profile: Path = args.profile if args.profile is not None else default_profile()
+    # `test` and `down` find the lab by its id: a profile broken since `up` does not stop them.
+    planned = session.plan(profile) if args.action == "up" else None
+    names = Names(check_id(args.lab_id or lab_id_for(profile)))
+    if args.graph is not None and args.graph.suffix not in GRAPH_SUFFIXES:
+        raise UsageError.single(f"--graph {args.graph}: write .svg, .dot or .gv")
     if os.geteuid() != 0:
-        return _usage(err, "must run as root: it creates network namespaces and runs systemd-networkd")
+        raise UsageError.single("must run as root: it creates network namespaces and runs systemd-networkd")
     missing = [tool for tool in NEEDED if shutil.which(tool) is None]
     if not NETWORKD.exists():
         missing.append(str(NETWORKD))
     if missing:
-        return _usage(err, f"missing programs: {', '.join(missing)} (Debian: iproute2, util-linux, systemd)")
-    profile: Path = args.profile if args.profile is not None else default_profile()
-    try:
-        names = Names(check_id(args.lab_id or lab_id_for(profile)))
-    except LabError as exc:
-        return _usage(err, exc.diagnostics[0].message)
-    try:
-        if args.action == "up":
-            if args.graph is not None and args.graph.suffix not in GRAPH_SUFFIXES:
-                return _usage(err, f"--graph {args.graph}: write .svg, .dot or .gv")
-            code = _up(profile, names, out, err)
-            if code == EXIT_OK and args.graph is not None:
-                _graph(profile, args.graph, out)
-            return code
-        if args.action == "test":
-            return _test(names, args.report, out, err)
-        return _down(names, out)
-    except LabError as exc:
-        for diagnostic in exc.diagnostics:
-            err.print(f"kvmnet lab: {diagnostic.format()}", markup=False, highlight=False)
-        return EXIT_PROBLEMS
+        raise UsageError.single(
+            f"missing programs: {', '.join(missing)} (Debian: iproute2, util-linux, systemd)"
+        )
+    if planned is not None:
+        extras.require("lab")
+        code = _up(planned, profile, names, session)
+        if code == Exit.OK and args.graph is not None:
+            _graph(planned, profile, args.graph, out)
+        return code
+    if args.action == "test":
+        extras.require("lab")
+        return _test(names, args.report, out, err)
+    return _down(names, out)
 
 
 # The lab's machinery (pyroute2, the checks) is imported when a lab command runs, not when
 # any kvmnet command starts: `kvmnet build` in CI should not pay for it.
 
 
-def _up(profile: Path, names: Names, out: Console, err: Console) -> int:
+def _up(planned: Planned, profile: Path, names: Names, session: Session) -> int:
     from generator.lab.up import up
 
     warnings: list[str] = []
+    out, err = session.out, session.err
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -118,9 +119,9 @@ def _up(profile: Path, names: Names, out: Console, err: Console) -> int:
         console=err,
         transient=not err.is_terminal,
     ) as progress:
-        state = up(profile, names, _Steps(progress), warnings.append)
-    for warning in warnings:
-        err.print(f"warning: {warning}", markup=False, highlight=False)
+        state = up(profile, names, _Steps(progress), warnings.append, planned)
+    for warning in warnings:  # after the progress bars, which would overwrite them
+        session.warn(Diagnostic(warning))
     hosts = sum(1 for ns in state.namespaces if ns.startswith(f"{names.prefix}h."))
     guests = sum(1 for ns in state.namespaces if ns.startswith(f"{names.prefix}g."))
     total = sum(state.timings.values())
@@ -135,15 +136,14 @@ def _up(profile: Path, names: Names, out: Console, err: Console) -> int:
     for name, reason in sorted(state.missing.items()):
         out.print(f"this kernel lacks {name}: {reason}", markup=False, highlight=False)
     out.print(f"next: kvmnet lab test --id {names.lab_id}", markup=False, highlight=False)
-    return EXIT_OK
+    return Exit.OK
 
 
-def _graph(profile: Path, path: Path, out: Console) -> None:
+def _graph(planned: Planned, profile: Path, path: Path, out: Console) -> None:
     from generator.live import graphviz
-    from generator.pipeline import plan_profile
     from generator.renderers import topology
 
-    text = topology.graph(plan_profile(profile).plan, f"kvmnet lab: {profile.name}")
+    text = topology.graph(planned.plan, f"kvmnet lab: {profile.name}")
     if path.suffix == ".svg":
         path.write_bytes(graphviz.to_svg(text))
     else:
@@ -169,7 +169,7 @@ def _test(names: Names, report_path: Path | None, out: Console, err: Console) ->
         markup=False,
         highlight=False,
     )
-    return EXIT_OK if report.ok else EXIT_PROBLEMS
+    return Exit.OK if report.ok else Exit.PROBLEMS
 
 
 def _down(names: Names, out: Console) -> int:
@@ -185,4 +185,4 @@ def _down(names: Names, out: Console) -> int:
             markup=False,
             highlight=False,
         )
-    return EXIT_OK
+    return Exit.OK

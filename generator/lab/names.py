@@ -15,14 +15,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.errors import KvmnetError
+from generator.errors import KvmnetError, UsageError
 
 STATE_ROOT = Path("/run/kvmnet/lab")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 
 
 class LabError(KvmnetError):
-    """The lab cannot do what was asked (not root, already up, not up...)."""
+    """The lab cannot do what was asked (already up, not up, a command failed...)."""
+
+    # `up` removes what it made when it fails, but `down` may leave survivors: do not claim.
+    wrote_nothing = False
 
 
 def lab_id_for(profile: Path) -> str:
@@ -33,7 +36,7 @@ def lab_id_for(profile: Path) -> str:
 
 def check_id(lab_id: str) -> str:
     if not _ID.match(lab_id):
-        raise LabError.single(
+        raise UsageError.single(
             f"lab id {lab_id!r} is not valid: 1–24 characters of a-z, 0-9 and '-', starting with a "
             "letter or digit (it becomes part of namespace and process names)",
             ("--id",),

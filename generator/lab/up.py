@@ -29,7 +29,7 @@ from generator.live.kernel import probe_namespace
 from generator.live.networkd import link_state, start_detached
 from generator.live.processes import alive
 from generator.live.snapshot import read
-from generator.pipeline import build, plan_profile
+from generator.pipeline import Planned, build
 from generator.plan.types import HostPlan, Kind, Plan
 
 SETTLE_S = 30.0  # networkd needs about a second per host; several hosts share two cores
@@ -222,14 +222,14 @@ def settle(plan: Plan, state: State, timeout: float = SETTLE_S) -> dict[str, lis
     return dict(pending)
 
 
-def up(profile: Path, names: Names, steps: Steps, warn: Callable[[str], None]) -> State:
-    """Realize `profile` as lab `names.lab_id`; everything made is removed again on failure."""
+def up(profile: Path, names: Names, steps: Steps, warn: Callable[[str], None], planned: Planned) -> State:
+    """Realize `profile` (planned by the command, which showed its warnings) as lab
+    `names.lab_id`; everything made is removed again on failure."""
     if names.state_dir.exists() or any(leftovers(names)):
         raise LabError.single(
             f"lab {names.lab_id!r} already exists (or left things behind): "
             f"`kvmnet lab down --id {names.lab_id}` removes it"
         )
-    planned = plan_profile(profile)
     names.state_dir.mkdir(parents=True)
     state = State(names.lab_id, str(profile.resolve()), planned.document.digest)
     state.save()

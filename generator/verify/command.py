@@ -1,8 +1,9 @@
 """The `verify` subcommand's arguments and entry point (wired in generator/cli.py).
 
-Exit codes: 0 every check passed (some may be skipped, with the reason shown); 1 a check
-failed, or none passed; 2 the command cannot run (bad target, unknown machine, no
-generated suites).
+Exit codes (generator/session.py): 0 every check passed (some may be skipped, with the
+reason shown); 1 a check failed, or none passed; 2 the command cannot run (bad target,
+unknown machine, no generated suites, the `verify` extra not installed: a `VerifyError`
+or a `UsageError`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from generator.verify.errors import VerifyError
+from generator import extras
+from generator.errors import UsageError
+from generator.session import Exit, Session
 from generator.verify.runner import Report, verify
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,29 +58,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+def run(args: argparse.Namespace, session: Session) -> int:
+    out, err = session.out, session.err
     if args.workers is not None and args.workers < 1:
-        err.print("kvmnet verify: --workers must be at least 1")
-        return EXIT_USAGE
-    try:
-        with err.status(f"checking {', '.join(args.machines) or 'the fleet'} on {args.target}"):
-            report = verify(
-                args.output,
-                args.machines,
-                args.target,
-                scope=args.scope,
-                junit=args.junit,
-                json_report=args.json_report,
-                workers=args.workers,
-            )
-    except VerifyError as exc:
-        for diagnostic in exc.diagnostics:
-            err.print(f"kvmnet verify: {diagnostic.format()}")
-        return EXIT_USAGE
+        raise UsageError.single("--workers must be at least 1")
+    extras.require("verify")
+    with err.status(f"checking {', '.join(args.machines) or 'the fleet'} on {args.target}"):
+        report = verify(
+            args.output,
+            args.machines,
+            args.target,
+            scope=args.scope,
+            junit=args.junit,
+            json_report=args.json_report,
+            workers=args.workers,
+        )
     print_report(out, report)
     if not report.ok and not any(r.outcome == "failed" for r in report.results):
         err.print("kvmnet verify: no check passed, so nothing was proven (see the reasons above)")
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return Exit.OK if report.ok else Exit.PROBLEMS
 
 
 def print_report(out: Console, report: Report) -> None:

@@ -7,9 +7,11 @@ image with `kvmnet image` unless one is given, starts a private libvirtd
 seed, and each chosen host from a host image, runs the host's bootstrap, and checks
 every machine with its generated suite over SSH (`kvmnet verify -t ssh://...`).
 
-Exit codes as the rest of kvmnet: 0 every suite passed; 1 a check failed, or a machine
-did not boot, answer SSH or finish cloud-init; 2 usage (not root, a program or image
-missing, an unknown machine).
+Exit codes as the rest of kvmnet (generator/session.py): 0 every suite passed; 1 the
+profile has problems, a check failed, or a machine did not boot, answer SSH or finish
+cloud-init; 2 usage (an unknown machine, an image missing, not root, a program or the
+`vm` extra missing). The profile and the arguments are checked before the machine, so
+that their problems show wherever the command runs.
 """
 
 from __future__ import annotations
@@ -27,17 +29,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from generator import layout
-from generator.errors import KvmnetError
-from generator.pipeline import build, plan_profile
+from generator import extras, layout
+from generator.errors import UsageError
+from generator.pipeline import Planned, build
 from generator.plan.types import Plan
 from generator.resources import default_profile
+from generator.session import Exit, Session
 from generator.verify.command import print_report
+from generator.vm.errors import VmTierError
 
 if TYPE_CHECKING:
     from generator.vm.fleet import SuiteRun
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 NEEDED = (
     "ip",
     "unshare",
@@ -116,54 +119,40 @@ class Outcome:
     suite: SuiteRun
 
 
-def _usage(err: Console, message: str) -> int:
-    err.print(f"kvmnet vm: {message}", markup=False, highlight=False)
-    return EXIT_USAGE
-
-
-def run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    if os.geteuid() != 0:
-        return _usage(err, "must run as root: it starts libvirtd in namespaces of its own")
-    missing = [tool for tool in NEEDED if shutil.which(tool) is None]
-    if missing:
-        return _usage(
-            err,
-            f"missing {', '.join(missing)}: apt-get install --no-install-recommends qemu-system-x86 "
-            "qemu-utils libvirt-daemon-system libvirt-clients openssh-client",
-        )
-    try:
-        # Only here: libvirt-python is an extra, and `kvmnet` starts faster without it.
-        import libvirt  # noqa: F401
-    except ImportError:
-        return _usage(
-            err,
-            "needs libvirt-python: pip install 'kvmnet[vm]' (it builds against libvirt-dev, "
-            "pkg-config and gcc from apt)",
-        )
-    from generator.live.libvirtd import LibvirtdError
-    from generator.live.vms import VmError
-
+def run(args: argparse.Namespace, session: Session) -> int:
+    out, err = session.out, session.err
     profile = args.profile if args.profile is not None else default_profile()
-    try:
-        planned = plan_profile(profile)
-    except KvmnetError as exc:
-        for diagnostic in exc.diagnostics:
-            err.print(diagnostic.format(), markup=False)
-        return EXIT_FAILED
+    planned = session.plan(profile)
     guests = args.guest or ([] if args.host else [g.name for g in planned.plan.guests])
     known_guests = {g.name for g in planned.plan.guests}
     known_hosts = {h.name for h in planned.plan.hosts}
     unknown = [g for g in guests if g not in known_guests] + [h for h in args.host if h not in known_hosts]
     if unknown:
-        return _usage(err, f"not a machine of {profile}: {', '.join(unknown)}")
+        raise UsageError.single(f"not a machine of {profile}: {', '.join(unknown)}")
     if not guests and not args.host:
-        return _usage(err, f"{profile} has no guests; name hosts with --host")
+        raise UsageError.single(f"{profile} has no guests; name hosts with --host")
     for flag, image, wanted in (
         ("--image", args.image, guests),
         ("--host-image", args.host_image, args.host),
     ):
         if wanted and image is not None and not image.is_file():
-            return _usage(err, f"{flag} {image}: no such image (leave it out to build one with kvmnet image)")
+            raise UsageError.single(
+                f"{flag} {image}: no such image (leave it out to build one with kvmnet image)"
+            )
+    if os.geteuid() != 0:
+        raise UsageError.single("must run as root: it starts libvirtd in namespaces of its own")
+    missing = [tool for tool in NEEDED if shutil.which(tool) is None]
+    if missing:
+        raise UsageError.single(
+            f"missing {', '.join(missing)}: apt-get install --no-install-recommends qemu-system-x86 "
+            "qemu-utils libvirt-daemon-system libvirt-clients openssh-client",
+        )
+    # Only checked here, and imported only below: libvirt-python is an extra, and `kvmnet`
+    # starts faster without it.
+    extras.require("vm", "; libvirt-python builds against libvirt-dev, pkg-config and gcc from apt")
+    from generator.live.libvirtd import LibvirtdError
+    from generator.live.vms import VmError
+
     with tempfile.TemporaryDirectory(prefix="kvmnet-vm-") as scratch:
         work = (args.workdir or Path(scratch)).resolve()
         output = work / "output"
@@ -174,25 +163,26 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
                     images[name] = given
                     continue
                 images[name] = work / "images" / f"{role}-{name}.qcow2"
-                code = _golden_image(profile, role, name, images[name], args.cache, out, err)
-                if code != EXIT_OK:
+                code = _golden_image(planned, profile, role, name, images[name], args.cache, session)
+                if code != Exit.OK:
                     return code
+        build(profile, output, planned=planned, extras=frozenset({"seed-iso"}))
         try:
-            build(profile, output, planned=planned, extras=frozenset({"seed-iso"}))
             outcomes = _boot_all(args, planned.plan, output, work, guests, images, err)
-        except KvmnetError as exc:
-            for diagnostic in exc.diagnostics:
-                err.print(f"kvmnet vm: {diagnostic.format()}", markup=False)
-            return EXIT_FAILED
         except (VmError, LibvirtdError) as exc:
-            err.print(f"kvmnet vm: {exc}", markup=False)
-            return EXIT_FAILED
+            raise VmTierError.of(str(exc)) from None
     _print(out, outcomes)
-    return EXIT_OK if all(o.suite.ok for o in outcomes) else EXIT_FAILED
+    return Exit.OK if all(o.suite.ok for o in outcomes) else Exit.PROBLEMS
 
 
 def _golden_image(
-    profile: Path, role: str, machine: str, target: Path, cache: Path | None, out: Console, err: Console
+    planned: Planned,
+    profile: Path,
+    role: str,
+    machine: str,
+    target: Path,
+    cache: Path | None,
+    session: Session,
 ) -> int:
     """`kvmnet image PROFILE --role ROLE --machine MACHINE -o TARGET`, as the user would run it."""
     from generator.image import command as image_command
@@ -203,10 +193,12 @@ def _golden_image(
     if cache is not None:
         argv += ["--cache", str(cache)]
     target.parent.mkdir(parents=True, exist_ok=True)
-    err.print(f"kvmnet vm: no image given for {role} {machine}: building it (a few minutes)", markup=False)
-    code: int = image_command.run(parser.parse_args(argv), out, err)
-    # kvmnet image says 2 for what this machine lacks, 1 for a failed build: the same here.
-    return code
+    session.err.print(
+        f"kvmnet vm: no image given for {role} {machine}: building it (a few minutes)", markup=False
+    )
+    # Its problems are raised as kvmnet image raises them (2 for what this machine lacks,
+    # 1 for a failed build); the plan is this command's, whose warnings were shown.
+    return image_command.run(parser.parse_args(argv), session, planned)
 
 
 def _boot_all(

@@ -7,6 +7,8 @@ from generator.errors import Diagnostic, KvmnetError
 
 
 class VmTierError(KvmnetError):
+    wrote_nothing = False  # a --workdir keeps what was built and booted so far
+
     @classmethod
     def of(cls, message: str) -> VmTierError:
         return cls([Diagnostic(message)])
