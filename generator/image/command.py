@@ -173,7 +173,10 @@ def run(args: argparse.Namespace, session: Session, planned: Planned | None = No
         problem = _check_machine(needs)
         program = dib.program()
         if not problem and program is None:
-            problem = "disk-image-create is not installed (pip install diskimage-builder)"
+            problem = (
+                "disk-image-create is not installed: needs the 'images' extra: "
+                "pip install 'kvmnet[images]' (diskimage-builder)"
+            )
         if problem or program is None:
             raise UsageError.single(problem)
         build(profile, tree, planned=planned)
