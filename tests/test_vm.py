@@ -38,6 +38,7 @@ import yaml
 from generator import layout
 from generator.live import processes
 from generator.live.libvirtd import QEMU_CONF, private_libvirtd
+from generator.live.vms import console_tail
 from generator.pipeline import build, plan_profile
 from generator.vm import command as vm_command
 from generator.vm.errors import VmTierError
@@ -261,6 +262,10 @@ def _hypervisor(work: Path, key: Path, profile: Path, host: str, image: Path) ->
         Fleet(daemon, output, plan, key, work / f"fleet-{host}") as fleet,
         fleet.host(host, image) as booted,
     ):
+        # The console is copied to a file: what a boot that never answers SSH is
+        # diagnosed from (generator/live/vms.py: console_tail in the timeout's message).
+        console = console_tail(daemon, host)
+        assert "login:" in console, console
         ran = fleet.bootstrap(booted)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         again = fleet.bootstrap(booted)  # idempotent: nothing left to do

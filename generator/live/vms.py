@@ -74,6 +74,34 @@ def bridge(daemon: Libvirtd, name: str, mtu: int, addresses: Sequence[str]) -> N
     daemon.run("ip", "link", "set", name, "up")
 
 
+#: Where a domain's serial console is copied, in libvirtd's view (its log directory, which
+#: `Libvirtd.log` reads): `console/<domain>.log`.
+CONSOLE_DIR = "console"
+
+
+def with_console_log(daemon: Libvirtd, xml: str) -> str:
+    """`xml` with its serial consoles copied to a file (`<log>` of the character device).
+
+    When a machine never answers SSH, its console (kernel, systemd, cloud-init) is the only
+    witness of why; QEMU's own log says nothing about the guest. Only the tier's copy of the
+    XML gets this: the generated domain.xml stays what a user defines."""
+    daemon.host_path(f"/var/log/libvirt/{CONSOLE_DIR}").mkdir(parents=True, exist_ok=True)
+    root = ET.fromstring(xml)
+    name = root.findtext("name", "domain")
+    for serial in root.iterfind("./devices/serial"):
+        if serial.find("log") is None:
+            ET.SubElement(serial, "log", file=f"/var/log/libvirt/{CONSOLE_DIR}/{name}.log", append="off")
+    return ET.tostring(root, encoding="unicode")
+
+
+def console_tail(daemon: Libvirtd, name: str, lines: int = 40) -> str:
+    """The last `lines` lines of a domain's console (`with_console_log`), or why there are none."""
+    text = daemon.log(f"{CONSOLE_DIR}/{name}.log")
+    if not text.strip():
+        return "(its console printed nothing)"
+    return "\n".join(text.replace("\r", "").rstrip().splitlines()[-lines:])
+
+
 def start(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
     """Define the domain from `xml` as written (VALIDATE: nothing silently dropped) and start it."""
     try:
@@ -199,7 +227,8 @@ def wait_booted(
         if time.monotonic() > deadline:
             raise VmError(
                 f"{domain.name()}: no SSH to {ssh.user}@{ssh.address} within {timeout:.0f} s "
-                f"(last: {last or 'no answer'})"
+                f"(last: {last or 'no answer'}); the end of its console:\n"
+                f"{console_tail(ssh.daemon, domain.name())}"
             )
         time.sleep(2)
     ssh_at = time.monotonic() - started

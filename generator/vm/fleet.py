@@ -53,6 +53,7 @@ from generator.live.vms import (
     running,
     ssh_config,
     wait_booted,
+    with_console_log,
 )
 from generator.plan.types import GuestPlan, HostPlan, Plan
 from generator.verify.runner import CheckResult, Report
@@ -227,7 +228,7 @@ class Fleet:
     def _booted(self, name: str, ssh: Ssh, xml: str, disk: Path, cdrom: Path) -> Iterator[Booted]:
         """Start the domain, wait for SSH and cloud-init; afterwards remove its disk and seed."""
         try:
-            with running(self.conn, xml) as (domain, started):
+            with running(self.conn, with_console_log(self.daemon, xml)) as (domain, started):
                 boot = wait_booted(ssh, started, domain)
                 try:
                     yield Booted(name, ssh, boot, domain)
