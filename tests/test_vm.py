@@ -38,11 +38,11 @@ import yaml
 from generator import layout
 from generator.live import processes
 from generator.live.libvirtd import QEMU_CONF, private_libvirtd
-from generator.live.vms import console_tail
+from generator.live.vms import NoAnswerError, Ssh, bridge, console_tail, ssh_config
 from generator.pipeline import build, plan_profile
 from generator.vm import command as vm_command
 from generator.vm.errors import VmTierError
-from generator.vm.fleet import Booted, Fleet, SuiteRun
+from generator.vm.fleet import Booted, BootRetried, Fleet, SuiteRun
 from generator.vm.hosts import host_vm
 from tests.support import images
 from tests.support.cli import kvmnet
@@ -453,3 +453,47 @@ def test_private_libvirtd_answers_and_leaves_nothing_behind(tmp_path: Path) -> N
     # pytest's tmp_path is too deep for a UNIX socket under it: the root moved to /tmp
     if daemon.root.parent != tmp_path:
         assert not daemon.root.parent.exists()
+
+
+@pytest.mark.consumer
+def test_a_machine_that_never_answers_is_booted_once_more_then_fails_with_its_console(tmp_path: Path) -> None:
+    """Fleet._booted's second boot and the timeout's message, with a real libvirtd and QEMU:
+    a machine whose disk is blank runs but never answers SSH."""
+    pytest.importorskip("libvirt")
+    lacking = [
+        t for t in ("libvirtd", "virtlogd", "qemu-img", "qemu-system-x86_64") if shutil.which(t) is None
+    ]
+    if os.geteuid() != 0 or lacking:
+        pytest.skip(f"needs root and {', '.join(lacking) or 'libvirtd'}")
+    blank = tmp_path / "blank.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "16M"], check=True)
+    disk = "/var/lib/libvirt/images/mute.qcow2"
+    xml = (
+        "<domain type='qemu'><name>mute</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os><devices>"
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
+        "<target dev='vda' bus='virtio'/></disk>"
+        "<interface type='bridge'><source bridge='mutebr'/><model type='virtio'/></interface>"
+        "<serial type='pty'><target port='0'/></serial></devices></domain>"
+    )
+    plan = plan_profile(HOST_PROFILE).plan
+    with (
+        private_libvirtd(tmp_path, label="mute") as daemon,
+        Fleet(daemon, tmp_path / "output", plan, None, tmp_path / "fleet", boot_timeout=2) as fleet,
+    ):
+        bridge(daemon, "mutebr", 1500, ["198.18.1.1/24"])
+        ssh = Ssh(daemon, "root", "198.18.1.2", ssh_config(tmp_path / "ssh.conf", None, fleet.control_dir))
+        cdrom = daemon.host_path("/var/lib/libvirt/images/mute-seed.iso")
+        cdrom.write_bytes(b"")
+        with (
+            pytest.warns(BootRetried, match="booting mute once more") as retried,
+            pytest.raises(NoAnswerError) as failed,
+            fleet._booted("mute", ssh, xml, daemon.host_path(disk), cdrom, blank),
+        ):
+            pytest.fail("a machine that never answered was handed out")
+        assert len(retried) == 1  # one more boot, not more
+        for said in (str(retried[0].message), str(failed.value)):
+            assert "mute: no SSH to root@198.18.1.2 within 2 s" in said, said
+            assert "the end of its console:" in said, said
+        assert not daemon.host_path(disk).exists() and not cdrom.exists()  # removed after
+        assert not fleet.conn.listAllDomains()  # destroyed and undefined

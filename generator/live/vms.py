@@ -32,6 +32,10 @@ class VmError(RuntimeError):
     """A VM could not be made, started or reached (the message says what was seen)."""
 
 
+class NoAnswerError(VmError):
+    """The VM ran but never answered SSH within the boot timeout (its console in the message)."""
+
+
 @dataclass(frozen=True)
 class Disks:
     """The files a domain XML names: its disk(s) and cdrom(s) (the NoCloud seed)."""
@@ -225,7 +229,7 @@ def wait_booted(
             break
         last = probe.stderr.strip() or "the previous boot still answers"
         if time.monotonic() > deadline:
-            raise VmError(
+            raise NoAnswerError(
                 f"{domain.name()}: no SSH to {ssh.user}@{ssh.address} within {timeout:.0f} s "
                 f"(last: {last or 'no answer'}); the end of its console:\n"
                 f"{console_tail(ssh.daemon, domain.name())}"

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,9 @@ import libvirt
 from generator import layout
 from generator.live.libvirtd import SOCKET_PATH_MAX, Libvirtd
 from generator.live.vms import (
+    BOOT_TIMEOUT,
     Boot,
+    NoAnswerError,
     Ssh,
     bridge,
     disks_of,
@@ -61,6 +64,14 @@ from generator.vm.errors import VmTierError
 from generator.vm.hosts import MGMT, MGMT_MTU, MGMT_NET, WIRE, host_vm
 
 VERIFY_TIMEOUT = 600.0
+
+
+#: Boots of a machine that never answers SSH before the tier gives up (see Fleet._booted).
+BOOT_ATTEMPTS = 2
+
+
+class BootRetried(UserWarning):
+    """A machine never answered SSH and was booted once more (the message has its console)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class Fleet:
     _networks: set[str] = field(default_factory=set)
     _hosts: int = 0
     _control_dir: Path | None = None  # ssh's master sockets (work/cm, or a short one in /tmp)
+    boot_timeout: float = BOOT_TIMEOUT  # per boot, from `start` to SSH and cloud-init done
 
     def __enter__(self) -> Fleet:
         self._conn = libvirt.open(self.daemon.uri)
@@ -211,7 +223,6 @@ class Fleet:
         if len(files.disks) != 1 or len(files.cdroms) != 1:
             raise VmTierError.of(f"{domain}: expected one disk and one cdrom (the seed), found {files}")
         disk = self.daemon.host_path(files.disks[0])
-        overlay(image, disk)
         cdrom = self.daemon.host_path(files.cdroms[0])
         shutil.copyfile(seed, cdrom)
         self._attach(plan)
@@ -221,19 +232,37 @@ class Fleet:
             address,
             ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.control_dir),
         )
-        with self._booted(name, ssh, xml, disk, cdrom) as booted:
+        with self._booted(name, ssh, xml, disk, cdrom, image) as booted:
             yield booted
 
     @contextlib.contextmanager
-    def _booted(self, name: str, ssh: Ssh, xml: str, disk: Path, cdrom: Path) -> Iterator[Booted]:
-        """Start the domain, wait for SSH and cloud-init; afterwards remove its disk and seed."""
+    def _booted(
+        self, name: str, ssh: Ssh, xml: str, disk: Path, cdrom: Path, image: Path
+    ) -> Iterator[Booted]:
+        """Start the domain on a fresh overlay of `image`, wait for SSH and cloud-init;
+        afterwards remove its disk and seed.
+
+        A machine that ran but never answered SSH is booted once more from a new overlay,
+        with a warning that carries its console: under software emulation on a loaded
+        2-core machine, CI once saw a host give "No route to host" for the whole boot
+        timeout, which three boots of the same image here never showed. A second silent
+        boot fails the run with its console; a machine that stopped fails at once."""
         try:
-            with running(self.conn, with_console_log(self.daemon, xml)) as (domain, started):
-                boot = wait_booted(ssh, started, domain)
-                try:
-                    yield Booted(name, ssh, boot, domain)
-                finally:
-                    ssh.close()
+            for attempt in range(1, BOOT_ATTEMPTS + 1):
+                overlay(image, disk)
+                with running(self.conn, with_console_log(self.daemon, xml)) as (domain, started):
+                    try:
+                        boot = wait_booted(ssh, started, domain, self.boot_timeout)
+                    except NoAnswerError as exc:
+                        if attempt == BOOT_ATTEMPTS:
+                            raise
+                        warnings.warn(f"{exc}\nbooting {name} once more", BootRetried, stacklevel=1)
+                        continue
+                    try:
+                        yield Booted(name, ssh, boot, domain)
+                    finally:
+                        ssh.close()
+                    return
         finally:
             disk.unlink(missing_ok=True)
             cdrom.unlink(missing_ok=True)
@@ -264,7 +293,6 @@ class Fleet:
                 if f" {address} " not in present:
                     self.daemon.run("ip", "address", "add", address, "dev", WIRE)
         disk = self.daemon.host_path(vm.disk)
-        overlay(image, disk)
         cdrom = self.daemon.host_path(vm.cdrom)
         cdrom.write_bytes(vm.seed)
         ssh = Ssh(
@@ -273,7 +301,7 @@ class Fleet:
             vm.address,
             ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.control_dir),
         )
-        with self._booted(name, ssh, vm.xml, disk, cdrom) as booted:
+        with self._booted(name, ssh, vm.xml, disk, cdrom, image) as booted:
             yield booted
 
     def bootstrap(self, booted: Booted, *args: str) -> subprocess.CompletedProcess[str]:
