@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
+import re
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
 from generator.pipeline import artifacts_for, plan_profile
 from tests.support.golden import LISTING, golden_file
 
@@ -56,6 +59,35 @@ def test_output_matches_golden(profile: Path, update_golden: bool) -> None:
     assert set(kept) == expected
     for path, content in kept.items():
         assert content.decode() == (golden / path).read_text(encoding="utf-8"), path
+
+
+#: A regular file's line in a listing: mode, owner, size, sha256, name.
+_MEMBER = re.compile(r"^\s*-[0-7]{4} \d+/\d+ +\d+ (?P<sha256>[0-9a-f]{64}) (?P<name>\S+)$", re.MULTILINE)
+
+
+def _carriers(golden: Path, host: str) -> list[Path]:
+    """The golden files that list host `host`'s bundle: its PXE answer file and its image element."""
+    found = list((golden / layout.pxe_dir(host)).glob("*"))
+    found += (golden / layout.element_dir(host, "host")).rglob(f"*{LISTING}")
+    return found
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_bundle_listings_match_the_files_beside_them(profile: Path) -> None:
+    """Each member of a host's bundle, as listed in its PXE answer file and image element, is
+    the golden file at the same place under hosts/<host>/: a reviewer reads that one."""
+    golden = GOLDEN / profile.stem
+    hosts = [d.name for d in (golden / layout.HOSTS).iterdir()]
+    assert hosts
+    for host in hosts:
+        carriers = _carriers(golden, host)
+        assert len(carriers) == 2, carriers
+        for carrier in carriers:
+            members = {m["name"]: m["sha256"] for m in _MEMBER.finditer(carrier.read_text())}
+            assert layout.BOOTSTRAP in members, carrier
+            for name, digest in members.items():
+                beside = golden / layout.host_dir(host) / name
+                assert hashlib.sha256(beside.read_bytes()).hexdigest() == digest, (carrier, name)
 
 
 def _tar_gz(members: dict[str, bytes]) -> bytes:
