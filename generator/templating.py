@@ -44,11 +44,6 @@ def _hexnum(value: Any) -> str:
     return f"{value:x}"
 
 
-def _hexhandle(value: Any) -> str:
-    """A qdisc handle as tc writes it: 16 -> "10:"."""
-    return f"{_hexnum(value)}:"
-
-
 def _shquote(value: Any) -> str:
     """One shell word, whatever the value holds (defence in depth: values are validated)."""
     if not isinstance(value, str | int) or isinstance(value, bool):
@@ -79,7 +74,6 @@ def environment() -> jinja2.Environment:
     env.filters["timespan"] = _timespan
     env.filters["span"] = _span
     env.filters["hexnum"] = _hexnum
-    env.filters["hexhandle"] = _hexhandle
     env.filters["shquote"] = _shquote
     env.filters["dotq"] = _dotq
     env.globals["GENERATED"] = GENERATED

@@ -225,6 +225,8 @@ class OverlayPlan:
 #: existing qdisc"), so each kind gets its own.
 HANDLES = {"tbf": 0x10, "htb": 0x20, "fq_codel": 0x30, "fq": 0x40, "cake": 0x50}
 HTB_CLASS = 0x10  # the one class of an htb shaper, and its default
+#: The parent of ingress filters: the ingress qdisc's fixed handle.
+INGRESS_PARENT = "ffff:"
 
 #: The kernel module behind each kind of device, and why a host loads it. A host's
 #: modules-load.d lists them (plan/tuning.py); the generated checks use them to tell
@@ -292,6 +294,33 @@ class TcPlan:
         if self.shape is None or self.qdisc is None:
             return None
         return HANDLES[self.shape.kind] * 0x10 + HANDLES[self.qdisc]
+
+    # The same handles as tc and networkd write them ("20:", "20:10"): the tc batch, the
+    # .network file, the expected state and the lab all take these, none spells its own.
+
+    @property
+    def root_id(self) -> str | None:
+        return None if self.root_handle is None else f"{self.root_handle:x}:"
+
+    @property
+    def leaf_id(self) -> str | None:
+        return None if self.leaf_handle is None else f"{self.leaf_handle:x}:"
+
+    @property
+    def shaper_class(self) -> str | None:
+        """The class traffic leaves the shaper by, where a leaf qdisc hangs: htb's one
+        class (also its default), or tbf's single built-in class `<handle>:1`."""
+        if self.shape is None or self.root_handle is None:
+            return None
+        minor = HTB_CLASS if self.shape.kind == "htb" else 1
+        return f"{self.root_handle:x}:{minor:x}"
+
+    @property
+    def qdisc_parent(self) -> str | None:
+        """Where `qdisc` goes: under the shaper's class, or the root when nothing shapes."""
+        if self.qdisc is None:
+            return None
+        return self.shaper_class or "root"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from typing import Any
 
 from generator import layout
 from generator.plan.types import (
-    HTB_CLASS,
     KIND_MODULES,
     POLICE_MODULES,
     QDISC_MODULES,
@@ -139,19 +138,19 @@ def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> En
 
 def qdisc_entry(tc: TcPlan) -> Entry:
     entry: Entry = {"device": tc.device, "engine": tc.engine}
-    kind, handle = tc.root_kind, tc.root_handle
+    kind = tc.root_kind
     if kind is not None:  # None: the device is only policed, its root is not kvmnet's
-        entry["root"] = {"kind": kind, "handle": f"{handle:x}:", "module": QDISC_MODULES[kind]}
+        entry["root"] = {"kind": kind, "handle": tc.root_id, "module": QDISC_MODULES[kind]}
     if tc.shape is not None:
         rate: Entry = {"kind": tc.shape.kind, "rate": tc.shape.rate}
         if tc.shape.kind == "htb":
-            rate["class"] = f"{handle:x}:{HTB_CLASS:x}"
+            rate["class"] = tc.shaper_class
             rate["ceil"] = tc.shape.ceil or tc.shape.rate
         entry["rate"] = rate
-    if tc.leaf_handle is not None and tc.qdisc is not None:
+    if tc.leaf_id is not None and tc.qdisc is not None:
         entry["leaf"] = {
             "kind": tc.qdisc,
-            "handle": f"{tc.leaf_handle:x}:",
+            "handle": tc.leaf_id,
             "module": QDISC_MODULES[tc.qdisc],
         }
     if tc.police is not None:

@@ -15,21 +15,10 @@ QDISC_SECTIONS = {"fq_codel": "FairQueueingControlledDelay", "fq": "FairQueueing
 
 
 def _tc_context(tc: TcPlan | None) -> dict[str, object]:
-    """The networkd engine's tc for one device, with the leaf qdisc's parent worked out."""
+    """The networkd engine's tc for one device (None when the tc unit applies it)."""
     if tc is None or tc.engine != "networkd":
-        return {"tc": None, "qdisc_section": None, "leaf_parent": None, "HTB_CLASS": HTB_CLASS}
-    if tc.shape is None:
-        parent = "root"
-    elif tc.shape.kind == "tbf":
-        parent = f"{tc.root_handle:x}:1"  # tbf's one class
-    else:
-        parent = f"{tc.root_handle:x}:{HTB_CLASS:x}"
-    return {
-        "tc": tc,
-        "qdisc_section": QDISC_SECTIONS.get(tc.qdisc or ""),
-        "leaf_parent": parent,
-        "HTB_CLASS": HTB_CLASS,
-    }
+        return {"tc": None, "qdisc_section": None, "HTB_CLASS": HTB_CLASS}
+    return {"tc": tc, "qdisc_section": QDISC_SECTIONS.get(tc.qdisc or ""), "HTB_CLASS": HTB_CLASS}
 
 
 def files_for(host: HostPlan, iface: Interface) -> list[Artifact]:

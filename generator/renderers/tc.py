@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from generator import layout
 from generator.errors import format_path
-from generator.plan.types import HTB_CLASS, HostPlan, Plan
+from generator.plan.types import HTB_CLASS, INGRESS_PARENT, HostPlan, Plan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
@@ -21,7 +21,9 @@ def host_files(host: HostPlan) -> list[Artifact]:
     out = [Artifact.text(layout.rootfs_file(host.name, layout.TC_UNIT), unit)]
     for tc in service:
         source = format_path(("hosts", host.name, "tc", tc.device_id))
-        text = render_template("tc/batch.j2", tc=tc, source=source, HTB_CLASS=HTB_CLASS)
+        text = render_template(
+            "tc/batch.j2", tc=tc, source=source, HTB_CLASS=HTB_CLASS, INGRESS_PARENT=INGRESS_PARENT
+        )
         out.append(Artifact.text(layout.rootfs_file(host.name, layout.tc_batch(tc.device)), text))
     return out
 
