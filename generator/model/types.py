@@ -154,7 +154,9 @@ def _bool(value: Any) -> bool:
     raise fail(f"expected true or false, got {_show(value)}")
 
 
-_BOOL_WORDS = "|".join(any_case(word) for word in sorted(_TRUE | _FALSE, key=len, reverse=True))
+# Longest first (so "yes" is not read as "y"), then alphabetical: a set's order changes
+# with the hash seed, and `kvmnet schema` printed a different pattern from run to run.
+_BOOL_WORDS = "|".join(any_case(word) for word in sorted(_TRUE | _FALSE, key=lambda w: (-len(w), w)))
 Flag = Annotated[
     bool,
     BeforeValidator(_bool),
@@ -210,6 +212,12 @@ InterfaceName = Annotated[
     ),
 ]
 
+def _pattern_schema(pattern: re.Pattern[str]) -> WithJsonSchema:
+    """The JSON Schema of a string the validator fullmatches against `pattern`: the same
+    regex, anchored, so the schema editors read cannot drift from what kvmnet accepts."""
+    return WithJsonSchema({"type": "string", "pattern": f"^{pattern.pattern}$"})
+
+
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
@@ -228,7 +236,7 @@ def _device_id(value: Any) -> str:
 DeviceId = Annotated[
     str,
     BeforeValidator(_device_id),
-    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"}),
+    _pattern_schema(_ID),
 ]
 
 _GLOB = re.compile(r"[A-Za-z0-9_.*?\[\]!-]{1,64}")
@@ -263,7 +271,7 @@ def _label(value: Any) -> str:
 Label = Annotated[
     str,
     BeforeValidator(_label),
-    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"}),
+    _pattern_schema(_LABEL),
 ]
 
 _DOMAIN_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -295,7 +303,7 @@ def _mac(value: Any) -> str:
 MacAddress = Annotated[
     str,
     BeforeValidator(_mac),
-    WithJsonSchema({"type": "string", "pattern": r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"}),
+    _pattern_schema(_MAC),
 ]
 
 
