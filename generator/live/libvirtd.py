@@ -145,7 +145,15 @@ def _mounts(root: Path, kvm: bool) -> str:
         # the host CPU model with a KVM vCPU: on a machine whose KVM cannot run ordinary
         # guests (FACTS) that probe hung libvirtd's start-up now and then. Without KVM it
         # probes TCG only, and offers type='qemu' alone, which is all the VM tier asks for.
-        binds.append("mount --bind /dev/null /dev/kvm")
+        # Not /dev/null, which libvirt takes for a usable KVM: it calls KVM usable when
+        # /dev/kvm exists and access(R_OK|W_OK) passes, which root passes on any device
+        # node. Every cached probe was then "not KVM-enabled, but KVM should be usable
+        # now": QEMU probed again, several times per call, ~24 s in every define. An empty
+        # regular file mounted read-only fails W_OK (EROFS), so the TCG-only probe stays
+        # valid (a define then takes milliseconds) and nothing can open a KVM there.
+        (root / "no-kvm").touch()
+        binds.append(f"mount --bind {root / 'no-kvm'} /dev/kvm")
+        binds.append("mount -o remount,bind,ro /dev/kvm")
     lines = "\n".join(binds)
     return f"""set -eu
 {lines}
