@@ -10,12 +10,14 @@ tests/test_guest_<guest>.py, tests/guest_<guest>.json
 ```
 
 The modules are Jinja templates (users read them: they must be plain, linted Python);
-the expected state is `json.dumps` of data. `kvmnet verify` runs them.
+the library is generator/checks/kvmnet_checks.py, copied as it is; the expected state is
+`json.dumps` of data. `kvmnet verify` runs them.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from typing import Any
 
 from generator import layout
@@ -87,11 +89,17 @@ def _guest_sections(state: dict[str, Any]) -> set[str]:
     return {name for name, present in found.items() if present}
 
 
+def library() -> str:
+    """tests/kvmnet_checks.py: generator/checks/kvmnet_checks.py as it is, under kvmnet's header."""
+    source = resources.files("generator.checks").joinpath("kvmnet_checks.py").read_text(encoding="utf-8")
+    return f"# {GENERATED}\n\n{source}"
+
+
 def render(plan: Plan) -> list[Artifact]:
     out = [
         Artifact.text(layout.CHECKS_PYTEST_INI, render_template("checks/pytest.ini.j2")),
         Artifact.text(layout.CHECKS_CONFTEST, render_template("checks/conftest.py.j2")),
-        Artifact.text(layout.CHECKS_LIBRARY, render_template("checks/kvmnet_checks.py.j2")),
+        Artifact.text(layout.CHECKS_LIBRARY, library()),
     ]
     for host in plan.hosts:
         state = host_state(plan, host, GENERATED)

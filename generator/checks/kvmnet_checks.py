@@ -1,6 +1,3 @@
-{# context: none (the same library for every profile, copied as is); rendered by generator/renderers/checks.py #}
-# {{ GENERATED }}
-{% raw %}
 """kvmnet's checks, shared by the generated suites in this directory.
 
 Each test_host_<host>.py and test_guest_<guest>.py loads its expected state (the JSON
@@ -661,4 +658,3 @@ def nic_rx_ring(machine: Machine, nic: Entry) -> None:
     current = text.split("Current hardware settings:")[-1]
     match = re.search(r"^RX:\s+(\d+)", current, re.MULTILINE)
     expect(name, "RX ring size", nic["rx_ring"], int(match.group(1)) if match else "none")
-{% endraw %}
