@@ -155,16 +155,26 @@ LINKS = [
 ]
 
 
+def _link(name: str | None, kind: str = "ether", mtu: int = 1500) -> checks.Link:
+    return {"id": name or "uplink", "name": name, "kind": kind, "mtu": mtu}
+
+
+def _matching(match: checks.LinkMatch) -> checks.Link:
+    link = _link(None)
+    link["match"] = match
+    return link
+
+
 def test_find_a_device_by_name_or_as_networkd_matches_it() -> None:
     machine = _machine(links=LINKS)
-    assert machine.find({"name": "br0"}) == LINKS[3]
-    assert machine.find({"name": "eth9"}) is None
+    assert machine.find(_link("br0")) == LINKS[3]
+    assert machine.find(_link("eth9")) is None
     # en[!o]* leaves eno1 out: one device matches
-    assert machine.find({"name": None, "match": {"name": "en[!o]*"}}) == LINKS[2]
+    assert machine.find(_matching({"name": "en[!o]*"})) == LINKS[2]
     # two devices match en*: networkd would configure both, the check says neither is *the* one
-    assert machine.find({"name": None, "match": {"name": "en*"}}) is None
+    assert machine.find(_matching({"name": "en*"})) is None
     # a MAC matches the permanent address too (networkd's PermanentMACAddress= sees it)
-    assert machine.find({"name": None, "match": {"mac": "52:54:00:aa:bb:02"}}) == LINKS[2]
+    assert machine.find(_matching({"mac": "52:54:00:aa:bb:02"})) == LINKS[2]
     assert machine.with_mac("52:54:00:aa:bb:03") == LINKS[3]
     assert machine.with_mac("52:54:00:ff:ff:ff") is None
 
@@ -238,14 +248,15 @@ def test_sysctl_normalises_whitespace_and_tells_a_missing_key() -> None:
 
 def test_link_mtu_names_the_device_and_both_values() -> None:
     machine = _machine(links=LINKS)
-    checks.link_mtu(machine, {"id": "eno1", "name": "eno1", "kind": "ether", "mtu": 9000})
+    checks.link_mtu(machine, _link("eno1", mtu=9000))
     with pytest.raises(pytest.fail.Exception, match=r"^br0: MTU expected 9000, found 1500$"):
-        checks.link_mtu(machine, {"id": "br0", "name": "br0", "kind": "bridge", "mtu": 9000})
+        checks.link_mtu(machine, _link("br0", "bridge", mtu=9000))
 
 
 def test_a_tap_of_a_stopped_guest_is_skipped_not_failed() -> None:
     machine = _machine(links=LINKS)
-    tap = {"id": "vnet-web1-0", "name": "vnet-web1-0", "kind": "tap", "guest": "web1", "mtu": 1500}
+    tap = _link("vnet-web1-0", "tap")
+    tap["guest"] = "web1"
     with pytest.raises(pytest.skip.Exception, match="the tap of guest web1"):
         checks.link_exists(machine, tap)
 
@@ -253,7 +264,8 @@ def test_a_tap_of_a_stopped_guest_is_skipped_not_failed() -> None:
 def test_vlan_filtering_is_skipped_where_the_kernel_has_none() -> None:
     """iproute2 prints vlan_protocol only for a bridge that can filter VLANs (LINKS' br0 cannot)."""
     machine = _machine(links=LINKS)
-    link = {"id": "br0", "name": "br0", "kind": "bridge", "mtu": 1500, "bridge": {"vlan_filtering": True}}
+    link = _link("br0", "bridge")
+    link["bridge"] = {"vlan_filtering": True}
     with pytest.raises(pytest.skip.Exception, match="no bridge VLAN filtering"):
         checks.vlan_filtering(machine, link)
 
@@ -278,13 +290,8 @@ def test_port_vlans_leave_out_the_bridges_own_default_pvid() -> None:
         {"vlan": 100, "vlanEnd": 102},
         {"vlan": 200, "flags": ["PVID", "Egress Untagged"]},
     ]
-    link = {
-        "id": "vm0",
-        "name": "vm0",
-        "kind": "tap",
-        "mtu": 1500,
-        "port_vlans": {"vlans": ["100-102", "200"], "pvid": 200, "untagged": ["200"]},
-    }
+    link = _link("vm0", "tap")
+    link["port_vlans"] = {"vlans": ["100-102", "200"], "pvid": 200, "untagged": ["200"]}
     checks.port_vlans(_machine(links=FILTERING, bridge_vlans=[{"ifname": "vm0", "vlans": vlans}]), link)
     short = [{"vlan": 100, "vlanEnd": 101}, {"vlan": 200, "flags": ["PVID", "Egress Untagged"]}]
     machine = _machine(links=FILTERING, bridge_vlans=[{"ifname": "vm0", "vlans": short}])
@@ -316,7 +323,16 @@ def test_rx_ring_reads_the_current_setting_not_the_maximum() -> None:
             "ethtool -g eth0": ETHTOOL_RINGS,
         },
     )
-    nic = {"name": "eth0", "mac": "52:54:00:12:34:56", "rx_ring": 512}
+    nic: checks.Nic = {
+        "name": "eth0",
+        "mac": "52:54:00:12:34:56",
+        "model": "virtio",
+        "mtu": 1500,
+        "dhcp4": True,
+        "ipv6": "enabled",
+        "rx_ring": 512,
+    }
     checks.nic_rx_ring(machine, nic)
+    nic["rx_ring"] = 1024
     with pytest.raises(pytest.fail.Exception, match=r"^eth0: RX ring size expected 1024, found 512$"):
-        checks.nic_rx_ring(machine, {**nic, "rx_ring": 1024})
+        checks.nic_rx_ring(machine, nic)
