@@ -123,3 +123,100 @@ def test_inventory_as_ansible_reads_it(profile: Path, tmp_path: Path) -> None:
         assert values["kvmnet_role"] == ("host" if name in hosts else "guest")
         if "ansible_host" in values:  # one of the machine's own planned addresses
             assert values["ansible_host"] in {a.split("/")[0] for a in planned_addresses[name]}
+
+
+# --- which checks each machine gets ----------------------------------------------------------
+
+_HV = {  # default.yaml's hv1 and hv2 are alike (a YAML anchor shares tc and kernel)
+    # eno1, eno2, br-guest, mgmt100, gre-peer, and the tenant overlay's vx10010 and br-tenant
+    "test_link_exists": 7,
+    "test_kind": 5,  # all but the two ethernets
+    "test_mtu": 7,
+    "test_master": 2,  # eno2 in br-guest, vx10010 in br-tenant
+    "test_addresses": 3,  # eno1, mgmt100, gre-peer
+    "test_vlan": 1,
+    "test_vxlan": 1,
+    "test_gre": 1,
+    "test_stp": 1,  # br-guest says stp: false; the overlay's bridge says nothing
+    "test_vlan_filtering": 2,
+    "test_port_vlans": 2,  # br-guest itself (vlans: [100]) and its port eno2
+    "test_root_qdisc": 2,  # eno1 fq, eno2 tbf
+    "test_shaping_rate": 1,  # eno2
+    "test_sysctl": 6,  # three net.core.*, and bridge-nf-call-* because the host has bridges
+    "test_module_loaded": 11,
+    "test_kernel_argument": 2,
+    "test_tc_unit_enabled": 2,
+}
+_WEB = {  # one NIC on br-tenant with an address and rx-ring; ipv6: disabled
+    "test_nic_exists": 1,
+    "test_nic_mtu": 1,
+    "test_nic_ipv6": 1,
+    "test_nic_addresses": 1,
+    "test_nic_channels": 1,  # min(queues, 4 vCPUs)
+    "test_nic_rx_ring": 1,
+    "test_sysctl": 2,  # disable_ipv6 for all and default
+}
+#: Every test function of every generated suite, with how many entries it checks, worked out
+#: from the profile by hand. A group of checks that the expected state stops writing, that
+#: renderers/checks.py stops selecting, or that a template drops, fails here.
+CHECK_GROUPS = {
+    "default": {
+        "test_host_hv1": _HV,
+        "test_host_hv2": _HV,
+        "test_guest_web1": _WEB,
+        "test_guest_web2": _WEB,
+    },
+    "tuned": {
+        "test_host_tune1": {
+            "test_link_exists": 5,  # ens1-ens4 and br-guests
+            "test_kind": 1,
+            "test_mtu": 5,
+            "test_master": 1,  # ens3
+            "test_addresses": 1,  # ens1
+            "test_stp": 1,
+            "test_vlan_filtering": 1,
+            "test_root_qdisc": 4,  # ens1 fq_codel, ens2 and ens4 htb, br-guests tbf
+            "test_shaping_rate": 3,  # all but ens1
+            "test_leaf_qdisc": 1,  # ens2's fq_codel under its htb (ens4 has none)
+            "test_ingress_policing": 1,  # ens1
+            "test_tc_unit_enabled": 3,  # br-guests has engine: networkd, no unit
+            # 4 of the profile's, 2 of ipv6: disabled, 3 bridge-nf-call-*
+            "test_sysctl": 9,
+            "test_module_loaded": 10,
+            "test_kernel_argument": 3,
+        }
+    },
+}
+
+
+#: Imports every suite in the current directory and prints, per suite, its test functions and
+#: how many entries each is parametrized over. In a fresh interpreter: no kvmnet_checks cached
+#: from another build, and none of this repository's pytest settings (its strict markers).
+_COUNT_GROUPS = """
+import importlib, json, pathlib, sys
+sys.path.insert(0, ".")
+found = {}
+for path in sorted(pathlib.Path(".").glob("test_*.py")):
+    module = importlib.import_module(path.stem)
+    found[path.stem] = {
+        name: len(mark.args[1])
+        for name, function in vars(module).items()
+        if name.startswith("test_")
+        for mark in getattr(function, "pytestmark", [])
+        if mark.name == "parametrize"
+    }
+print(json.dumps(found))
+"""
+
+
+def _check_groups(tests: Path) -> dict[str, dict[str, int]]:
+    counted = _run(sys.executable, "-B", "-c", _COUNT_GROUPS, cwd=tests)
+    assert counted.returncode == 0, counted.stderr
+    found: dict[str, dict[str, int]] = json.loads(counted.stdout)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(CHECK_GROUPS))
+def test_each_machine_gets_its_groups_of_checks(name: str, tmp_path: Path) -> None:
+    tests = _built(REPO / "profiles" / f"{name}.yaml", tmp_path) / layout.TESTS
+    assert _check_groups(tests) == CHECK_GROUPS[name]

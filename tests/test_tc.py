@@ -281,7 +281,7 @@ def assert_root_as_planned(ns: str, tc: TcPlan, root: Mapping[str, Any], handle:
 def police_rates(ns: str, dev: str) -> list[int]:
     """Rates (bit/s) of the police actions on the ingress, from tc's text: iproute2 6.1's
     `tc -j filter show` leaves a police action's rate out (the generated checks read the
-    text too: police_rates in templates/checks/kvmnet_checks.py.j2)."""
+    text too: police_rates in generator/checks/kvmnet_checks.py)."""
     text = run("tc", "-n", ns, "filter", "show", "dev", dev, "ingress").stdout
     scale = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
     found = re.findall(r"\bpolice 0x[0-9a-f]+ rate ([0-9.]+)([KMGT]?)bit\b", text)

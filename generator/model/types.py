@@ -212,6 +212,7 @@ InterfaceName = Annotated[
     ),
 ]
 
+
 def _pattern_schema(pattern: re.Pattern[str]) -> WithJsonSchema:
     """The JSON Schema of a string the validator fullmatches against `pattern`: the same
     regex, anchored, so the schema editors read cannot drift from what kvmnet accepts."""

@@ -10,13 +10,15 @@ tests/test_guest_<guest>.py, tests/guest_<guest>.json
 ```
 
 The modules are Jinja templates (users read them: they must be plain, linted Python);
-the expected state is `json.dumps` of data. `kvmnet verify` runs them.
+the library is generator/checks/kvmnet_checks.py, copied as it is; the expected state is
+`json.dumps` of data. `kvmnet verify` runs them.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 from generator import layout
 from generator.plan.types import Kind, Plan
@@ -24,6 +26,9 @@ from generator.renderers.artifact import Artifact
 from generator.renderers.expected import guest_state, host_state
 from generator.templating import GENERATED
 from generator.templating import render as render_template
+
+if TYPE_CHECKING:
+    from generator.checks.kvmnet_checks import GuestState, HostState
 
 
 def _flat(data: Any) -> bool:
@@ -48,7 +53,7 @@ def _json(data: Any, indent: str = "") -> str:
     return text + ("\n" if not indent else "")
 
 
-def _host_sections(state: dict[str, Any]) -> set[str]:
+def _host_sections(state: HostState) -> set[str]:
     """Which groups of checks the host's module needs (a test over no entries is left out)."""
     links = state["links"]
     netdevs = {k.value for k in Kind if k.is_netdev}
@@ -75,7 +80,7 @@ def _host_sections(state: dict[str, Any]) -> set[str]:
     return {name for name, present in found.items() if present}
 
 
-def _guest_sections(state: dict[str, Any]) -> set[str]:
+def _guest_sections(state: GuestState) -> set[str]:
     nics = state["nics"]
     found = {
         "nics": bool(nics),
@@ -87,22 +92,28 @@ def _guest_sections(state: dict[str, Any]) -> set[str]:
     return {name for name, present in found.items() if present}
 
 
+def library() -> str:
+    """tests/kvmnet_checks.py: generator/checks/kvmnet_checks.py as it is, under kvmnet's header."""
+    source = resources.files("generator.checks").joinpath("kvmnet_checks.py").read_text(encoding="utf-8")
+    return f"# {GENERATED}\n\n{source}"
+
+
 def render(plan: Plan) -> list[Artifact]:
     out = [
         Artifact.text(layout.CHECKS_PYTEST_INI, render_template("checks/pytest.ini.j2")),
         Artifact.text(layout.CHECKS_CONFTEST, render_template("checks/conftest.py.j2")),
-        Artifact.text(layout.CHECKS_LIBRARY, render_template("checks/kvmnet_checks.py.j2")),
+        Artifact.text(layout.CHECKS_LIBRARY, library()),
     ]
     for host in plan.hosts:
-        state = host_state(plan, host, GENERATED)
+        expected = host_state(plan, host, GENERATED)
         data, module = layout.expected_state("host", host.name), layout.suite("host", host.name)
-        out.append(Artifact.text(data, _json(state)))
+        out.append(Artifact.text(data, _json(expected)))
         text = render_template(
             "checks/host.py.j2",
             machine=host.name,
             module=layout.name_in_tests(module),
             data=layout.name_in_tests(data),
-            sections=_host_sections(state),
+            sections=_host_sections(expected),
         )
         out.append(Artifact.text(module, text))
     for guest in plan.guests:

@@ -6,12 +6,17 @@ something to check, so a document reads as a description of the machine. Every c
 carries a scope: `netns` when a network namespace shows it (devices, addresses, qdiscs,
 per-namespace sysctls), `machine` when only the whole machine does (kernel modules and
 command line, systemd units, global sysctls).
+
+The documents' schema is the TypedDicts of the check library that reads them
+(generator/checks/kvmnet_checks.py): mypy checks this writer and that reader against the
+same types. They are imported for type checking only: the library imports pytest, which a
+plain install of the generator does not have.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Final
 
 from generator import layout
 from generator.plan.types import (
@@ -24,12 +29,29 @@ from generator.plan.types import (
     Kind,
     Plan,
     TcPlan,
+    TunnelSettings,
 )
 
-Entry = dict[str, Any]
+if TYPE_CHECKING:
+    from generator.checks.kvmnet_checks import (
+        Argument,
+        GuestState,
+        HostState,
+        Link,
+        LinkBridge,
+        LinkGre,
+        LinkMatch,
+        LinkVxlan,
+        Module,
+        Nic,
+        Qdisc,
+        QdiscRate,
+        Scope,
+        Sysctl,
+    )
 
-NETNS = "netns"
-MACHINE = "machine"
+NETNS: Final = "netns"
+MACHINE: Final = "machine"
 
 
 # --- sysctl scopes ---------------------------------------------------------------------
@@ -53,7 +75,7 @@ _PER_NAMESPACE = re.compile(
 )
 
 
-def sysctl_scope(key: str) -> str:
+def sysctl_scope(key: str) -> Scope:
     return NETNS if _PER_NAMESPACE.match(key) else MACHINE
 
 
@@ -77,19 +99,49 @@ def _needs(host: HostPlan, iface: Interface) -> list[str]:
     return needs
 
 
-def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> Entry:
-    entry: Entry = {"id": iface.id, "name": iface.name, "kind": iface.kind.value}
-    if entry["name"] is None:  # networkd finds it by [Match]: so does the check
-        entry["match"] = {
-            k: v for k, v in (("name", iface.match.name), ("mac", iface.match.mac)) if v is not None
-        }
+def _match(iface: Interface) -> LinkMatch:
+    match: LinkMatch = {}
+    if iface.match.name is not None:
+        match["name"] = iface.match.name
+    if iface.match.mac is not None:
+        match["mac"] = iface.match.mac
+    return match
+
+
+def _vxlan(vni: int, tunnel: TunnelSettings) -> LinkVxlan:
+    vxlan: LinkVxlan = {"vni": vni}
+    if tunnel.local:
+        vxlan["local"] = tunnel.local
+    if tunnel.remote:
+        vxlan["remote"] = tunnel.remote
+    if tunnel.group:
+        vxlan["group"] = tunnel.group
+    if tunnel.port is not None:
+        vxlan["port"] = tunnel.port
+    return vxlan
+
+
+def _gre(tunnel: TunnelSettings) -> LinkGre:
+    gre: LinkGre = {}
+    if tunnel.local:
+        gre["local"] = tunnel.local
+    if tunnel.remote:
+        gre["remote"] = tunnel.remote
+    if tunnel.ttl is not None:
+        gre["ttl"] = tunnel.ttl
+    return gre
+
+
+def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> Link:
+    entry: Link = {"id": iface.id, "name": iface.name, "kind": iface.kind.value, "mtu": iface.mtu}
+    if iface.name is None:  # networkd finds it by [Match]: so does the check
+        entry["match"] = _match(iface)
     elif iface.kind is Kind.ETHERNET and iface.match.mac:
         entry["mac"] = iface.match.mac
     if guest is not None:
         entry["guest"] = guest  # a guest's tap: libvirt makes it while the guest runs
     if needs := _needs(host, iface):
         entry["needs"] = needs
-    entry["mtu"] = iface.mtu
     if iface.master:
         master = host.get(iface.master)
         entry["master"] = {
@@ -102,24 +154,12 @@ def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> En
     if iface.kind is Kind.VLAN and iface.vlan_id is not None and iface.lower:
         entry["vlan"] = {"id": iface.vlan_id, "link": host.get(iface.lower).netdev_name}
     tunnel = iface.tunnel
-    if iface.kind is Kind.VXLAN and tunnel is not None:
-        vxlan: Entry = {"vni": tunnel.vni}
-        if tunnel.local:
-            vxlan["local"] = tunnel.local
-        if tunnel.remote:
-            vxlan["remote"] = tunnel.remote
-        if tunnel.group:
-            vxlan["group"] = tunnel.group
-        if tunnel.port is not None:
-            vxlan["port"] = tunnel.port
-        entry["vxlan"] = vxlan
+    if iface.kind is Kind.VXLAN and tunnel is not None and tunnel.vni is not None:
+        entry["vxlan"] = _vxlan(tunnel.vni, tunnel)
     if iface.kind in (Kind.GRE, Kind.GRETAP) and tunnel is not None:
-        gre: Entry = {k: v for k, v in (("local", tunnel.local), ("remote", tunnel.remote)) if v}
-        if tunnel.ttl is not None:
-            gre["ttl"] = tunnel.ttl
-        entry["gre"] = gre
+        entry["gre"] = _gre(tunnel)
     if iface.bridge is not None:
-        bridge: Entry = {"vlan_filtering": iface.bridge.vlan_filtering}
+        bridge: LinkBridge = {"vlan_filtering": iface.bridge.vlan_filtering}
         if iface.bridge.stp is not None:
             bridge["stp"] = iface.bridge.stp
         pvid = iface.bridge.default_pvid
@@ -136,15 +176,15 @@ def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> En
     return entry
 
 
-def qdisc_entry(tc: TcPlan) -> Entry:
-    entry: Entry = {"device": tc.device, "engine": tc.engine}
-    kind = tc.root_kind
-    if kind is not None:  # None: the device is only policed, its root is not kvmnet's
-        entry["root"] = {"kind": kind, "handle": tc.root_id, "module": QDISC_MODULES[kind]}
+def qdisc_entry(tc: TcPlan) -> Qdisc:
+    entry: Qdisc = {"device": tc.device, "engine": tc.engine}
+    kind, root, shaper_class = tc.root_kind, tc.root_id, tc.shaper_class
+    if kind is not None and root is not None:  # None: only policed, the root is not kvmnet's
+        entry["root"] = {"kind": kind, "handle": root, "module": QDISC_MODULES[kind]}
     if tc.shape is not None:
-        rate: Entry = {"kind": tc.shape.kind, "rate": tc.shape.rate}
-        if tc.shape.kind == "htb":
-            rate["class"] = tc.shaper_class
+        rate: QdiscRate = {"kind": tc.shape.kind, "rate": tc.shape.rate}
+        if tc.shape.kind == "htb" and shaper_class is not None:
+            rate["class"] = shaper_class
             rate["ceil"] = tc.shape.ceil or tc.shape.rate
         entry["rate"] = rate
     if tc.leaf_id is not None and tc.qdisc is not None:
@@ -170,9 +210,18 @@ def _tap_guests(plan: Plan, host: HostPlan) -> dict[str, str]:
     }
 
 
-def host_state(plan: Plan, host: HostPlan, generated: str) -> Entry:
+def _sysctl(key: str, value: str, optional: bool = False) -> Sysctl:
+    entry: Sysctl = {"key": key, "value": value, "scope": sysctl_scope(key)}
+    if optional:
+        entry["optional"] = True
+    return entry
+
+
+def host_state(plan: Plan, host: HostPlan, generated: str) -> HostState:
     taps = _tap_guests(plan, host)
     kernel = host.kernel
+    modules: list[Module] = [{"name": name, "why": why} for name, why in kernel.modules]
+    cmdline: list[Argument] = [{"argument": arg} for arg in kernel.cmdline]
     return {
         "generated": generated,
         "machine": host.name,
@@ -180,17 +229,9 @@ def host_state(plan: Plan, host: HostPlan, generated: str) -> Entry:
         "links": [link_entry(host, i) for i in host.interfaces]
         + [link_entry(host, t, guest=taps.get(t.id, "?")) for t in host.tap_ports],
         "qdiscs": [qdisc_entry(t) for t in host.tc],
-        "sysctls": [
-            {
-                "key": s.key,
-                "value": s.value,
-                "scope": sysctl_scope(s.key),
-                **({"optional": True} if s.optional else {}),
-            }
-            for s in kernel.sysctls
-        ],
-        "modules": [{"name": name, "why": why} for name, why in kernel.modules],
-        "cmdline": [{"argument": arg} for arg in kernel.cmdline],
+        "sysctls": [_sysctl(s.key, s.value, s.optional) for s in kernel.sysctls],
+        "modules": modules,
+        "cmdline": cmdline,
         "reboot_marker": layout.REBOOT_MARKER,
     }
 
@@ -198,20 +239,25 @@ def host_state(plan: Plan, host: HostPlan, generated: str) -> Entry:
 # --- guests ----------------------------------------------------------------------------
 
 
-def guest_state(guest: GuestPlan, generated: str) -> Entry:
-    nics = []
+def guest_state(guest: GuestPlan, generated: str) -> GuestState:
+    nics: list[Nic] = []
     for nic in guest.nics:
-        entry: Entry = {"name": nic.name, "mac": nic.mac, "model": nic.model, "mtu": nic.mtu}
+        entry: Nic = {
+            "name": nic.name,
+            "mac": nic.mac,
+            "model": nic.model,
+            "mtu": nic.mtu,
+            "dhcp4": nic.dhcp4,
+            "ipv6": guest.ipv6,
+        }
         if nic.addresses:
             entry["addresses"] = list(nic.addresses)
-        entry["dhcp4"] = nic.dhcp4
         if nic.channels is not None:
             entry["channels"] = nic.channels
         if nic.rx_ring is not None:
             entry["rx_ring"] = nic.rx_ring
-        entry["ipv6"] = guest.ipv6
         nics.append(entry)
-    sysctls = [{"key": s.key, "value": s.value, "scope": sysctl_scope(s.key)} for s in guest.sysctls]
+    sysctls = [_sysctl(s.key, s.value) for s in guest.sysctls]
     return {
         "generated": generated,
         "machine": guest.name,

@@ -17,53 +17,53 @@ import pytest
 import kvmnet_checks as checks
 
 MACHINE = "web1"
-EXPECTED = checks.load("guest_web1.json")
+EXPECTED = checks.load_guest("guest_web1.json")
 NICS = EXPECTED["nics"]
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", NICS, ids=checks.label)
-def test_nic_exists(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_exists(machine: checks.Machine, nic: checks.Nic) -> None:
     """A NIC has the planned MAC address and the name cloud-init gives it (set-name)."""
     checks.nic_exists(machine, nic)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", NICS, ids=checks.label)
-def test_nic_mtu(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_mtu(machine: checks.Machine, nic: checks.Nic) -> None:
     """The NIC's MTU is the planned one (its bridge's, or the profile's)."""
     checks.nic_mtu(machine, nic)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", NICS, ids=checks.label)
-def test_nic_ipv6(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_ipv6(machine: checks.Machine, nic: checks.Nic) -> None:
     """IPv6 is on, or off with no IPv6 address left on the NIC, as the profile says."""
     checks.nic_ipv6(machine, nic)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", checks.having("addresses", NICS), ids=checks.label)
-def test_nic_addresses(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_addresses(machine: checks.Machine, nic: checks.Nic) -> None:
     """Every planned static address is on the NIC."""
     checks.nic_addresses(machine, nic)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", checks.having("channels", NICS), ids=checks.label)
-def test_nic_channels(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_channels(machine: checks.Machine, nic: checks.Nic) -> None:
     """The virtio NIC uses its planned combined channels (`channels:`, default min(queues, vCPUs))."""
     checks.nic_channels(machine, nic)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", checks.having("rx_ring", NICS), ids=checks.label)
-def test_nic_rx_ring(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_rx_ring(machine: checks.Machine, nic: checks.Nic) -> None:
     """The virtio NIC's RX ring has the planned size."""
     checks.nic_rx_ring(machine, nic)
 
 
 @pytest.mark.parametrize("entry", checks.scoped(EXPECTED["sysctls"]))
-def test_sysctl(machine: checks.Machine, entry: checks.Entry) -> None:
+def test_sysctl(machine: checks.Machine, entry: checks.Sysctl) -> None:
     """The sysctl has the value kvmnet's user-data sets."""
     checks.sysctl(machine, entry)

@@ -17,26 +17,26 @@ import pytest
 import kvmnet_checks as checks
 
 MACHINE = "legacy1"
-EXPECTED = checks.load("guest_legacy1.json")
+EXPECTED = checks.load_guest("guest_legacy1.json")
 NICS = EXPECTED["nics"]
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", NICS, ids=checks.label)
-def test_nic_exists(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_exists(machine: checks.Machine, nic: checks.Nic) -> None:
     """A NIC has the planned MAC address and the name cloud-init gives it (set-name)."""
     checks.nic_exists(machine, nic)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", NICS, ids=checks.label)
-def test_nic_mtu(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_mtu(machine: checks.Machine, nic: checks.Nic) -> None:
     """The NIC's MTU is the planned one (its bridge's, or the profile's)."""
     checks.nic_mtu(machine, nic)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("nic", NICS, ids=checks.label)
-def test_nic_ipv6(machine: checks.Machine, nic: checks.Entry) -> None:
+def test_nic_ipv6(machine: checks.Machine, nic: checks.Nic) -> None:
     """IPv6 is on, or off with no IPv6 address left on the NIC, as the profile says."""
     checks.nic_ipv6(machine, nic)

@@ -17,20 +17,20 @@ import pytest
 import kvmnet_checks as checks
 
 MACHINE = "hv1"
-EXPECTED = checks.load("host_hv1.json")
+EXPECTED = checks.load_host("host_hv1.json")
 LINKS = EXPECTED["links"]
 QDISCS = EXPECTED["qdiscs"]
 VIRTUAL = [link for link in LINKS if link["kind"] not in ("ether", "tap")]  # netdevs
 
 
 @pytest.mark.parametrize("entry", checks.scoped(EXPECTED["sysctls"]))
-def test_sysctl(machine: checks.Machine, entry: checks.Entry) -> None:
+def test_sysctl(machine: checks.Machine, entry: checks.Sysctl) -> None:
     """The sysctl has its planned value (per-namespace keys are `netns`, global ones `machine`)."""
     checks.sysctl(machine, entry)
 
 
 @pytest.mark.machine
 @pytest.mark.parametrize("module", EXPECTED["modules"], ids=checks.label)
-def test_module_loaded(machine: checks.Machine, module: checks.Entry) -> None:
+def test_module_loaded(machine: checks.Machine, module: checks.Module) -> None:
     """The kernel module is loaded (or built in)."""
     checks.module_loaded(machine, module)

@@ -17,7 +17,7 @@ import pytest
 import kvmnet_checks as checks
 
 MACHINE = "kvm1"
-EXPECTED = checks.load("host_kvm1.json")
+EXPECTED = checks.load_host("host_kvm1.json")
 LINKS = EXPECTED["links"]
 QDISCS = EXPECTED["qdiscs"]
 VIRTUAL = [link for link in LINKS if link["kind"] not in ("ether", "tap")]  # netdevs
@@ -25,28 +25,28 @@ VIRTUAL = [link for link in LINKS if link["kind"] not in ("ether", "tap")]  # ne
 
 @pytest.mark.netns
 @pytest.mark.parametrize("link", LINKS, ids=checks.label)
-def test_link_exists(machine: checks.Machine, link: checks.Entry) -> None:
+def test_link_exists(machine: checks.Machine, link: checks.Link) -> None:
     """The device exists: by its name, or as networkd matches it (MAC address, name glob)."""
     checks.link_exists(machine, link)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("link", VIRTUAL, ids=checks.label)
-def test_kind(machine: checks.Machine, link: checks.Entry) -> None:
+def test_kind(machine: checks.Machine, link: checks.Link) -> None:
     """A virtual device is of the planned kind (bridge, bond, vlan, vxlan, gre, gretap)."""
     checks.link_kind(machine, link)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("link", LINKS, ids=checks.label)
-def test_mtu(machine: checks.Machine, link: checks.Entry) -> None:
+def test_mtu(machine: checks.Machine, link: checks.Link) -> None:
     """The device's MTU is the one the plan derived (the MTU chain: underlay, tags, tunnels)."""
     checks.link_mtu(machine, link)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("link", checks.having("master", LINKS), ids=checks.label)
-def test_master(machine: checks.Machine, link: checks.Entry) -> None:
+def test_master(machine: checks.Machine, link: checks.Link) -> None:
     """The device is a port of its planned bridge or bond."""
     checks.link_master(machine, link)
 
@@ -55,26 +55,26 @@ def test_master(machine: checks.Machine, link: checks.Entry) -> None:
 @pytest.mark.parametrize(
     "link", [link for link in checks.having("bridge", LINKS) if "stp" in link["bridge"]], ids=checks.label
 )
-def test_stp(machine: checks.Machine, link: checks.Entry) -> None:
+def test_stp(machine: checks.Machine, link: checks.Link) -> None:
     """Spanning tree is on or off on the bridge, as planned."""
     checks.bridge_stp(machine, link)
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("link", checks.having("bridge", LINKS), ids=checks.label)
-def test_vlan_filtering(machine: checks.Machine, link: checks.Entry) -> None:
+def test_vlan_filtering(machine: checks.Machine, link: checks.Link) -> None:
     """The bridge filters VLANs (and has its default PVID) or not, as planned."""
     checks.vlan_filtering(machine, link)
 
 
 @pytest.mark.parametrize("entry", checks.scoped(EXPECTED["sysctls"]))
-def test_sysctl(machine: checks.Machine, entry: checks.Entry) -> None:
+def test_sysctl(machine: checks.Machine, entry: checks.Sysctl) -> None:
     """The sysctl has its planned value (per-namespace keys are `netns`, global ones `machine`)."""
     checks.sysctl(machine, entry)
 
 
 @pytest.mark.machine
 @pytest.mark.parametrize("module", EXPECTED["modules"], ids=checks.label)
-def test_module_loaded(machine: checks.Machine, module: checks.Entry) -> None:
+def test_module_loaded(machine: checks.Machine, module: checks.Module) -> None:
     """The kernel module is loaded (or built in)."""
     checks.module_loaded(machine, module)

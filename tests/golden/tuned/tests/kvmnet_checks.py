@@ -21,23 +21,217 @@ import fnmatch
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, TypedDict, TypeVar
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+#: What a tool printed as JSON (`ip -j`, `tc -j`, `bridge -j`): read by key, as iproute2 names them.
 Entry = dict[str, Any]
 
 
-def load(name: str) -> Entry:
-    """The expected state in `name`, a JSON file next to this one."""
-    data: Entry = json.loads((HERE / name).read_text(encoding="utf-8"))
+# --- the expected state ----------------------------------------------------------------
+# The schema of host_<host>.json and guest_<guest>.json. kvmnet writes them with these types
+# (generator/renderers/expected.py) and the checks below read them with the same ones, so
+# mypy --strict finds a key renamed on one side only. A key that is not required appears
+# only where the machine has something to check. (Required keys come from a base class
+# rather than typing.NotRequired, which needs Python 3.11 on the machine under test.)
+
+#: `netns`: a network namespace shows it; `machine`: only the whole machine does.
+Scope = Literal["netns", "machine"]
+
+
+class LinkMatch(TypedDict, total=False):
+    """How networkd finds a device that has no fixed name (its [Match] section)."""
+
+    name: str
+    mac: str
+
+
+class LinkMaster(TypedDict):
+    name: str
+    kind: str
+    needs: list[str]
+
+
+class LinkVlan(TypedDict):
+    id: int
+    link: str
+
+
+class _LinkVxlan(TypedDict):
+    vni: int
+
+
+class LinkVxlan(_LinkVxlan, total=False):
+    local: str
+    remote: str
+    group: str
+    port: int
+
+
+class LinkGre(TypedDict, total=False):
+    local: str
+    remote: str
+    ttl: int
+
+
+class _LinkBridge(TypedDict):
+    vlan_filtering: bool
+
+
+class LinkBridge(_LinkBridge, total=False):
+    stp: bool
+    default_pvid: int
+
+
+class PortVlans(TypedDict):
+    vlans: list[str]
+    pvid: int | None
+    untagged: list[str]
+
+
+class _Link(TypedDict):
+    id: str
+    name: str | None
+    kind: str
+    mtu: int
+
+
+class Link(_Link, total=False):
+    """A device of a host: its own, or the tap of one of its guests."""
+
+    match: LinkMatch
+    mac: str
+    guest: str
+    needs: list[str]
+    master: LinkMaster
+    addresses: list[str]
+    vlan: LinkVlan
+    vxlan: LinkVxlan
+    gre: LinkGre
+    bridge: LinkBridge
+    port_vlans: PortVlans
+
+
+class QdiscHandle(TypedDict):
+    kind: str
+    handle: str
+    module: str
+
+
+class _QdiscRate(TypedDict):
+    kind: str
+    rate: int
+
+
+# An htb shaper's class and ceil (`class` is a keyword: only this syntax can name the key).
+_QdiscHtb = TypedDict("_QdiscHtb", {"class": str, "ceil": int}, total=False)
+
+
+class QdiscRate(_QdiscRate, _QdiscHtb):
+    """The shaper: tbf, or htb with one class."""
+
+
+class QdiscPolice(TypedDict):
+    rate: int
+    needs: list[str]
+
+
+class _Qdisc(TypedDict):
+    device: str
+    engine: str
+
+
+class Qdisc(_Qdisc, total=False):
+    """The traffic control kvmnet sets on one device of a host."""
+
+    root: QdiscHandle
+    rate: QdiscRate
+    leaf: QdiscHandle
+    police: QdiscPolice
+    unit: str
+
+
+class _Sysctl(TypedDict):
+    key: str
+    value: str
+    scope: Scope
+
+
+class Sysctl(_Sysctl, total=False):
+    optional: bool
+
+
+class Module(TypedDict):
+    name: str
+    why: str
+
+
+class Argument(TypedDict):
+    argument: str
+
+
+class HostState(TypedDict):
+    generated: str
+    machine: str
+    role: Literal["host"]
+    links: list[Link]
+    qdiscs: list[Qdisc]
+    sysctls: list[Sysctl]
+    modules: list[Module]
+    cmdline: list[Argument]
+    reboot_marker: str
+
+
+class _Nic(TypedDict):
+    name: str
+    mac: str
+    model: str
+    mtu: int
+    dhcp4: bool
+    ipv6: str
+
+
+class Nic(_Nic, total=False):
+    """A NIC of a guest, found by its MAC address."""
+
+    addresses: list[str]
+    channels: int
+    rx_ring: int
+
+
+class GuestState(TypedDict):
+    generated: str
+    machine: str
+    role: Literal["guest"]
+    hypervisor: str
+    vcpus: int
+    nics: list[Nic]
+    sysctls: list[Sysctl]
+
+
+def load_host(name: str) -> HostState:
+    """A host's expected state: `name`, a JSON file next to this one."""
+    data: HostState = json.loads((HERE / name).read_text(encoding="utf-8"))
     return data
 
 
-def label(entry: Entry) -> str:
+def load_guest(name: str) -> GuestState:
+    """A guest's expected state: `name`, a JSON file next to this one."""
+    data: GuestState = json.loads((HERE / name).read_text(encoding="utf-8"))
+    return data
+
+
+# --- test parameters -------------------------------------------------------------------
+
+E = TypeVar("E", bound=Mapping[str, object])
+
+
+def label(entry: Mapping[str, object]) -> str:
     """How a test id names an entry: its device, sysctl, module or argument."""
     for key in ("name", "key", "device", "argument"):
         if entry.get(key):
@@ -45,12 +239,12 @@ def label(entry: Entry) -> str:
     return str(entry["id"])
 
 
-def having(key: str, entries: list[Entry]) -> list[Entry]:
+def having(key: str, entries: list[E]) -> list[E]:
     """The entries that have `key`: the devices with addresses, the shaped qdiscs..."""
     return [entry for entry in entries if key in entry]
 
 
-def scoped(entries: list[Entry]) -> list[Any]:
+def scoped(entries: list[Sysctl]) -> list[Any]:
     """Entries as test parameters, each marked with its own scope (`netns` or `machine`)."""
     return [pytest.param(e, marks=getattr(pytest.mark, e["scope"]), id=label(e)) for e in entries]
 
@@ -181,10 +375,10 @@ class Machine:
             p["ifname"]: p.get("vlans", []) for p in json.loads(self.output("bridge -j vlan show") or "[]")
         }
 
-    def find(self, entry: Entry) -> Entry | None:
+    def find(self, entry: Link) -> Entry | None:
         """The device `entry` describes: by name, else as networkd matches it (MAC, name glob)."""
-        if entry.get("name"):
-            return self.links.get(entry["name"])
+        if name := entry["name"]:
+            return self.links.get(name)
         match = entry.get("match", {})
         found = [
             link
@@ -311,7 +505,7 @@ KIND_WORDS = {
 }
 
 
-def why_absent(machine: Machine, link: Entry) -> str | None:
+def why_absent(machine: Machine, link: Link) -> str | None:
     """Why a missing device cannot exist on this machine; None if it should be there."""
     if link.get("guest"):
         guest = link["guest"]
@@ -320,7 +514,7 @@ def why_absent(machine: Machine, link: Entry) -> str | None:
     return f"cannot exist on this machine: {lack}" if lack else None
 
 
-def device(machine: Machine, link: Entry) -> Entry:
+def device(machine: Machine, link: Link) -> Entry:
     """The device, or skip the calling check (test_link_exists reports a missing device)."""
     found = machine.find(link)
     if found is None:
@@ -328,7 +522,7 @@ def device(machine: Machine, link: Entry) -> Entry:
     return found
 
 
-def link_exists(machine: Machine, link: Entry) -> None:
+def link_exists(machine: Machine, link: Link) -> None:
     found = machine.find(link)
     name = label(link)
     if found is None:
@@ -341,12 +535,12 @@ def link_exists(machine: Machine, link: Entry) -> None:
         fail(name, "MAC address", link["mac"], found.get("permaddr") or found.get("address"))
 
 
-def link_kind(machine: Machine, link: Entry) -> None:
+def link_kind(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     expect(label(link), "kind", link["kind"], found.get("linkinfo", {}).get("info_kind", "none"))
 
 
-def link_mtu(machine: Machine, link: Entry) -> None:
+def link_mtu(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     master = link.get("master")
     if master and master["kind"] == "bond" and master["name"] not in machine.links:
@@ -359,7 +553,7 @@ def link_mtu(machine: Machine, link: Entry) -> None:
     expect(label(link), "MTU", link["mtu"], found["mtu"])
 
 
-def link_master(machine: Machine, link: Entry) -> None:
+def link_master(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     master = link["master"]
     missing = found.get("master") != master["name"] and master["name"] not in machine.links
@@ -368,7 +562,7 @@ def link_master(machine: Machine, link: Entry) -> None:
     expect(label(link), "master", master["name"], found.get("master", "none"))
 
 
-def link_addresses(machine: Machine, link: Entry) -> None:
+def link_addresses(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     have = machine.global_addresses(found["ifname"])
     want = [address(a) for a in link["addresses"]]
@@ -376,13 +570,13 @@ def link_addresses(machine: Machine, link: Entry) -> None:
         fail(label(link), "addresses", ", ".join(want), ", ".join(sorted(have)) or "none")
 
 
-def vlan(machine: Machine, link: Entry) -> None:
+def vlan(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     expect(label(link), "VLAN id", link["vlan"]["id"], info(found).get("id"))
     expect(label(link), "VLAN parent", link["vlan"]["link"], found.get("link", "none"))
 
 
-def vxlan(machine: Machine, link: Entry) -> None:
+def vxlan(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     want, data, name = link["vxlan"], info(found), label(link)
     expect(name, "VNI", want["vni"], data.get("id"))
@@ -393,7 +587,7 @@ def vxlan(machine: Machine, link: Entry) -> None:
         expect(name, "VXLAN UDP port", want["port"], data.get("port"))
 
 
-def gre(machine: Machine, link: Entry) -> None:
+def gre(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     want, data, name = link["gre"], info(found), label(link)
     for key in ("local", "remote"):
@@ -403,7 +597,7 @@ def gre(machine: Machine, link: Entry) -> None:
         expect(name, "TTL", want["ttl"], data.get("ttl"))
 
 
-def bridge_stp(machine: Machine, link: Entry) -> None:
+def bridge_stp(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     state = "on" if info(found).get("stp_state") else "off"
     expect(label(link), "STP", "on" if link["bridge"]["stp"] else "off", state)
@@ -419,7 +613,7 @@ def no_vlan_filtering(bridge: Entry) -> str | None:
     )
 
 
-def vlan_filtering(machine: Machine, link: Entry) -> None:
+def vlan_filtering(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     want, data, name = link["bridge"], info(found), label(link)
     if want["vlan_filtering"] and (why := no_vlan_filtering(found)):
@@ -434,7 +628,7 @@ def vlan_filtering(machine: Machine, link: Entry) -> None:
         expect(name, "default PVID", want["default_pvid"], data.get("vlan_default_pvid"))
 
 
-def port_vlans(machine: Machine, link: Entry) -> None:
+def port_vlans(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     name = label(link)
     is_bridge = found.get("linkinfo", {}).get("info_kind") == "bridge"
@@ -470,14 +664,14 @@ def port_vlans(machine: Machine, link: Entry) -> None:
 # --- hosts: traffic control ------------------------------------------------------------
 
 
-def shaped_device(machine: Machine, qdisc: Entry) -> str:
+def shaped_device(machine: Machine, qdisc: Qdisc) -> str:
     device = qdisc["device"]
     if device not in machine.links:
         skip(device, "does not exist (reported by test_link_exists)")
     return str(device)
 
 
-def root_qdisc(machine: Machine, qdisc: Entry) -> None:
+def root_qdisc(machine: Machine, qdisc: Qdisc) -> None:
     device = shaped_device(machine, qdisc)
     want = qdisc["root"]
     root = machine.root_qdisc(device)
@@ -492,7 +686,7 @@ def root_qdisc(machine: Machine, qdisc: Entry) -> None:
     )
 
 
-def shaping_rate(machine: Machine, qdisc: Entry) -> None:
+def shaping_rate(machine: Machine, qdisc: Qdisc) -> None:
     device = shaped_device(machine, qdisc)
     want = qdisc["rate"]
     root = machine.root_qdisc(device)
@@ -519,7 +713,7 @@ def tc_rate_matches(text: str, bits: int) -> bool:
     return bits // unit == int(float(match.group(1))) and (bits % unit == 0 or bits >= 1000 * unit)
 
 
-def leaf_qdisc(machine: Machine, qdisc: Entry) -> None:
+def leaf_qdisc(machine: Machine, qdisc: Qdisc) -> None:
     device = shaped_device(machine, qdisc)
     want = qdisc["leaf"]
     leaf = next((q for q in machine.qdiscs(device) if q.get("handle") == want["handle"]), None)
@@ -529,7 +723,7 @@ def leaf_qdisc(machine: Machine, qdisc: Entry) -> None:
     expect(device, f"qdisc {want['handle']}", want["kind"], kind)
 
 
-def ingress_policing(machine: Machine, qdisc: Entry) -> None:
+def ingress_policing(machine: Machine, qdisc: Qdisc) -> None:
     device = shaped_device(machine, qdisc)
     want = qdisc["police"]
     rates = machine.police_rates(device)
@@ -544,7 +738,7 @@ def ingress_policing(machine: Machine, qdisc: Entry) -> None:
 # --- hosts: kernel and services --------------------------------------------------------
 
 
-def sysctl(machine: Machine, entry: Entry) -> None:
+def sysctl(machine: Machine, entry: Sysctl) -> None:
     key = entry["key"]
     found = machine.sysctl(key)
     if found is None and entry.get("optional"):
@@ -554,7 +748,7 @@ def sysctl(machine: Machine, entry: Entry) -> None:
     expect(key, "value", " ".join(entry["value"].split()), "no such sysctl" if found is None else found)
 
 
-def module_loaded(machine: Machine, module: Entry) -> None:
+def module_loaded(machine: Machine, module: Module) -> None:
     name = module["name"]
     if machine.module_loaded(name):
         return
@@ -563,7 +757,7 @@ def module_loaded(machine: Machine, module: Entry) -> None:
     fail(name, "kernel module", "loaded", "not loaded")
 
 
-def kernel_argument(machine: Machine, argument: Entry, marker: str) -> None:
+def kernel_argument(machine: Machine, argument: Argument, marker: str) -> None:
     arg = argument["argument"]
     running = (machine.read("/proc/cmdline") or "").split()
     if arg in running:
@@ -573,7 +767,7 @@ def kernel_argument(machine: Machine, argument: Entry, marker: str) -> None:
     fail("kernel command line", "argument", arg, " ".join(running) or "nothing")
 
 
-def unit_enabled(machine: Machine, qdisc: Entry) -> None:
+def unit_enabled(machine: Machine, qdisc: Qdisc) -> None:
     unit = qdisc["unit"]
     if not machine.has_command("systemctl"):
         skip(unit, "systemctl is not installed: this machine has no systemd")
@@ -584,14 +778,14 @@ def unit_enabled(machine: Machine, qdisc: Entry) -> None:
 # --- guests ----------------------------------------------------------------------------
 
 
-def nic_device(machine: Machine, nic: Entry) -> Entry:
+def nic_device(machine: Machine, nic: Nic) -> Entry:
     found = machine.with_mac(nic["mac"])
     if found is None:
         skip(nic["name"], f"no NIC with MAC {nic['mac']} (reported by test_nic_exists)")
     return found
 
 
-def nic_exists(machine: Machine, nic: Entry) -> None:
+def nic_exists(machine: Machine, nic: Nic) -> None:
     found = machine.with_mac(nic["mac"])
     if found is None:
         others = ", ".join(f"{n} {link.get('address')}" for n, link in machine.links.items() if n != "lo")
@@ -602,12 +796,12 @@ def nic_exists(machine: Machine, nic: Entry) -> None:
     expect(f"NIC {nic['mac']}", "name", nic["name"], found["ifname"])
 
 
-def nic_mtu(machine: Machine, nic: Entry) -> None:
+def nic_mtu(machine: Machine, nic: Nic) -> None:
     found = nic_device(machine, nic)
     expect(found["ifname"], "MTU", nic["mtu"], found["mtu"])
 
 
-def nic_addresses(machine: Machine, nic: Entry) -> None:
+def nic_addresses(machine: Machine, nic: Nic) -> None:
     found = nic_device(machine, nic)
     have = machine.global_addresses(found["ifname"])
     want = [address(a) for a in nic["addresses"]]
@@ -615,7 +809,7 @@ def nic_addresses(machine: Machine, nic: Entry) -> None:
         fail(found["ifname"], "addresses", ", ".join(want), ", ".join(sorted(have)) or "none")
 
 
-def nic_ipv6(machine: Machine, nic: Entry) -> None:
+def nic_ipv6(machine: Machine, nic: Nic) -> None:
     found = nic_device(machine, nic)
     name = found["ifname"]
     disabled = machine.sysctl(f"net/ipv6/conf/{name}/disable_ipv6")
@@ -631,7 +825,7 @@ def nic_ipv6(machine: Machine, nic: Entry) -> None:
         expect(name, "disable_ipv6", "0", disabled)
 
 
-def virtio_nic(machine: Machine, nic: Entry, what: str) -> Entry:
+def virtio_nic(machine: Machine, nic: Nic, what: str) -> Entry:
     """The NIC, if it is a virtio NIC whose `what` can be read; else skip or fail saying why."""
     found = nic_device(machine, nic)
     driver = machine.driver(found)
@@ -641,7 +835,7 @@ def virtio_nic(machine: Machine, nic: Entry, what: str) -> Entry:
     return found
 
 
-def nic_channels(machine: Machine, nic: Entry) -> None:
+def nic_channels(machine: Machine, nic: Nic) -> None:
     found = virtio_nic(machine, nic, "queues")
     name = found["ifname"]
     # virtio_net keeps one rx queue per combined channel in use (what `ethtool -l` shows).
@@ -651,7 +845,7 @@ def nic_channels(machine: Machine, nic: Entry) -> None:
     expect(name, "combined channels", nic["channels"], len(queues))
 
 
-def nic_rx_ring(machine: Machine, nic: Entry) -> None:
+def nic_rx_ring(machine: Machine, nic: Nic) -> None:
     found = virtio_nic(machine, nic, "rings")
     name = found["ifname"]
     if not machine.has_command("ethtool"):
