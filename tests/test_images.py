@@ -273,6 +273,29 @@ def test_guest_element_carries_the_seeds_own_files(tmp_path: Path) -> None:
     assert f"systemctl enable {layout.NIC_TUNING_UNIT_NAME}" in hook
 
 
+def test_every_guest_element_carries_the_plans_files() -> None:
+    """For every guest of the bundled profiles, user-data writes the plan's files first
+    (GuestPlan.files, in order, with their modes), and the guest element's tarball holds
+    exactly those, with the same bytes."""
+    seen = 0
+    for profile in PROFILES:
+        planned = plan_profile(profile)
+        artifacts = {a.path: a for a in artifacts_for(planned)}
+        for guest in planned.plan.guests:
+            seed = yaml.safe_load(artifacts[layout.guest_seed(guest.name).user_data].content)
+            written = seed.get("write_files", [])[: len(guest.files)]
+            assert [(w["path"], int(w["permissions"], 8)) for w in written] == [
+                (f.path, f.mode) for f in guest.files
+            ]
+            element = layout.element_dir(guest.name, "guest")
+            members = _members(artifacts[f"{element}/kvmnet-guest-files/files.tar.gz"].content)
+            assert members == {
+                from_root(w["path"]): (int(w["permissions"], 8), w["content"].encode()) for w in written
+            }
+            seen += len(members)
+    assert seen, "no bundled guest has files: the test checks nothing"
+
+
 @pytest.mark.consumer
 def test_host_element_carries_the_pxe_bundle() -> None:
     planned = plan_profile(REPO / "profiles/tuned.yaml")

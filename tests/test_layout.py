@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from generator import layout
+from generator import layout, renderers
 from generator.pipeline import artifacts_for, plan_profile
 from generator.plan.types import Kind, Plan
+from generator.renderers import DELIVERY, RENDERERS, ROOTFS_RENDERERS, ArtifactOrderError
 from generator.renderers.bootstrap import PATHS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +105,32 @@ def test_the_bootstrap_knows_every_rootfs_file(profile: Path) -> None:
         assert unknown == [], f"{host.name}: the bootstrap applies none of these"
         (script,) = (a.content.decode() for a in artifacts if a.path == layout.bootstrap(host.name))
         assert all(pattern in script for pattern in PATHS.patterns())
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_only_the_rootfs_renderers_write_rootfs(profile: Path) -> None:
+    """The vehicles are handed the files of the renderers they name (ROOTFS_RENDERERS for
+    bootstrap.sh and the bundle): a rootfs file from any other renderer would be left out
+    of the bootstrap's checksums and of every bundle."""
+    plan = plan_profile(profile).plan
+    prefixes = tuple(f"{layout.rootfs_dir(h.name)}/" for h in plan.hosts)
+    made = {name: [a.path for a in render(plan)] for name, render in RENDERERS.items()}
+    assert any(p.startswith(prefixes) for name in ROOTFS_RENDERERS for p in made[name])
+    stray = [
+        (name, p)
+        for name, paths in made.items()
+        if name not in ROOTFS_RENDERERS
+        for p in paths
+        if p.startswith(prefixes)
+    ]
+    assert stray == []
+
+
+def test_a_vehicle_before_what_it_carries_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    reordered = dict(reversed(DELIVERY.items()))  # images and pxe before bootstrap
+    monkeypatch.setattr(renderers, "DELIVERY", reordered)
+    with pytest.raises(ArtifactOrderError, match="runs before bootstrap"):
+        renderers.render_all(plan_profile(REPO / "profiles/minimal.yaml").plan)
 
 
 def test_the_output_tree_is_designs() -> None:

@@ -6,10 +6,21 @@ from pathlib import Path
 
 import pytest
 
+from generator import layout
 from generator.cli import run
 from generator.errors import KvmnetError
 from generator.plan.guests import mac_for
-from generator.plan.types import GuestPlan, Kind, PortVlans
+from generator.plan.types import (
+    IPV6_OFF,
+    GuestPlan,
+    Kind,
+    NicLink,
+    NicTuning,
+    NicTuningScript,
+    NicTuningUnit,
+    PortVlans,
+    SysctlDropIn,
+)
 from tests.test_plan import errors_of, plan_of
 
 HOST = """
@@ -291,3 +302,42 @@ def test_hashed_and_random_passwords_in_extra_cloud_config_pass() -> None:
         f"guests:\n  g1:\n    host: hv1\n    cloud-config: {{chpasswd: {{list: ['root:{digest}', 'ops:RANDOM']}}}}\n"
     )
     assert "RANDOM" in g.cloud_config
+
+
+def test_guest_files_are_decided_in_the_plan() -> None:
+    """One typed list of what kvmnet writes into a guest: the sysctl drop-in, a .link file
+    per tuned NIC, then the ethtool fallback and its unit (the order user-data writes them)."""
+    g = guest(
+        """guests:
+  g1:
+    host: hv1
+    vcpus: 4
+    ipv6: disabled
+    interfaces:
+      - {bridge: br-jumbo, model: e1000e}
+      - {bridge: br-jumbo, queues: 2}
+      - {bridge: br-jumbo, queues: 1, rx-ring: 1024}
+"""
+    )
+    plain, multi, ringed = g.nics
+    assert [(f.kind, f.path, f.mode) for f in g.files] == [
+        ("sysctl", layout.GUEST_SYSCTL, 0o644),
+        ("link", layout.guest_link(multi.name), 0o644),
+        ("link", layout.guest_link(ringed.name), 0o644),
+        ("nic-tuning-script", layout.NIC_TUNING_SCRIPT, 0o755),
+        ("nic-tuning-unit", layout.NIC_TUNING_UNIT, 0o644),
+    ]
+    sysctl, link1, link2, script, unit = g.files
+    assert isinstance(sysctl, SysctlDropIn) and sysctl.sysctls == g.sysctls == IPV6_OFF
+    tunings = (NicTuning(multi.mac, 2, None), NicTuning(ringed.mac, 1, 1024))
+    assert isinstance(link1, NicLink) and isinstance(link2, NicLink)
+    assert (link1.nic, link2.nic) == tunings
+    assert isinstance(script, NicTuningScript) and script.nics == tunings
+    assert isinstance(unit, NicTuningUnit)
+    assert (unit.name, unit.script) == (layout.NIC_TUNING_UNIT_NAME, layout.NIC_TUNING_SCRIPT)
+    assert plain.mac not in {t.mac for t in tunings}
+
+
+def test_an_untuned_guest_gets_no_files() -> None:
+    g = guest("guests:\n  g1:\n    host: hv1\n    interfaces: [{bridge: br-jumbo, model: e1000e}]\n")
+    assert (g.sysctls, g.files) == ((), ())

@@ -21,6 +21,7 @@ from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
 from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_hash
 from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.types import interface_name_problem
+from generator.plan.guestfiles import guest_files
 from generator.plan.types import (
     IPV6_OFF,
     Bandwidth,
@@ -137,6 +138,7 @@ def _guest(
     disk_bus = disk.bus if disk else "virtio"
     machine = guest.machine or "q35"
     seed_target, seed_bus = SEED_TARGETS[machine]
+    sysctls = IPV6_OFF if ipv6 == "disabled" else ()
     return GuestPlan(
         name=name,
         host=host.name,
@@ -156,7 +158,8 @@ def _guest(
         seed_bus=seed_bus,
         nics=nics,
         ipv6=ipv6,
-        sysctls=IPV6_OFF if ipv6 == "disabled" else (),
+        sysctls=sysctls,
+        files=guest_files(sysctls, nics),
         users=users,
         cloud_config=_cloud_config(guest.cloud_config or {}, (*path, "cloud-config"), problems),
     )

@@ -11,6 +11,7 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from generator.errors import Diagnostic, KeyPath
 
@@ -430,6 +431,64 @@ class UserPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class NicTuning:
+    """What a guest's NIC is tuned to, found by its MAC: channels and rx ring, each None
+    when left as the driver has it."""
+
+    mac: str
+    channels: int | None
+    rx_ring: int | None
+
+
+#: The files kvmnet writes into a guest (plan/guestfiles.py), one class each. Every one has
+#: its machine path, its mode and the typed values it holds; renderers/guestfiles.py
+#: formats them, and the vehicles (cloud-init's write_files, the image element) carry
+#: them. `kind` names the class in `kvmnet plan --json`.
+
+
+@dataclass(frozen=True, slots=True)
+class SysctlDropIn:
+    path: str
+    mode: int
+    sysctls: tuple[Sysctl, ...]
+    kind: Literal["sysctl"] = "sysctl"
+
+
+@dataclass(frozen=True, slots=True)
+class NicLink:
+    """A `.link` file: udev applies it when the NIC appears."""
+
+    path: str
+    mode: int
+    nic: NicTuning
+    kind: Literal["link"] = "link"
+
+
+@dataclass(frozen=True, slots=True)
+class NicTuningScript:
+    """The ethtool fallback for kernels that ignore the `.link` files' tuning."""
+
+    path: str
+    mode: int
+    nics: tuple[NicTuning, ...]
+    kind: Literal["nic-tuning-script"] = "nic-tuning-script"
+
+
+@dataclass(frozen=True, slots=True)
+class NicTuningUnit:
+    """The unit that runs the script at boot: `name` is what `systemctl enable` takes."""
+
+    path: str
+    mode: int
+    name: str
+    script: str
+    kind: Literal["nic-tuning-unit"] = "nic-tuning-unit"
+
+
+GuestFile = SysctlDropIn | NicLink | NicTuningScript | NicTuningUnit
+
+
+@dataclass(frozen=True, slots=True)
 class GuestPlan:
     name: str
     host: str
@@ -451,6 +510,8 @@ class GuestPlan:
     ipv6: str = "enabled"
     #: What the guest's user-data writes to sysctl.d (IPV6_OFF when its ipv6 is disabled).
     sysctls: tuple[Sysctl, ...] = ()
+    #: Every file kvmnet writes into the guest, in the order its user-data writes them.
+    files: tuple[GuestFile, ...] = ()
     users: tuple[UserPlan, ...] = ()
     #: Extra cloud-config from the profile, as canonical JSON (a frozen plan holds no dicts).
     cloud_config: str = "{}"

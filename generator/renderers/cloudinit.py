@@ -15,73 +15,46 @@ import json
 from typing import Any
 
 from generator import layout
-from generator.plan.types import GuestNic, GuestPlan, Plan
-from generator.renderers import yamltext
+from generator.plan.types import GuestPlan, NicLink, NicTuningUnit, Plan, SysctlDropIn
+from generator.renderers import guestfiles, yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
 from generator.templating import GENERATED
-from generator.templating import render as render_template
 
 
 def _dump(data: Any) -> str:
     return yamltext.dump(data)
 
 
-def _tuned(nic: GuestNic) -> bool:
-    return nic.channels is not None or nic.rx_ring is not None
+def _write_files(guest: GuestPlan) -> list[dict[str, str]]:
+    """The guest's files (plan/guestfiles.py) as write_files entries."""
+    return [
+        {"path": file.path, "permissions": f"{file.mode:04o}", "content": content}
+        for file, content in guestfiles.rendered(guest)
+    ]
+
+
+def _runcmd(guest: GuestPlan) -> list[list[str]]:
+    """What applies the guest's files on the first boot (write_files runs after bootcmd)."""
+    runcmd: list[list[str]] = []
+    if any(isinstance(f, SysctlDropIn) for f in guest.files):
+        runcmd.append(["sysctl", "--system"])
+    if any(isinstance(f, NicLink) for f in guest.files):
+        # .link files apply on udev "add" events only; the unit covers kernels that
+        # ignore CombinedChannels= (and applies the same values right away).
+        runcmd.append(["udevadm", "trigger", "--action=add", "--subsystem-match=net"])
+    for unit in (f for f in guest.files if isinstance(f, NicTuningUnit)):
+        runcmd += [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", unit.name]]
+    return runcmd
 
 
 def user_data(guest: GuestPlan) -> str:
-    files: list[dict[str, str]] = []
-    runcmd: list[list[str]] = []
-    if guest.sysctls:
-        files.append(
-            {
-                "path": layout.GUEST_SYSCTL,
-                "permissions": "0644",
-                "content": render_template("cloudinit/sysctl.conf.j2", guest=guest),
-            }
-        )
-        runcmd.append(["sysctl", "--system"])
-    tuned = [nic for nic in guest.nics if _tuned(nic)]
-    for nic in tuned:
-        files.append(
-            {
-                "path": layout.guest_link(nic.name),
-                "permissions": "0644",
-                "content": render_template("cloudinit/nic.link.j2", nic=nic),
-            }
-        )
-    if tuned:
-        files.append(
-            {
-                "path": layout.NIC_TUNING_SCRIPT,
-                "permissions": "0755",
-                "content": render_template("cloudinit/nic-tuning.sh.j2", nics=tuned),
-            }
-        )
-        files.append(
-            {
-                "path": layout.NIC_TUNING_UNIT,
-                "permissions": "0644",
-                "content": render_template(
-                    "cloudinit/nic-tuning.service.j2", script=layout.NIC_TUNING_SCRIPT
-                ),
-            }
-        )
-        # .link files apply on udev "add" events only; the unit covers kernels that
-        # ignore CombinedChannels= (and applies the same values right away).
-        runcmd += [
-            ["udevadm", "trigger", "--action=add", "--subsystem-match=net"],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", layout.NIC_TUNING_UNIT_NAME],
-        ]
     data: dict[str, Any] = {"hostname": guest.hostname, "preserve_hostname": False}
     if guest.users:
         data["users"] = [_user(u) for u in guest.users]
     extra: dict[str, Any] = json.loads(guest.cloud_config)
     own: dict[str, list[Any]] = {
-        "write_files": list(files),
-        "runcmd": list(runcmd),
+        "write_files": _write_files(guest),
+        "runcmd": _runcmd(guest),
         "bootcmd": [],
         "packages": [],
     }

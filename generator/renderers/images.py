@@ -6,9 +6,9 @@ machine's own (MAC-matched `.link` files, a host's rootfs/), so `ELEMENTS_PATH` 
 machine's `elements/` directory and the element names stay those the docs use.
 
 A delivery vehicle: it carries files other renderers made and makes none of its own.
-- kvmnet-guest carries the guest's tuning exactly as its NoCloud user-data writes it
-  (`write_files` of renderers/cloudinit.py, read back from the rendered YAML, so the
-  two vehicles cannot drift apart).
+- kvmnet-guest carries the guest's files (`GuestPlan.files`, formatted by
+  renderers/guestfiles.py): the list and bytes its NoCloud user-data writes with
+  `write_files`, so the two vehicles cannot drift apart.
 - kvmnet-host carries the host's bundle (renderers/bundle.py: bootstrap.sh and rootfs/,
   the bytes a PXE install carries) and installs it with the host's own bootstrap.
 
@@ -24,16 +24,12 @@ import gzip
 import io
 import tarfile
 from collections.abc import Sequence
-from typing import Any
-
-import yaml
 
 from generator import layout
-from generator.plan.types import GuestPlan, HostPlan, Plan
-from generator.renderers import yamltext
+from generator.plan.types import GuestPlan, HostPlan, NicTuningUnit, Plan
+from generator.renderers import guestfiles, yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SCRIPT, Artifact
 from generator.renderers.bundle import by_host, tar_member, tarball
-from generator.renderers.cloudinit import user_data
 from generator.templating import GENERATED
 from generator.templating import render as render_template
 
@@ -55,26 +51,13 @@ GUEST_TARBALL = "files.tar.gz"
 HOST_TARBALL = "bundle.tar.gz"
 
 
-def _ours(path: str) -> bool:
-    own = (layout.GUEST_SYSCTL, layout.NIC_TUNING_SCRIPT, layout.NIC_TUNING_UNIT)
-    return path in own or path.startswith(layout.GUEST_LINK_PREFIX)
-
-
 def guest_files(guest: GuestPlan) -> list[tuple[str, int, bytes]]:
-    """kvmnet's own write_files of the guest's user-data: (path, mode, content), by path.
+    """The guest's files (plan/guestfiles.py): (path, mode, content), by path.
 
-    The profile's extra write_files are the instance's, not the image's: they stay in
-    the seed.
+    The same list and bytes as kvmnet's own write_files of its user-data. The profile's
+    extra write_files are the instance's, not the image's: they stay in the seed.
     """
-    text = user_data(guest)
-    # libyaml: the pure-Python loader took ~30 ms per guest (a minute for 2000 guests)
-    data: dict[str, Any] = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    files = [
-        (str(f["path"]), int(str(f["permissions"]), 8), str(f["content"]).encode("utf-8"))
-        for f in data.get("write_files", [])
-        if _ours(str(f["path"]))
-    ]
-    return sorted(files)
+    return sorted((file.path, file.mode, text.encode("utf-8")) for file, text in guestfiles.rendered(guest))
 
 
 def _tarball(files: Sequence[tuple[str, int, bytes]]) -> bytes:
@@ -107,10 +90,7 @@ def _common(base: str, element: str, machine: str, role: str, packages: Sequence
 
 def guest_element(guest: GuestPlan) -> list[Artifact]:
     base = layout.element_dir(guest.name, "guest")
-    files = guest_files(guest)
-    units = [NETWORKD]
-    if any(path == layout.NIC_TUNING_UNIT for path, _, _ in files):
-        units.append(layout.NIC_TUNING_UNIT_NAME)
+    units = [NETWORKD, *(f.name for f in guest.files if isinstance(f, NicTuningUnit))]
     install = render_template(
         "images/guest-install.j2",
         data_dir=f"{IN_TARGET}/{GUEST_DATA}",
@@ -121,7 +101,7 @@ def guest_element(guest: GuestPlan) -> list[Artifact]:
     )
     return [
         *_common(base, layout.GUEST_ELEMENT, guest.name, "guest", GUEST_PACKAGES),
-        Artifact(f"{base}/{GUEST_DATA}/{GUEST_TARBALL}", _tarball(files), MODE_FILE),
+        Artifact(f"{base}/{GUEST_DATA}/{GUEST_TARBALL}", _tarball(guest_files(guest)), MODE_FILE),
         Artifact.text(f"{base}/install.d/60-{layout.GUEST_ELEMENT}", install, MODE_SCRIPT),
     ]
 
