@@ -335,6 +335,29 @@ _TC_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 SBIN = "PATH=$PATH:/usr/sbin:/sbin "
 
 
+# --- tc's text -------------------------------------------------------------------------
+# Also read by `kvmnet lab` (generator/lab/qdiscs.py): one reader of tc's state for both.
+
+
+def htb_class_in(text: str, classid: str) -> dict[str, str]:
+    """rate and ceil of one htb class in `tc class show` text, as tc prints them
+    (`tc -j class` is text in iproute2 6.1)."""
+    for line in text.splitlines():
+        words = line.split()
+        if words[:3] == ["class", "htb", classid]:
+            return {k: words[words.index(k) + 1] for k in ("rate", "ceil") if k in words}
+    return {}
+
+
+def police_rates_in(text: str) -> list[int]:
+    """Rates (bit/s) of the police actions in `tc filter show ... ingress` text.
+
+    From tc's text, not its JSON: iproute2 6.1 (Debian 12) leaves a police action's
+    rate and burst out of `tc -j` (index, control action, overhead only; seen on a
+    Debian 12 VM), while the text says `police 0x1 rate 2Gbit burst ...`."""
+    return [parse_rate(rate) for rate in re.findall(r"\bpolice 0x[0-9a-f]+ rate (\S+)", text)]
+
+
 class Machine:
     """One machine, read through a testinfra host. Each listing is read once per module."""
 
@@ -418,21 +441,10 @@ class Machine:
         return next((q for q in self.qdiscs(device) if q.get("root")), None)
 
     def htb_class(self, device: str, classid: str) -> dict[str, str]:
-        """rate and ceil of one htb class as tc prints them (`tc -j class` is text in iproute2 6.1)."""
-        for line in self.output("tc class show dev %s", device).splitlines():
-            words = line.split()
-            if words[:3] == ["class", "htb", classid]:
-                return {k: words[words.index(k) + 1] for k in ("rate", "ceil") if k in words}
-        return {}
+        return htb_class_in(self.output("tc class show dev %s", device), classid)
 
     def police_rates(self, device: str) -> list[int]:
-        """Rates (bit/s) of the police actions on the device's ingress.
-
-        From tc's text, not its JSON: iproute2 6.1 (Debian 12) leaves a police action's
-        rate and burst out of `tc -j` (index, control action, overhead only; seen on a
-        Debian 12 VM), while the text says `police 0x1 rate 2Gbit burst ...`."""
-        text = self.output("tc filter show dev %s ingress", device)
-        return [parse_rate(rate) for rate in re.findall(r"\bpolice 0x[0-9a-f]+ rate (\S+)", text)]
+        return police_rates_in(self.output("tc filter show dev %s ingress", device))
 
     # kernel
 
