@@ -23,6 +23,7 @@ from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.types import interface_name_problem
 from generator.plan.types import (
     IPV6_OFF,
+    Attach,
     Bandwidth,
     GuestNic,
     GuestPlan,
@@ -253,11 +254,11 @@ def _nic(
     warnings: list[Diagnostic],
 ) -> GuestNic:
     source = spec.bridge or spec.network or ""
-    attach = "bridge" if spec.bridge else "network"
+    attach = Attach.BRIDGE if spec.bridge else Attach.NETWORK
     bridge = next((i for i in host.interfaces if i.netdev_name == source and i.kind is Kind.BRIDGE), None)
     if bridge is None:
         bridges = ", ".join(sorted(i.netdev_name for i in host.interfaces if i.kind is Kind.BRIDGE)) or "none"
-        what = "bridge" if attach == "bridge" else "network (kvmnet defines one per bridge)"
+        what = "bridge" if attach is Attach.BRIDGE else "network (kvmnet defines one per bridge)"
         problems.append(
             Diagnostic(
                 f"{what} {source!r} does not exist on host {host.name} (its bridges: {bridges})",
@@ -467,12 +468,12 @@ def _kib(size: int | None, path: KeyPath, problems: list[Diagnostic]) -> int | N
     return size // 1024
 
 
-def _bandwidth(spec: BandwidthSpec, attach: str, path: KeyPath, problems: list[Diagnostic]) -> Bandwidth:
+def _bandwidth(spec: BandwidthSpec, attach: Attach, path: KeyPath, problems: list[Diagnostic]) -> Bandwidth:
     inbound, outbound = spec.inbound, spec.outbound
     if inbound is not None:
         ipath = (*path, "inbound")
         if inbound.floor is not None:
-            where = "a bridge" if attach == "bridge" else "a network that forwards to a host bridge"
+            where = "a bridge" if attach is Attach.BRIDGE else "a network that forwards to a host bridge"
             problems.append(
                 Diagnostic(
                     "floor is honoured by libvirt only on interfaces of NAT, routed or isolated libvirt "

@@ -22,8 +22,11 @@ from generator.plan.types import (
     Interface,
     KernelPlan,
     Police,
+    ProbeFrom,
     Shape,
+    Shaper,
     Sysctl,
+    TcEngine,
     TcPlan,
 )
 
@@ -116,7 +119,12 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
         latency = (s.latency or DEFAULT_TBF_LATENCY_US) if s.kind == "tbf" else None
         ceil = (s.ceil or s.rate) if s.kind == "htb" else None
         shape = Shape(
-            s.kind, s.rate, ceil, s.burst, latency, _quantum(s.rate, frame) if s.kind == "htb" else None
+            Shaper(s.kind),
+            s.rate,
+            ceil,
+            s.burst,
+            latency,
+            _quantum(s.rate, frame) if s.kind == "htb" else None,
         )
     police = None
     if tc.police is not None:
@@ -134,7 +142,7 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
         device_id=iface.id,
         device=iface.netdev_name,
         unit=layout.tc_unit(systemd_escape(iface.netdev_name)),
-        engine=tc.engine,
+        engine=TcEngine(tc.engine),
         qdisc=tc.qdisc,
         shape=shape,
         police=police,
@@ -263,9 +271,9 @@ def plan_bootstrap(
             )
         )
     if spec.probe == "none":
-        return BootstrapPlan(None, "none", seconds)
+        return BootstrapPlan(None, ProbeFrom.NONE, seconds)
     if spec.probe is not None:
-        return BootstrapPlan(spec.probe, "profile", seconds)
+        return BootstrapPlan(spec.probe, ProbeFrom.PROFILE, seconds)
     gateways = [g for i in interfaces for g in i.gateways] + [
         r.gateway
         for i in interfaces
@@ -274,6 +282,6 @@ def plan_bootstrap(
     ]
     ordered = sorted(gateways, key=lambda g: ipaddress.ip_address(g).version)  # IPv4 first
     if ordered:
-        return BootstrapPlan(ordered[0], "route", seconds)
+        return BootstrapPlan(ordered[0], ProbeFrom.ROUTE, seconds)
     # A DHCP host: the bootstrap asks the kernel for the default gateway before it changes anything.
-    return BootstrapPlan(None, "runtime", seconds)
+    return BootstrapPlan(None, ProbeFrom.RUNTIME, seconds)

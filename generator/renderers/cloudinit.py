@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from generator import layout
-from generator.plan.types import GuestNic, GuestPlan, Plan
+from generator.plan.types import GuestNic, GuestPlan, Plan, Route, UserPlan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
 from generator.templating import GENERATED
@@ -93,7 +93,7 @@ def user_data(guest: GuestPlan) -> str:
     return f"#cloud-config\n# {GENERATED}\n" + _dump(data)
 
 
-def _user(user: Any) -> dict[str, Any]:
+def _user(user: UserPlan) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": user.name, "shell": user.shell, "lock_passwd": user.passwd is None}
     if user.passwd:
         entry["hashed_passwd"] = user.passwd
@@ -132,7 +132,7 @@ def network_config(guest: GuestPlan) -> str:
     return f"# {GENERATED}\n" + _dump({"version": 2, "ethernets": ethernets})
 
 
-def _route(route: Any) -> dict[str, Any]:
+def _route(route: Route) -> dict[str, Any]:
     out: dict[str, Any] = {"to": route.destination}
     if route.gateway:
         out["via"] = route.gateway

@@ -24,6 +24,8 @@ from generator.plan.types import (
     Interface,
     Kind,
     Plan,
+    Shaper,
+    TcEngine,
     TcPlan,
 )
 
@@ -144,7 +146,7 @@ def qdisc_entry(tc: TcPlan) -> Entry:
         entry["root"] = {"kind": kind, "handle": f"{handle:x}:", "module": QDISC_MODULES[kind]}
     if tc.shape is not None:
         rate: Entry = {"kind": tc.shape.kind, "rate": tc.shape.rate}
-        if tc.shape.kind == "htb":
+        if tc.shape.kind is Shaper.HTB:
             rate["class"] = f"{handle:x}:{HTB_CLASS:x}"
             rate["ceil"] = tc.shape.ceil or tc.shape.rate
         entry["rate"] = rate
@@ -156,7 +158,7 @@ def qdisc_entry(tc: TcPlan) -> Entry:
         }
     if tc.police is not None:
         entry["police"] = {"rate": tc.police.rate, "needs": list(POLICE_MODULES)}
-    if tc.engine == "service":
+    if tc.engine is TcEngine.SERVICE:
         entry["unit"] = tc.unit
     return entry
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from generator import layout
 from generator.errors import format_path
-from generator.plan.types import HTB_CLASS, HostPlan, Interface, Kind, Plan, TcPlan
+from generator.plan.types import HTB_CLASS, HostPlan, Interface, Kind, Plan, Shaper, TcEngine, TcPlan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
@@ -16,11 +16,11 @@ QDISC_SECTIONS = {"fq_codel": "FairQueueingControlledDelay", "fq": "FairQueueing
 
 def _tc_context(tc: TcPlan | None) -> dict[str, object]:
     """The networkd engine's tc for one device, with the leaf qdisc's parent worked out."""
-    if tc is None or tc.engine != "networkd":
+    if tc is None or tc.engine is not TcEngine.NETWORKD:
         return {"tc": None, "qdisc_section": None, "leaf_parent": None, "HTB_CLASS": HTB_CLASS}
     if tc.shape is None:
         parent = "root"
-    elif tc.shape.kind == "tbf":
+    elif tc.shape.kind is Shaper.TBF:
         parent = f"{tc.root_handle:x}:1"  # tbf's one class
     else:
         parent = f"{tc.root_handle:x}:{HTB_CLASS:x}"
