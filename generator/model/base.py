@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    WrapSerializer,
+)
 
 
 def kebab(name: str) -> str:
@@ -39,11 +47,32 @@ def _empty_list(value: Any) -> Any:
     return () if value is None else value
 
 
+def _read_only(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    # A frozen model still hands out its dicts, which anyone could change
+    # (`profile.hosts.clear()`): the validated mapping is kept behind a read-only view.
+    return MappingProxyType(value)
+
+
+def _as_dict(value: Mapping[Any, Any], handler: SerializerFunctionWrapHandler) -> Any:
+    # pydantic serialises a mapping field from a dict; it warns on the read-only view.
+    return handler(dict(value))
+
+
+_NOTHING: Mapping[Any, Any] = MappingProxyType({})
+
+
+def no_entries() -> Mapping[Any, Any]:
+    """The default of an `Entries` field: empty, and read-only like a validated one."""
+    return _NOTHING
+
+
 K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
 
-#: A mapping keyed by name whose entries may be left empty.
-Entries = Annotated[dict[K, V], BeforeValidator(_empty_entries)]
+#: A mapping that is read-only once validated (its JSON Schema is a dict's).
+ReadOnly = Annotated[Mapping[K, V], AfterValidator(_read_only), WrapSerializer(_as_dict)]
+#: A mapping keyed by name whose entries may be left empty; read-only once validated.
+Entries = Annotated[ReadOnly[K, V], BeforeValidator(_empty_entries)]
 #: A list that may be written as an empty key.
 Items = Annotated[tuple[T, ...], BeforeValidator(_empty_list)]

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
-from generator.model.base import Entries, Items, StrictModel
+from generator.model.base import Entries, Items, StrictModel, no_entries
 from generator.model.types import Flag, IPAddress, fail
 from generator.model.units import Duration, Rate, Size
 
@@ -98,7 +98,7 @@ class Kernel(StrictModel):
     #: `enabled`; `disabled`: sysctl disable_ipv6 (the stack stays, addresses go);
     #: `removed`: `ipv6.disable=1` on the kernel command line (no stack at all).
     ipv6: Literal["enabled", "disabled", "removed"] = "enabled"
-    sysctl: Entries[str, SysctlValue] = Field(default_factory=dict)
+    sysctl: Entries[str, SysctlValue] = Field(default_factory=no_entries)
     modules: Items[ModuleName] = ()
     cmdline: Items[KernelArg] = ()
     #: Pass bridged guest traffic through the host's iptables (br_netfilter). Off by
