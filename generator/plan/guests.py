@@ -9,7 +9,6 @@ calls `kbps`), bursts are KiB; memory is KiB. Conversions are exact or refused.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -21,6 +20,7 @@ from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
 from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_hash
 from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.types import interface_name_problem
+from generator.plan.frozen import FrozenDict, frozen_dict
 from generator.plan.types import (
     IPV6_OFF,
     Attach,
@@ -176,7 +176,7 @@ def _users(guest: Guest, path: KeyPath, problems: list[Diagnostic]) -> tuple[Use
     return tuple(out)
 
 
-def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Diagnostic]) -> str:
+def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Diagnostic]) -> FrozenDict:
     import difflib
 
     for key, value in extra.items():
@@ -203,7 +203,7 @@ def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Dia
         elif key in EXTENDABLE and not isinstance(value, list):
             problems.append(Diagnostic(f"{key} must be a list (it is added to kvmnet's own)", (*path, key)))
     problems.extend(_plain_passwords(extra, path))
-    return json.dumps(extra, sort_keys=True)
+    return frozen_dict(extra)
 
 
 def _is_hash(value: object) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from generator.errors import Diagnostic, KeyPath
+from generator.plan.frozen import EMPTY, FrozenDict
 
 VlanSpan = tuple[int, int]  # inclusive first, last
 
@@ -459,8 +460,8 @@ class GuestPlan:
     #: What the guest's user-data writes to sysctl.d (IPV6_OFF when its ipv6 is disabled).
     sysctls: tuple[Sysctl, ...] = ()
     users: tuple[UserPlan, ...] = ()
-    #: Extra cloud-config from the profile, as canonical JSON (a frozen plan holds no dicts).
-    cloud_config: str = "{}"
+    #: Extra cloud-config from the profile (keys sorted; frozen like the rest of the plan).
+    cloud_config: FrozenDict = EMPTY
 
 
 @dataclass(frozen=True, slots=True)

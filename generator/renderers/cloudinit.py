@@ -11,10 +11,10 @@ keys, so it is written 0600.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from generator import layout
+from generator.plan.frozen import thawed
 from generator.plan.types import GuestNic, GuestPlan, Plan, Route, UserPlan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
@@ -78,7 +78,7 @@ def user_data(guest: GuestPlan) -> str:
     data: dict[str, Any] = {"hostname": guest.hostname, "preserve_hostname": False}
     if guest.users:
         data["users"] = [_user(u) for u in guest.users]
-    extra: dict[str, Any] = json.loads(guest.cloud_config)
+    extra = thawed(guest.cloud_config)
     own: dict[str, list[Any]] = {
         "write_files": list(files),
         "runcmd": list(runcmd),
