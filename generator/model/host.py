@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from generator.model.base import Entries, Items, StrictModel, no_entries
-from generator.model.types import Flag, IPAddress, fail
-from generator.model.units import Duration, Rate, Size
+from generator.model.types import Flag, IPAddress, Parsed, fail
+from generator.model.units import Duration, Rate, Size, parse_time
 
 Distro = Literal["debian12", "ubuntu2204", "ubuntu2404", "el9"]
 
@@ -106,13 +106,37 @@ class Kernel(StrictModel):
     bridge_netfilter: Flag = False
 
 
+def _rollback_after(value: Any) -> int:
+    microseconds = parse_time(value)
+    if microseconds % 1_000_000 or microseconds < 5_000_000:
+        raise fail(
+            "rollback-after must be whole seconds, at least 5s (the probe needs time to answer), "
+            f"got {value!r}"
+        )
+    return microseconds
+
+
+#: Whole seconds from 5s, in any time unit: `60s`, `5000ms`, `0010s`, `60.0s`.
+RollbackAfter = Annotated[
+    int,
+    Parsed(
+        _rollback_after,
+        {
+            "type": "string",
+            "pattern": r"^\s*0*([5-9]|[1-9][0-9]+)(000000(\.0+)?\s*us|000(\.0+)?\s*ms|(\.0+)?\s*s)\s*$",
+            "description": "whole seconds, at least 5s (60s)",
+        },
+    ),
+]
+
+
 class Bootstrap(StrictModel):
     #: Address that must answer after a network change, or the change is rolled back.
     #: Default: the gateway of the host's default route; `none` turns the check off.
     probe: IPAddress | Literal["none"] | None = None
     #: How long the probe may take before the rollback.
     #: Written as a profile would (the schema's default is what an editor inserts).
-    rollback_after: Duration = Field(default="60s", validate_default=True)
+    rollback_after: RollbackAfter = Field(default="60s", validate_default=True)
 
 
 # Mirror URLs end up in installer files and shell commands: no query strings, quotes or

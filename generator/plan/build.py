@@ -131,7 +131,7 @@ def _host(
         interfaces=interfaces,
         tc=tc,
         kernel=plan_kernel(name, spec.kernel, interfaces, tc, problems),
-        bootstrap=plan_bootstrap(name, spec.bootstrap, interfaces, problems),
+        bootstrap=plan_bootstrap(spec.bootstrap, interfaces),
         install=InstallPlan(
             distro=spec.distro,
             mirror=spec.install.mirror,
