@@ -55,8 +55,8 @@ from generator.layout import GUEST_SYSCTL as SYSCTL
 from generator.layout import NIC_TUNING_SCRIPT as CHANNELS_SCRIPT
 from generator.layout import NIC_TUNING_UNIT as CHANNELS_UNIT
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS
+from generator.model.frozen import frozen_dict
 from generator.pipeline import Planned, artifacts_for, build, plan_profile
-from generator.plan.frozen import frozen_dict
 from generator.plan.types import GuestNic, GuestPlan
 from generator.renderers.artifact import MODE_SECRET
 from generator.renderers.cloudinit import files_for

@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from generator.load import load
+from generator.model.frozen import FrozenDict
 from generator.model.profile import Profile
 from generator.model.validate import validate
 
@@ -39,9 +40,8 @@ def test_every_mapping_of_a_profile_is_read_only(path: Path) -> None:
     profile = validate(load(path))
     found = list(_mappings(profile, "profile"))
     assert len(found) >= 4, "the walk saw no mappings"
-    # The extra cloud-config is the profile's own free-form data: it is copied into the
-    # plan as JSON, so the plan cannot change it either.
-    writable = [where for where, m in found if isinstance(m, dict) and ".cloud_config" not in where]
+    # A read-only view, or (the free-form extra cloud-config) a FrozenDict.
+    writable = [where for where, m in found if isinstance(m, dict) and not isinstance(m, FrozenDict)]
     assert writable == []
 
 
@@ -58,6 +58,10 @@ def test_mutating_a_profile_fails() -> None:
     with pytest.raises(ValidationError):
         profile.hosts = {}  # type: ignore[misc]
     assert Profile().hosts == {}
+    guests = validate(load(REPO / "profiles" / "guests.yaml")).guests
+    extra = next(g.cloud_config for g in guests.values() if g.cloud_config)
+    with pytest.raises(TypeError):
+        extra["bootcmd"] = ()
     with pytest.raises(TypeError):
         Profile().hosts["hv1"] = host  # type: ignore[index]
 

@@ -17,10 +17,10 @@ from pydantic_core import PydanticCustomError
 from generator import layout
 from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
+from generator.model.frozen import FrozenDict, frozen_dict
 from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_hash
 from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.types import interface_name_problem
-from generator.plan.frozen import FrozenDict, frozen_dict
 from generator.plan.types import (
     IPV6_OFF,
     Attach,
@@ -200,7 +200,7 @@ def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Dia
                     on_key=True,
                 )
             )
-        elif key in EXTENDABLE and not isinstance(value, list):
+        elif key in EXTENDABLE and not isinstance(value, tuple):  # a list (frozen)
             problems.append(Diagnostic(f"{key} must be a list (it is added to kvmnet's own)", (*path, key)))
     problems.extend(_plain_passwords(extra, path))
     return frozen_dict(extra)
@@ -227,14 +227,18 @@ def _plain_passwords(extra: Mapping[str, object], path: KeyPath) -> list[Diagnos
     if isinstance(chpasswd, Mapping):
         entries = chpasswd.get("list")
         lines = (
-            entries.splitlines() if isinstance(entries, str) else entries if isinstance(entries, list) else []
+            entries.splitlines()
+            if isinstance(entries, str)
+            else entries
+            if isinstance(entries, tuple)
+            else ()
         )
         for index, line in enumerate(lines):
             given = str(line).partition(":")[2]
             if given not in ("RANDOM", "R") and not _is_hash(given):
                 found.append(Diagnostic(message, (*path, "chpasswd", "list", index)))
         users = chpasswd.get("users")
-        for index, user in enumerate(users if isinstance(users, list) else []):
+        for index, user in enumerate(users if isinstance(users, tuple) else ()):
             if isinstance(user, Mapping) and user.get("type", "hash") != "RANDOM":
                 secret = user.get("password")
                 if user.get("type") == "text" or (secret is not None and not _is_hash(secret)):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from generator.errors import Diagnostic, KeyPath
-from generator.plan.frozen import EMPTY, FrozenDict
+from generator.model.frozen import EMPTY, FrozenDict
 
 VlanSpan = tuple[int, int]  # inclusive first, last
 

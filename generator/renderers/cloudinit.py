@@ -14,7 +14,7 @@ import hashlib
 from typing import Any
 
 from generator import layout
-from generator.plan.frozen import thawed
+from generator.model.frozen import thawed
 from generator.plan.types import GuestNic, GuestPlan, Plan, Route, UserPlan
 from generator.renderers import yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact

@@ -1,9 +1,10 @@
-"""Free-form data (a guest's extra cloud-config) held by the frozen plan.
+"""Free-form data (a guest's extra cloud-config) held by the frozen Profile and Plan.
 
-The plan is frozen dataclasses and tuples; data whose shape the profile decides gets the
-same treatment: dicts become `FrozenDict` (a dict that refuses changes, with its keys
-sorted) and lists become tuples. A dict subclass rather than a read-only view, because
-`dataclasses.asdict` (`kvmnet plan --json`) copies dicts and cannot copy views.
+The profile's models are frozen and the plan is frozen dataclasses and tuples; data whose
+shape the profile decides gets the same treatment: dicts become `FrozenDict` (a dict that
+refuses changes, with its keys sorted) and lists become tuples. A dict subclass rather than
+a read-only view, because `dataclasses.asdict` (`kvmnet plan --json`) copies dicts and
+cannot copy views.
 Renderers take a plain copy with `thawed` (YAML's safe dumper knows only plain types).
 """
 
