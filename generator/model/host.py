@@ -5,7 +5,7 @@ tuning, how the bootstrap applies changes, and how the host is installed over PX
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
@@ -16,17 +16,35 @@ from generator.model.units import Duration, Rate, Size, parse_time
 Distro = Literal["debian12", "ubuntu2204", "ubuntu2404", "el9"]
 
 
-class Shaping(StrictModel):
-    """Egress shaping: a token bucket (`tbf`) or one HTB class (`htb`) at `rate`."""
+class TbfShaping(StrictModel):
+    """Egress shaping by a token bucket at `rate`."""
 
-    kind: Literal["tbf", "htb"]
+    REFUSED_KEYS: ClassVar[dict[str, str]] = {"ceil": "ceil applies to htb only; tbf has one rate"}
+
+    kind: Literal["tbf"]
     rate: Rate
-    #: htb only: what the class may borrow up to (default: the rate).
-    ceil: Rate | None = None
-    #: Bytes sent back to back at line rate. Needed by tbf; htb picks one if unset.
+    #: Bytes sent back to back at line rate (needed: at least one frame; the plan checks it).
     burst: Size | None = None
-    #: tbf only: how long a packet may wait in the bucket (default 50ms).
+    #: How long a packet may wait in the bucket (default 50ms).
     latency: Duration | None = None
+
+
+class HtbShaping(StrictModel):
+    """Egress shaping by one HTB class at `rate`."""
+
+    REFUSED_KEYS: ClassVar[dict[str, str]] = {"latency": "latency applies to tbf only"}
+
+    kind: Literal["htb"]
+    rate: Rate
+    #: What the class may borrow up to (default: the rate).
+    ceil: Rate | None = None
+    #: Bytes sent back to back at line rate; htb picks one if unset.
+    burst: Size | None = None
+
+
+#: Which keys a shaper takes depends on its kind, so the JSON Schema says so too.
+Shaping = Annotated[TbfShaping | HtbShaping, Field(discriminator="kind")]
+SHAPE_KINDS = ("tbf", "htb")
 
 
 class Policing(StrictModel):

@@ -11,7 +11,7 @@ import ipaddress
 from generator import layout
 from generator.errors import Diagnostic, KeyPath
 from generator.model import sysctls
-from generator.model.host import Bootstrap, Kernel, TrafficControl
+from generator.model.host import Bootstrap, HtbShaping, Kernel, TbfShaping, TrafficControl
 from generator.model.profile import Host
 from generator.plan.types import (
     IPV6_OFF,
@@ -101,31 +101,20 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
     if tc.shape is not None:
         s = tc.shape
         spath = (*path, "shape")
-        if s.kind == "tbf":
-            if s.ceil is not None:
-                problems.append(Diagnostic("ceil applies to htb only; tbf has one rate", (*spath, "ceil")))
-            if s.burst is None:
-                problems.append(
-                    Diagnostic(f"tbf needs burst (at least one frame: {frame} bytes on {iface.id})", spath)
-                )
-        if s.kind == "htb":
-            if s.latency is not None:
-                problems.append(Diagnostic("latency applies to tbf only", (*spath, "latency")))
-            if s.ceil is not None and s.ceil < s.rate:
-                problems.append(
-                    Diagnostic(f"ceil ({s.ceil} bit/s) is below rate ({s.rate} bit/s)", (*spath, "ceil"))
-                )
+        if isinstance(s, TbfShaping) and s.burst is None:
+            problems.append(
+                Diagnostic(f"tbf needs burst (at least one frame: {frame} bytes on {iface.id})", spath)
+            )
+        if isinstance(s, HtbShaping) and s.ceil is not None and s.ceil < s.rate:
+            problems.append(
+                Diagnostic(f"ceil ({s.ceil} bit/s) is below rate ({s.rate} bit/s)", (*spath, "ceil"))
+            )
         _burst_fits(s.burst, frame, iface, (*spath, "burst"), problems)
-        latency = (s.latency or DEFAULT_TBF_LATENCY_US) if s.kind == "tbf" else None
-        ceil = (s.ceil or s.rate) if s.kind == "htb" else None
-        shape = Shape(
-            Shaper(s.kind),
-            s.rate,
-            ceil,
-            s.burst,
-            latency,
-            _quantum(s.rate, frame) if s.kind == "htb" else None,
-        )
+        if isinstance(s, TbfShaping):
+            latency = s.latency or DEFAULT_TBF_LATENCY_US
+            shape = Shape(Shaper.TBF, s.rate, None, s.burst, latency)
+        else:
+            shape = Shape(Shaper.HTB, s.rate, s.ceil or s.rate, s.burst, None, _quantum(s.rate, frame))
     police = None
     if tc.police is not None:
         if tc.engine == "networkd":
