@@ -3,7 +3,9 @@ not the mappings it holds (read-only views)."""
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -40,7 +42,6 @@ def test_every_mapping_of_a_profile_is_read_only(path: Path) -> None:
     profile = validate(load(path))
     found = list(_mappings(profile, "profile"))
     assert len(found) >= 4, "the walk saw no mappings"
-    # A read-only view, or (the free-form extra cloud-config) a FrozenDict.
     writable = [where for where, m in found if isinstance(m, dict) and not isinstance(m, FrozenDict)]
     assert writable == []
 
@@ -48,7 +49,7 @@ def test_every_mapping_of_a_profile_is_read_only(path: Path) -> None:
 def test_mutating_a_profile_fails() -> None:
     profile = validate(load(REPO / "profiles" / "default.yaml"))
     assert profile.hosts
-    with pytest.raises(AttributeError):
+    with pytest.raises(TypeError):
         profile.hosts.clear()  # type: ignore[attr-defined]
     with pytest.raises(TypeError):
         profile.hosts["hv9"] = next(iter(profile.hosts.values()))  # type: ignore[index]
@@ -72,3 +73,9 @@ def test_a_read_only_profile_still_serialises() -> None:
         warnings.simplefilter("error")  # pydantic warns when it serialises an unexpected type
         dumped = json.loads(profile.model_dump_json(by_alias=True))
     assert sorted(dumped["hosts"]) == sorted(profile.hosts)
+
+
+def test_a_read_only_profile_can_be_copied_and_pickled() -> None:
+    profile = validate(load(REPO / "profiles" / "guests.yaml"))
+    assert copy.deepcopy(profile) == profile
+    assert pickle.loads(pickle.dumps(profile)) == profile

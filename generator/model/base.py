@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Annotated, Any, TypeVar
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    SerializerFunctionWrapHandler,
-    WrapSerializer,
-)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+from generator.model.frozen import FrozenDict
 
 
 def kebab(name: str) -> str:
@@ -49,16 +43,11 @@ def _empty_list(value: Any) -> Any:
 
 def _read_only(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
     # A frozen model still hands out its dicts, which anyone could change
-    # (`profile.hosts.clear()`): the validated mapping is kept behind a read-only view.
-    return MappingProxyType(value)
+    # (`profile.hosts.clear()`): see model/frozen.py.
+    return FrozenDict(value)
 
 
-def _as_dict(value: Mapping[Any, Any], handler: SerializerFunctionWrapHandler) -> Any:
-    # pydantic serialises a mapping field from a dict; it warns on the read-only view.
-    return handler(dict(value))
-
-
-_NOTHING: Mapping[Any, Any] = MappingProxyType({})
+_NOTHING: Mapping[Any, Any] = FrozenDict()
 
 
 def no_entries() -> Mapping[Any, Any]:
@@ -71,7 +60,7 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 #: A mapping that is read-only once validated (its JSON Schema is a dict's).
-ReadOnly = Annotated[Mapping[K, V], AfterValidator(_read_only), WrapSerializer(_as_dict)]
+ReadOnly = Annotated[Mapping[K, V], AfterValidator(_read_only)]
 #: A mapping keyed by name whose entries may be left empty; read-only once validated.
 Entries = Annotated[ReadOnly[K, V], BeforeValidator(_empty_entries)]
 #: A list that may be written as an empty key.

@@ -1,22 +1,25 @@
-"""Free-form data (a guest's extra cloud-config) held by the frozen Profile and Plan.
+"""Read-only mappings for the frozen Profile and Plan.
 
-The profile's models are frozen and the plan is frozen dataclasses and tuples; data whose
-shape the profile decides gets the same treatment: dicts become `FrozenDict` (a dict that
-refuses changes, with its keys sorted) and lists become tuples. A dict subclass rather than
-a read-only view, because `dataclasses.asdict` (`kvmnet plan --json`) copies dicts and
-cannot copy views.
+A frozen pydantic model still hands out its dicts, which anyone could change
+(`profile.hosts.clear()`): the model's mappings are `FrozenDict`s, dicts that refuse
+changes. Free-form data (a guest's extra cloud-config) gets the same treatment all the
+way down (`frozen_dict`: keys sorted, lists as tuples), in the profile and in the plan.
+A dict subclass rather than a read-only view (types.MappingProxyType), because pydantic
+serialises it as a dict, `dataclasses.asdict` (`kvmnet plan --json`) copies it, and copy
+and pickle work.
 Renderers take a plain copy with `thawed` (YAML's safe dumper knows only plain types).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
-Json: TypeAlias = "str | int | float | bool | tuple[Json, ...] | FrozenDict | None"
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class FrozenDict(dict[str, Json]):
+class FrozenDict(dict[K, V]):
     """A dict that cannot be changed after it is made (and so can be hashed)."""
 
     __slots__ = ()
@@ -29,16 +32,20 @@ class FrozenDict(dict[str, Json]):
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(tuple(self.items()))
 
-    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Json]]]:
+    def __reduce__(self) -> tuple[type[FrozenDict[K, V]], tuple[dict[K, V]]]:
         # copy and pickle rebuild a dict item by item, which this one refuses.
         return (type(self), (dict(self),))
 
 
+Json: TypeAlias = "str | int | float | bool | tuple[Json, ...] | FrozenDict[str, Json] | None"
+#: Free-form data read from YAML, frozen.
+FrozenData: TypeAlias = "FrozenDict[str, Json]"
+
 #: The empty one (a default for dataclass fields).
-EMPTY = FrozenDict()
+EMPTY: FrozenData = FrozenDict()
 
 
-def frozen_dict(data: Mapping[str, object]) -> FrozenDict:
+def frozen_dict(data: Mapping[str, object]) -> FrozenData:
     """`data` (what YAML or JSON gives: dicts, lists, scalars) with every dict a FrozenDict
     whose keys are sorted, and every list a tuple."""
     return FrozenDict((str(k), frozen(data[k])) for k in sorted(data, key=str))
@@ -55,7 +62,7 @@ def frozen(data: object) -> Json:
     raise TypeError(f"not JSON data: {type(data).__name__}")
 
 
-def thawed(data: FrozenDict) -> dict[str, Any]:
+def thawed(data: FrozenData) -> dict[str, Any]:
     """A plain copy of frozen data: dicts and lists again."""
     return {k: _thawed(v) for k, v in data.items()}
 

@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from generator import layout
 from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
-from generator.model.frozen import FrozenDict, frozen_dict
+from generator.model.frozen import FrozenData, frozen_dict
 from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_hash
 from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.types import interface_name_problem
@@ -176,7 +176,7 @@ def _users(guest: Guest, path: KeyPath, problems: list[Diagnostic]) -> tuple[Use
     return tuple(out)
 
 
-def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Diagnostic]) -> FrozenDict:
+def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Diagnostic]) -> FrozenData:
     import difflib
 
     for key, value in extra.items():

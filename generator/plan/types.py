@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from generator.errors import Diagnostic, KeyPath
-from generator.model.frozen import EMPTY, FrozenDict
+from generator.model.frozen import EMPTY, FrozenData
 
 VlanSpan = tuple[int, int]  # inclusive first, last
 
@@ -461,7 +461,7 @@ class GuestPlan:
     sysctls: tuple[Sysctl, ...] = ()
     users: tuple[UserPlan, ...] = ()
     #: Extra cloud-config from the profile (keys sorted; frozen like the rest of the plan).
-    cloud_config: FrozenDict = EMPTY
+    cloud_config: FrozenData = EMPTY
 
 
 @dataclass(frozen=True, slots=True)
