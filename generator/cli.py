@@ -29,7 +29,7 @@ from generator.resources import default_profile
 from generator.session import Exit, Session, consoles
 from generator.verify import command as verify_command
 from generator.vm import command as vm_command
-from generator.write import patch, recorded_extras
+from generator.write import ChangeKind, patch, recorded_extras
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,13 +127,17 @@ def _extras(args: argparse.Namespace) -> tuple[frozenset[str], str | None]:
     return frozenset({"seed-iso"} if args.seed_iso else set()), note
 
 
+#: How `build --check` marks each kind of change.
+_SIGNS = {ChangeKind.ADD: "+", ChangeKind.REMOVE: "-", ChangeKind.MODIFY: "~", ChangeKind.MODE: "m"}
+
+
 def _report_build(console: Console, built: Built, output: Path, check: bool, show_diff: bool) -> int:
     files = len(built.artifacts)
     hosts = len(built.planned.plan.hosts)
     if check:
         wanted = {a.path: a for a in built.artifacts}
         for change in built.changes:
-            sign = {"add": "+", "remove": "-", "modify": "~", "mode": "m"}[change.kind]
+            sign = _SIGNS[change.kind]
             console.print(
                 f"{sign} {change.path}{' ' + change.detail if change.detail else ''}", highlight=False
             )

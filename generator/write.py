@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -50,9 +51,16 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
+class ChangeKind(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+    MODIFY = "modify"
+    MODE = "mode"  # same content, another file mode
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
-    kind: str  # "add" | "remove" | "modify" | "mode"
+    kind: ChangeKind
     path: str
     detail: str = ""
 
@@ -131,7 +139,7 @@ def _on_disk(root: Path) -> dict[str, tuple[bytes, int]]:
 def diff(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
     """What writing `artifacts` to `root` would change."""
     if not root.exists():
-        return [Change("add", a.path) for a in sorted(artifacts, key=lambda a: a.path)]
+        return [Change(ChangeKind.ADD, a.path) for a in sorted(artifacts, key=lambda a: a.path)]
     existing = _on_disk(root)
     changes: list[Change] = []
     wanted = {a.path: a for a in artifacts}
@@ -139,13 +147,13 @@ def diff(root: Path, artifacts: Sequence[Artifact]) -> list[Change]:
         have = existing.get(path)
         want = wanted.get(path)
         if have is None:
-            changes.append(Change("add", path))
+            changes.append(Change(ChangeKind.ADD, path))
         elif want is None:
-            changes.append(Change("remove", path))
+            changes.append(Change(ChangeKind.REMOVE, path))
         elif have[0] != want.content:
-            changes.append(Change("modify", path))
+            changes.append(Change(ChangeKind.MODIFY, path))
         elif have[1] != want.mode:
-            changes.append(Change("mode", path, f"{have[1]:04o} -> {want.mode:04o}"))
+            changes.append(Change(ChangeKind.MODE, path, f"{have[1]:04o} -> {want.mode:04o}"))
     return changes
 
 
@@ -163,12 +171,12 @@ def patch(root: Path, wanted: Mapping[str, Artifact], change: Change) -> list[st
     """A unified diff of one change, with git's `a/` and `b/` names (`--- /dev/null` for a
     file that appears); a binary file is only named, as diff(1) does; a change of mode
     alone has no body (its `--check` line says it)."""
-    if change.kind == "mode":
+    if change.kind is ChangeKind.MODE:
         return []
-    old = _read(root / change.path)[0] if change.kind != "add" else b""
-    new = wanted[change.path].content if change.kind != "remove" else b""
-    before = f"a/{change.path}" if change.kind != "add" else "/dev/null"
-    after = f"b/{change.path}" if change.kind != "remove" else "/dev/null"
+    old = _read(root / change.path)[0] if change.kind is not ChangeKind.ADD else b""
+    new = wanted[change.path].content if change.kind is not ChangeKind.REMOVE else b""
+    before = f"a/{change.path}" if change.kind is not ChangeKind.ADD else "/dev/null"
+    after = f"b/{change.path}" if change.kind is not ChangeKind.REMOVE else "/dev/null"
     old_lines, new_lines = _text(old), _text(new)
     if old_lines is None or new_lines is None:
         return [f"Binary files {before} and {after} differ"]

@@ -55,6 +55,7 @@ from generator.layout import GUEST_SYSCTL as SYSCTL
 from generator.layout import NIC_TUNING_SCRIPT as CHANNELS_SCRIPT
 from generator.layout import NIC_TUNING_UNIT as CHANNELS_UNIT
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS
+from generator.model.frozen import frozen_dict
 from generator.pipeline import Planned, artifacts_for, build, plan_profile
 from generator.plan.types import GuestNic, GuestPlan
 from generator.renderers.artifact import MODE_SECRET
@@ -200,7 +201,7 @@ def test_bundled_profiles_cover_the_cases() -> None:
     assert any(u.passwd for g in guests for u in g.users) and any(
         not u.passwd for g in guests for u in g.users
     )
-    assert any(json.loads(g.cloud_config) for g in guests), "no guest with extra cloud-config"
+    assert any(g.cloud_config for g in guests), "no guest with extra cloud-config"
 
 
 # --- consumers ---------------------------------------------------------------------------
@@ -843,9 +844,9 @@ def test_instance_id_follows_the_seed(profile: Path, guest: str) -> None:
     )
     assert rendered(domain_only) == (user, network, instance)
 
-    extra = {**json.loads(plan.cloud_config), "final_message": "kvmnet test"}
+    extra = frozen_dict({**plan.cloud_config, "final_message": "kvmnet test"})
     changes = {
-        "user-data": replace(plan, cloud_config=json.dumps(extra, sort_keys=True)),
+        "user-data": replace(plan, cloud_config=extra),
         "hostname": replace(plan, hostname=plan.hostname + "x"),
     }
     if plan.nics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -301,7 +302,7 @@ def test_hashed_and_random_passwords_in_extra_cloud_config_pass() -> None:
     g = guest(
         f"guests:\n  g1:\n    host: hv1\n    cloud-config: {{chpasswd: {{list: ['root:{digest}', 'ops:RANDOM']}}}}\n"
     )
-    assert "RANDOM" in g.cloud_config
+    assert "RANDOM" in json.dumps(g.cloud_config)
 
 
 def test_guest_files_are_decided_in_the_plan() -> None:
@@ -341,3 +342,17 @@ def test_guest_files_are_decided_in_the_plan() -> None:
 def test_an_untuned_guest_gets_no_files() -> None:
     g = guest("guests:\n  g1:\n    host: hv1\n    interfaces: [{bridge: br-jumbo, model: e1000e}]\n")
     assert (g.sysctls, g.files) == ((), ())
+
+
+def test_extra_cloud_config_in_the_plan_is_frozen() -> None:
+    g = guest(
+        "guests:\n  g1:\n    host: hv1\n    cloud-config: {write_files: [{path: /x, content: y}], bootcmd: [a]}\n"
+    )
+    assert list(g.cloud_config) == ["bootcmd", "write_files"]  # sorted, as user-data lists them
+    with pytest.raises(TypeError):
+        g.cloud_config["runcmd"] = ()
+    files = g.cloud_config["write_files"]
+    assert isinstance(files, tuple)
+    with pytest.raises(TypeError):
+        files[0]["path"] = "/y"  # type: ignore[index]
+    hash(g)  # a frozen plan can be hashed

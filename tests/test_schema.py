@@ -364,3 +364,39 @@ def test_tx_ring_is_refused_by_both() -> None:
                 "with a tap and vhost-net QEMU caps it at 256 or refuses it. Leave it out.",
             )
         ]
+
+
+def test_rollback_after_is_whole_seconds_from_5s_in_both() -> None:
+    """A model fact (it was a plan rule once), so editors see it too."""
+
+    def place(v: str) -> dict[str, Any]:
+        return {"hosts": {"hv1": {"bootstrap": {"rollback-after": v}}}}
+
+    for taken in ("5s", "60s", "5000ms", "0010s", "60.0s", "5000000us", " 7 s"):
+        assert kvmnet_refusals(place(taken)) == [], taken
+        assert schema_refusals(place(taken)) == [], taken
+    for refused in ("4s", "5.5s", "2500ms", "4999999us", "0s", "1s"):
+        assert kvmnet_refusals(place(refused)), refused
+        assert schema_refusals(place(refused)), refused
+
+
+def test_shape_keys_follow_its_kind_in_both() -> None:
+    """ceil is htb's, latency tbf's: the model's tagged union, so the schema says it too."""
+
+    def place(shape: dict[str, Any]) -> dict[str, Any]:
+        return {"hosts": {"hv1": {"tc": {"eno1": {"shape": shape}}}}}
+
+    for taken in (
+        {"kind": "tbf", "rate": "1Gbit", "burst": "1MiB", "latency": "50ms"},
+        {"kind": "htb", "rate": "1Gbit", "ceil": "2Gbit"},
+    ):
+        assert kvmnet_refusals(place(taken)) == [], taken
+        assert schema_refusals(place(taken)) == [], taken
+    for refused in (
+        {"kind": "tbf", "rate": "1Gbit", "ceil": "2Gbit"},
+        {"kind": "htb", "rate": "1Gbit", "latency": "50ms"},
+        {"kind": "cbq", "rate": "1Gbit"},
+        {"rate": "1Gbit"},
+    ):
+        assert kvmnet_refusals(place(refused)), refused
+        assert schema_refusals(place(refused)), refused

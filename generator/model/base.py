@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+from generator.model.frozen import FrozenDict
 
 
 def kebab(name: str) -> str:
@@ -39,11 +41,27 @@ def _empty_list(value: Any) -> Any:
     return () if value is None else value
 
 
+def _read_only(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    # A frozen model still hands out its dicts, which anyone could change
+    # (`profile.hosts.clear()`): see model/frozen.py.
+    return FrozenDict(value)
+
+
+_NOTHING: Mapping[Any, Any] = FrozenDict()
+
+
+def no_entries() -> Mapping[Any, Any]:
+    """The default of an `Entries` field: empty, and read-only like a validated one."""
+    return _NOTHING
+
+
 K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
 
-#: A mapping keyed by name whose entries may be left empty.
-Entries = Annotated[dict[K, V], BeforeValidator(_empty_entries)]
+#: A mapping that is read-only once validated (its JSON Schema is a dict's).
+ReadOnly = Annotated[Mapping[K, V], AfterValidator(_read_only)]
+#: A mapping keyed by name whose entries may be left empty; read-only once validated.
+Entries = Annotated[ReadOnly[K, V], BeforeValidator(_empty_entries)]
 #: A list that may be written as an empty key.
 Items = Annotated[tuple[T, ...], BeforeValidator(_empty_list)]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
 
 from generator.load import Text
 from generator.model.base import Items, StrictModel
+from generator.model.frozen import frozen_dict
 from generator.model.network import Nameservers
 from generator.model.types import (
     Flag,
@@ -303,6 +304,10 @@ def _yaml_typed(value: Any) -> Any:
     return value
 
 
+#: Free-form, as YAML typed it; read-only once validated (a FrozenDict, lists as tuples).
+CloudConfig = Annotated[dict[str, Any], BeforeValidator(_yaml_typed), AfterValidator(frozen_dict)]
+
+
 class GuestSettings(StrictModel):
     """Everything a guest takes besides its host; `defaults.guest` has the same keys."""
 
@@ -318,7 +323,7 @@ class GuestSettings(StrictModel):
     users: Items[User] | None = None
     hostname: Label | None = None
     #: Extra cloud-config merged into the user-data (top-level keys of cloud-init 22.4).
-    cloud_config: Annotated[dict[str, Any], BeforeValidator(_yaml_typed)] | None = None
+    cloud_config: CloudConfig | None = None
 
 
 class Guest(GuestSettings):

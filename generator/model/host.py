@@ -5,28 +5,46 @@ tuning, how the bootstrap applies changes, and how the host is installed over PX
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
-from generator.model.base import Entries, Items, StrictModel
-from generator.model.types import Flag, IPAddress, fail
-from generator.model.units import Duration, Rate, Size
+from generator.model.base import Entries, Items, StrictModel, no_entries
+from generator.model.types import Flag, IPAddress, Parsed, fail
+from generator.model.units import Duration, Rate, Size, parse_time
 
 Distro = Literal["debian12", "ubuntu2204", "ubuntu2404", "el9"]
 
 
-class Shaping(StrictModel):
-    """Egress shaping: a token bucket (`tbf`) or one HTB class (`htb`) at `rate`."""
+class TbfShaping(StrictModel):
+    """Egress shaping by a token bucket at `rate`."""
 
-    kind: Literal["tbf", "htb"]
+    REFUSED_KEYS: ClassVar[dict[str, str]] = {"ceil": "ceil applies to htb only; tbf has one rate"}
+
+    kind: Literal["tbf"]
     rate: Rate
-    #: htb only: what the class may borrow up to (default: the rate).
-    ceil: Rate | None = None
-    #: Bytes sent back to back at line rate. Needed by tbf; htb picks one if unset.
+    #: Bytes sent back to back at line rate (needed: at least one frame; the plan checks it).
     burst: Size | None = None
-    #: tbf only: how long a packet may wait in the bucket (default 50ms).
+    #: How long a packet may wait in the bucket (default 50ms).
     latency: Duration | None = None
+
+
+class HtbShaping(StrictModel):
+    """Egress shaping by one HTB class at `rate`."""
+
+    REFUSED_KEYS: ClassVar[dict[str, str]] = {"latency": "latency applies to tbf only"}
+
+    kind: Literal["htb"]
+    rate: Rate
+    #: What the class may borrow up to (default: the rate).
+    ceil: Rate | None = None
+    #: Bytes sent back to back at line rate; htb picks one if unset.
+    burst: Size | None = None
+
+
+#: Which keys a shaper takes depends on its kind, so the JSON Schema says so too.
+Shaping = Annotated[TbfShaping | HtbShaping, Field(discriminator="kind")]
+SHAPE_KINDS = ("tbf", "htb")
 
 
 class Policing(StrictModel):
@@ -98,12 +116,36 @@ class Kernel(StrictModel):
     #: `enabled`; `disabled`: sysctl disable_ipv6 (the stack stays, addresses go);
     #: `removed`: `ipv6.disable=1` on the kernel command line (no stack at all).
     ipv6: Literal["enabled", "disabled", "removed"] = "enabled"
-    sysctl: Entries[str, SysctlValue] = Field(default_factory=dict)
+    sysctl: Entries[str, SysctlValue] = Field(default_factory=no_entries)
     modules: Items[ModuleName] = ()
     cmdline: Items[KernelArg] = ()
     #: Pass bridged guest traffic through the host's iptables (br_netfilter). Off by
     #: default: a hypervisor switches guest frames, it does not firewall them.
     bridge_netfilter: Flag = False
+
+
+def _rollback_after(value: Any) -> int:
+    microseconds = parse_time(value)
+    if microseconds % 1_000_000 or microseconds < 5_000_000:
+        raise fail(
+            "rollback-after must be whole seconds, at least 5s (the probe needs time to answer), "
+            f"got {value!r}"
+        )
+    return microseconds
+
+
+#: Whole seconds from 5s, in any time unit: `60s`, `5000ms`, `0010s`, `60.0s`.
+RollbackAfter = Annotated[
+    int,
+    Parsed(
+        _rollback_after,
+        {
+            "type": "string",
+            "pattern": r"^\s*0*([5-9]|[1-9][0-9]+)(000000(\.0+)?\s*us|000(\.0+)?\s*ms|(\.0+)?\s*s)\s*$",
+            "description": "whole seconds, at least 5s (60s)",
+        },
+    ),
+]
 
 
 class Bootstrap(StrictModel):
@@ -112,7 +154,7 @@ class Bootstrap(StrictModel):
     probe: IPAddress | Literal["none"] | None = None
     #: How long the probe may take before the rollback.
     #: Written as a profile would (the schema's default is what an editor inserts).
-    rollback_after: Duration = Field(default="60s", validate_default=True)
+    rollback_after: RollbackAfter = Field(default="60s", validate_default=True)
 
 
 # Mirror URLs end up in installer files and shell commands: no query strings, quotes or

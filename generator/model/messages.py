@@ -11,7 +11,11 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from generator.errors import Diagnostic, KeyPath
+from generator.model.host import SHAPE_KINDS
 from generator.model.network import TUNNEL_MODES
+
+#: The tag key of each discriminated union in the model, and its tags.
+_TAGS = {"mode": TUNNEL_MODES, "kind": SHAPE_KINDS}
 
 #: netplan keys that exist but that kvmnet does not write for networkd (yet). Named
 #: so that a pasted netplan file gets "not supported", not "unknown key".
@@ -100,7 +104,8 @@ def _unwrap(tp: Any) -> Any:
 def _members(tp: Any) -> list[Any]:
     tp = _unwrap(tp)
     if get_origin(tp) in (Union, types.UnionType):
-        return [_unwrap(a) for a in get_args(tp) if a is not type(None)]
+        # flattened: an optional discriminated union is a union holding an Annotated union
+        return [m for a in get_args(tp) if a is not type(None) for m in _members(a)]
     return [tp]
 
 
@@ -122,9 +127,10 @@ def model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel]
         if nxt is None and len(models) > 1 and isinstance(part, str):
             # Discriminated union: pydantic puts the tag ('vxlan') in the path.
             for model in models:
-                mode = model.model_fields.get("mode")
-                if mode is not None and part in get_args(_unwrap(mode.annotation)):
-                    nxt = model
+                for tag in _TAGS:
+                    tagged = model.model_fields.get(tag)
+                    if tagged is not None and part in get_args(_unwrap(tagged.annotation)):
+                        nxt = model
         if nxt is None:
             for cand in candidates:
                 origin = get_origin(cand)
@@ -187,7 +193,7 @@ def translate(error: ErrorDetails, data: Any, root: type[BaseModel]) -> Diagnost
         return Diagnostic(f"unsupported {key} {ctx.get('tag')!r}; kvmnet supports: {tags}", (*path, key))
     if kind == "union_tag_not_found":
         key = str(ctx.get("discriminator", "mode")).strip("'")
-        return Diagnostic(f"missing required key {key!r} (one of: {', '.join(TUNNEL_MODES)})", path)
+        return Diagnostic(f"missing required key {key!r} (one of: {', '.join(_TAGS.get(key, ()))})", path)
     if kind == "literal_error":
         return Diagnostic(f"{_kind(value)} is not valid here; expected one of: {ctx.get('expected')}", path)
     if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):

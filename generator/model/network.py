@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from generator.model.base import Entries, Items, StrictModel
+from generator.model.base import Entries, Items, StrictModel, no_entries
 from generator.model.types import (
     DeviceId,
     DomainName,
@@ -115,8 +115,8 @@ class BridgeParameters(StrictModel):
     max_age: Annotated[int, timespan("s", "max-age")] | None = None
     ageing_time: Annotated[int, timespan("s", "ageing-time")] | None = None
     priority: BridgePriority | None = None
-    path_cost: Entries[DeviceId, PathCost] = Field(default_factory=dict)
-    port_priority: Entries[DeviceId, PortPriority] = Field(default_factory=dict)
+    path_cost: Entries[DeviceId, PathCost] = Field(default_factory=no_entries)
+    port_priority: Entries[DeviceId, PortPriority] = Field(default_factory=no_entries)
 
 
 class BridgePortVlans(StrictModel):
@@ -136,7 +136,7 @@ class BridgeExtension(BridgePortVlans):
 
     vlan_filtering: Flag = False
     default_pvid: VlanId | Literal["none"] | None = None
-    ports: Entries[InterfaceName, BridgePortVlans] = Field(default_factory=dict)
+    ports: Entries[InterfaceName, BridgePortVlans] = Field(default_factory=no_entries)
 
 
 class Bridge(Device):
@@ -227,8 +227,8 @@ TUNNEL_MODES = ("vxlan", "gre", "gretap")
 class Network(StrictModel):
     version: Annotated[int, ranged(2, 2, "netplan version", " (netplan's v2 format)")] = 2
     renderer: Literal["networkd"] = "networkd"
-    ethernets: Entries[DeviceId, Ethernet] = Field(default_factory=dict)
-    bonds: Entries[InterfaceName, Bond] = Field(default_factory=dict)
-    bridges: Entries[InterfaceName, Bridge] = Field(default_factory=dict)
-    vlans: Entries[InterfaceName, Vlan] = Field(default_factory=dict)
-    tunnels: Entries[InterfaceName, Tunnel] = Field(default_factory=dict)
+    ethernets: Entries[DeviceId, Ethernet] = Field(default_factory=no_entries)
+    bonds: Entries[InterfaceName, Bond] = Field(default_factory=no_entries)
+    bridges: Entries[InterfaceName, Bridge] = Field(default_factory=no_entries)
+    vlans: Entries[InterfaceName, Vlan] = Field(default_factory=no_entries)
+    tunnels: Entries[InterfaceName, Tunnel] = Field(default_factory=no_entries)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
-from generator.model.base import Entries, StrictModel
+from generator.model.base import Entries, ReadOnly, StrictModel, no_entries
 from generator.model.guest import Guest, GuestSettings
 from generator.model.host import Bootstrap, Distro, Install, Kernel, TrafficControl
 from generator.model.network import Network
@@ -42,7 +42,7 @@ class Host(StrictModel):
     distro: Distro = "debian12"
     network: Network = Field(default_factory=Network)
     #: kvmnet: traffic control per device id.
-    tc: Entries[DeviceId, TrafficControl] = Field(default_factory=dict)
+    tc: Entries[DeviceId, TrafficControl] = Field(default_factory=no_entries)
     kernel: Kernel = Field(default_factory=Kernel)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     install: Install = Field(default_factory=Install)
@@ -95,7 +95,7 @@ class Overlay(StrictModel):
 
     vni: Vni
     hosts: Annotated[
-        dict[Label, OverlayMember],
+        ReadOnly[Label, OverlayMember],
         BeforeValidator(_members),
         WithJsonSchema(
             {
@@ -122,6 +122,6 @@ class Profile(StrictModel):
 
     version: Annotated[int, ranged(1, 1, "profile version", " (the only version so far)")] = 1
     defaults: Defaults = Field(default_factory=Defaults)
-    hosts: Entries[Label, Host] = Field(default_factory=dict)
-    guests: Entries[Label, Guest] = Field(default_factory=dict)
-    overlays: Entries[Label, Overlay] = Field(default_factory=dict)
+    hosts: Entries[Label, Host] = Field(default_factory=no_entries)
+    guests: Entries[Label, Guest] = Field(default_factory=no_entries)
+    overlays: Entries[Label, Overlay] = Field(default_factory=no_entries)

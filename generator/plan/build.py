@@ -21,6 +21,7 @@ from generator.plan.tuning import plan_bootstrap, plan_kernel, plan_tc
 from generator.plan.types import (
     BondSettings,
     BridgeSettings,
+    Dhcp,
     HostPlan,
     InstallPlan,
     Interface,
@@ -130,7 +131,7 @@ def _host(
         interfaces=interfaces,
         tc=tc,
         kernel=plan_kernel(name, spec.kernel, interfaces, tc, problems),
-        bootstrap=plan_bootstrap(name, spec.bootstrap, interfaces, problems),
+        bootstrap=plan_bootstrap(spec.bootstrap, interfaces),
         install=InstallPlan(
             distro=spec.distro,
             mirror=spec.install.mirror,
@@ -338,15 +339,15 @@ def _accept_ra(dev: Dev, ipv6: bool, problems: list[Diagnostic]) -> bool | None:
     return False
 
 
-def _dhcp(dev: Dev) -> str | None:
+def _dhcp(dev: Dev) -> Dhcp | None:
     spec = dev.spec
     if spec is None:
         return None
     if spec.dhcp4 and spec.dhcp6:
-        return "yes"
+        return Dhcp.YES
     if spec.dhcp4:
-        return "ipv4"
-    return "ipv6" if spec.dhcp6 else None
+        return Dhcp.IPV4
+    return Dhcp.IPV6 if spec.dhcp6 else None
 
 
 def _match(dev: Dev) -> Match:

@@ -9,7 +9,6 @@ calls `kbps`), bursts are KiB; memory is KiB. Conversions are exact or refused.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -18,12 +17,14 @@ from pydantic_core import PydanticCustomError
 from generator import layout
 from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
+from generator.model.frozen import FrozenData, frozen_dict
 from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_hash
 from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.types import interface_name_problem
 from generator.plan.guestfiles import guest_files
 from generator.plan.types import (
     IPV6_OFF,
+    Attach,
     Bandwidth,
     GuestNic,
     GuestPlan,
@@ -178,7 +179,7 @@ def _users(guest: Guest, path: KeyPath, problems: list[Diagnostic]) -> tuple[Use
     return tuple(out)
 
 
-def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Diagnostic]) -> str:
+def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Diagnostic]) -> FrozenData:
     import difflib
 
     for key, value in extra.items():
@@ -202,10 +203,10 @@ def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Dia
                     on_key=True,
                 )
             )
-        elif key in EXTENDABLE and not isinstance(value, list):
+        elif key in EXTENDABLE and not isinstance(value, tuple):  # a list (frozen)
             problems.append(Diagnostic(f"{key} must be a list (it is added to kvmnet's own)", (*path, key)))
     problems.extend(_plain_passwords(extra, path))
-    return json.dumps(extra, sort_keys=True)
+    return frozen_dict(extra)
 
 
 def _is_hash(value: object) -> bool:
@@ -229,14 +230,18 @@ def _plain_passwords(extra: Mapping[str, object], path: KeyPath) -> list[Diagnos
     if isinstance(chpasswd, Mapping):
         entries = chpasswd.get("list")
         lines = (
-            entries.splitlines() if isinstance(entries, str) else entries if isinstance(entries, list) else []
+            entries.splitlines()
+            if isinstance(entries, str)
+            else entries
+            if isinstance(entries, tuple)
+            else ()
         )
         for index, line in enumerate(lines):
             given = str(line).partition(":")[2]
             if given not in ("RANDOM", "R") and not _is_hash(given):
                 found.append(Diagnostic(message, (*path, "chpasswd", "list", index)))
         users = chpasswd.get("users")
-        for index, user in enumerate(users if isinstance(users, list) else []):
+        for index, user in enumerate(users if isinstance(users, tuple) else ()):
             if isinstance(user, Mapping) and user.get("type", "hash") != "RANDOM":
                 secret = user.get("password")
                 if user.get("type") == "text" or (secret is not None and not _is_hash(secret)):
@@ -255,73 +260,14 @@ def _nic(
     problems: list[Diagnostic],
     warnings: list[Diagnostic],
 ) -> GuestNic:
+    """One guest NIC: each step derives a value or checks a rule across the guest and its host."""
     source = spec.bridge or spec.network or ""
-    attach = "bridge" if spec.bridge else "network"
-    bridge = next((i for i in host.interfaces if i.netdev_name == source and i.kind is Kind.BRIDGE), None)
-    if bridge is None:
-        bridges = ", ".join(sorted(i.netdev_name for i in host.interfaces if i.kind is Kind.BRIDGE)) or "none"
-        what = "bridge" if attach == "bridge" else "network (kvmnet defines one per bridge)"
-        problems.append(
-            Diagnostic(
-                f"{what} {source!r} does not exist on host {host.name} (its bridges: {bridges})",
-                (*path, attach),
-            )
-        )
-    limit = bridge.mtu if bridge else None
-    mtu = limit or 1500
-    if isinstance(spec.mtu, int):
-        mtu = spec.mtu
-        if limit is not None and spec.mtu > limit:
-            problems.append(
-                Diagnostic(
-                    f"MTU {spec.mtu} is above what {source} carries ({limit}): frames that large would be "
-                    f"dropped on the way (use mtu: auto or at most {limit})",
-                    (*path, "mtu"),
-                )
-            )
+    attach = Attach.BRIDGE if spec.bridge else Attach.NETWORK
+    bridge = _bridge(source, attach, host, path, problems)
+    mtu = _mtu(spec, source, bridge, path, problems)
     virtio = spec.model == "virtio"
-    queues: int | None = None
-    if spec.queues == "auto":
-        queues = min(vcpus, MAX_QUEUES) if virtio else None
-    elif not virtio:
-        problems.append(
-            Diagnostic(
-                f"queues need a virtio NIC; model {spec.model} has one queue (use model: virtio, or leave "
-                "queues out)",
-                (*path, "queues"),
-            )
-        )
-    else:
-        assert isinstance(spec.queues, int)
-        queues = spec.queues  # at most MAX_QUEUES: the model checks one value's range
-        if queues > vcpus:
-            warnings.append(
-                Diagnostic(
-                    f"{queues} queue pairs for {vcpus} vCPUs: the guest uses at most {vcpus}; the rest "
-                    "only cost memory",
-                    (*path, "queues"),
-                )
-            )
-    channels = min(queues, vcpus) if queues else None
-    if spec.channels is not None:
-        if channels is None:
-            problems.append(
-                Diagnostic(
-                    f"channels need a virtio NIC with queue pairs; model {spec.model} has one queue "
-                    "(use model: virtio, or leave channels out)",
-                    (*path, "channels"),
-                )
-            )
-        elif spec.channels > channels:
-            problems.append(
-                Diagnostic(
-                    f"channels must be at most {channels}, got {spec.channels}: the guest can use "
-                    f"min(queues {queues}, vCPUs {vcpus}) = {channels} (raise queues and vcpus for more)",
-                    (*path, "channels"),
-                )
-            )
-        else:
-            channels = spec.channels
+    queues = _queues(spec, vcpus, path, problems, warnings)
+    channels = _channels(spec, queues, vcpus, path, problems)
     if spec.rx_ring is not None and not virtio:  # 256, 512 or 1024: the model checks it
         problems.append(Diagnostic(f"rx-ring needs a virtio NIC (model is {spec.model})", (*path, "rx-ring")))
     if spec.target is not None and (problem := _tap_problem(spec.target, host)):
@@ -336,15 +282,7 @@ def _nic(
         )
     if spec.vlan is not None and (problem := _vlan_problem(spec, source, bridge, host, libvirt)):
         problems.append(Diagnostic(problem, (*path, "vlan")))
-    dhcp4 = spec.dhcp4 if spec.dhcp4 is not None else not spec.addresses
-    if spec.routes and not (spec.addresses or dhcp4):
-        problems.append(
-            Diagnostic(
-                "routes need an address or DHCP on this interface: cloud-init 22.4 hangs a route on "
-                "the interface's first address and drops it when there is none",
-                (*path, "routes"),
-            )
-        )
+    dhcp4 = _dhcp4(spec, path, problems)
     return GuestNic(
         index=index,
         name=f"eth{index}",
@@ -370,6 +308,111 @@ def _nic(
         dhcp4=dhcp4,
         optional=index > 0,
     )
+
+
+def _bridge(
+    source: str, attach: Attach, host: HostPlan, path: KeyPath, problems: list[Diagnostic]
+) -> Interface | None:
+    """The host bridge the NIC reaches (directly, or through kvmnet's libvirt network of it)."""
+    bridge = next((i for i in host.interfaces if i.netdev_name == source and i.kind is Kind.BRIDGE), None)
+    if bridge is None:
+        bridges = ", ".join(sorted(i.netdev_name for i in host.interfaces if i.kind is Kind.BRIDGE)) or "none"
+        what = "bridge" if attach is Attach.BRIDGE else "network (kvmnet defines one per bridge)"
+        problems.append(
+            Diagnostic(
+                f"{what} {source!r} does not exist on host {host.name} (its bridges: {bridges})",
+                (*path, attach),
+            )
+        )
+    return bridge
+
+
+def _mtu(
+    spec: GuestInterface, source: str, bridge: Interface | None, path: KeyPath, problems: list[Diagnostic]
+) -> int:
+    """The NIC's MTU: given, or the bridge's (`auto`); never above what the bridge carries."""
+    limit = bridge.mtu if bridge else None
+    if not isinstance(spec.mtu, int):
+        return limit or 1500
+    if limit is not None and spec.mtu > limit:
+        problems.append(
+            Diagnostic(
+                f"MTU {spec.mtu} is above what {source} carries ({limit}): frames that large would be "
+                f"dropped on the way (use mtu: auto or at most {limit})",
+                (*path, "mtu"),
+            )
+        )
+    return spec.mtu
+
+
+def _queues(
+    spec: GuestInterface, vcpus: int, path: KeyPath, problems: list[Diagnostic], warnings: list[Diagnostic]
+) -> int | None:
+    """Queue pairs of a virtio NIC: given (at most MAX_QUEUES, a model fact), or one per vCPU."""
+    virtio = spec.model == "virtio"
+    if spec.queues == "auto":
+        return min(vcpus, MAX_QUEUES) if virtio else None
+    if not virtio:
+        problems.append(
+            Diagnostic(
+                f"queues need a virtio NIC; model {spec.model} has one queue (use model: virtio, or leave "
+                "queues out)",
+                (*path, "queues"),
+            )
+        )
+        return None
+    assert isinstance(spec.queues, int)
+    if spec.queues > vcpus:
+        warnings.append(
+            Diagnostic(
+                f"{spec.queues} queue pairs for {vcpus} vCPUs: the guest uses at most {vcpus}; the rest "
+                "only cost memory",
+                (*path, "queues"),
+            )
+        )
+    return spec.queues
+
+
+def _channels(
+    spec: GuestInterface, queues: int | None, vcpus: int, path: KeyPath, problems: list[Diagnostic]
+) -> int | None:
+    """The channels the guest uses: `channels:`, or min(queues, vCPUs), never more."""
+    usable = min(queues, vcpus) if queues else None
+    if spec.channels is None:
+        return usable
+    if usable is None:
+        problems.append(
+            Diagnostic(
+                f"channels need a virtio NIC with queue pairs; model {spec.model} has one queue "
+                "(use model: virtio, or leave channels out)",
+                (*path, "channels"),
+            )
+        )
+        return None
+    if spec.channels > usable:
+        problems.append(
+            Diagnostic(
+                f"channels must be at most {usable}, got {spec.channels}: the guest can use "
+                f"min(queues {queues}, vCPUs {vcpus}) = {usable} (raise queues and vcpus for more)",
+                (*path, "channels"),
+            )
+        )
+        return usable
+    return spec.channels
+
+
+def _dhcp4(spec: GuestInterface, path: KeyPath, problems: list[Diagnostic]) -> bool:
+    """DHCPv4: given, or on when the NIC has no address; routes need one or the other."""
+    dhcp4 = spec.dhcp4 if spec.dhcp4 is not None else not spec.addresses
+    if spec.routes and not (spec.addresses or dhcp4):
+        problems.append(
+            Diagnostic(
+                "routes need an address or DHCP on this interface: cloud-init 22.4 hangs a route on "
+                "the interface's first address and drops it when there is none",
+                (*path, "routes"),
+            )
+        )
+    return dhcp4
 
 
 def _vlan_problem(
@@ -470,12 +513,12 @@ def _kib(size: int | None, path: KeyPath, problems: list[Diagnostic]) -> int | N
     return size // 1024
 
 
-def _bandwidth(spec: BandwidthSpec, attach: str, path: KeyPath, problems: list[Diagnostic]) -> Bandwidth:
+def _bandwidth(spec: BandwidthSpec, attach: Attach, path: KeyPath, problems: list[Diagnostic]) -> Bandwidth:
     inbound, outbound = spec.inbound, spec.outbound
     if inbound is not None:
         ipath = (*path, "inbound")
         if inbound.floor is not None:
-            where = "a bridge" if attach == "bridge" else "a network that forwards to a host bridge"
+            where = "a bridge" if attach is Attach.BRIDGE else "a network that forwards to a host bridge"
             problems.append(
                 Diagnostic(
                     "floor is honoured by libvirt only on interfaces of NAT, routed or isolated libvirt "

@@ -24,8 +24,9 @@ def redacted(data: Any) -> Any:
         for key, value in data.items():
             if key == "passwd" and value is not None:
                 out[key] = HIDDEN
-            elif key == "cloud_config" and isinstance(value, str):
-                out[key] = json.dumps(_hide(json.loads(value)), sort_keys=True, separators=(",", ":"))
+            elif key == "cloud_config" and isinstance(value, dict):
+                # shown as the compact JSON text it was always shown as
+                out[key] = json.dumps(_hide(value), sort_keys=True, separators=(",", ":"))
             else:
                 out[key] = redacted(value)
         return out
@@ -37,6 +38,6 @@ def redacted(data: Any) -> Any:
 def _hide(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: HIDDEN if _SECRET.search(str(k)) else _hide(v) for k, v in data.items()}
-    if isinstance(data, list):
+    if isinstance(data, list | tuple):
         return [_hide(v) for v in data]
     return data

@@ -11,7 +11,7 @@ import ipaddress
 from generator import layout
 from generator.errors import Diagnostic, KeyPath
 from generator.model import sysctls
-from generator.model.host import Bootstrap, Kernel, TrafficControl
+from generator.model.host import Bootstrap, HtbShaping, Kernel, TbfShaping, TrafficControl
 from generator.model.profile import Host
 from generator.plan.types import (
     IPV6_OFF,
@@ -22,8 +22,11 @@ from generator.plan.types import (
     Interface,
     KernelPlan,
     Police,
+    ProbeFrom,
     Shape,
+    Shaper,
     Sysctl,
+    TcEngine,
     TcPlan,
 )
 
@@ -98,26 +101,20 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
     if tc.shape is not None:
         s = tc.shape
         spath = (*path, "shape")
-        if s.kind == "tbf":
-            if s.ceil is not None:
-                problems.append(Diagnostic("ceil applies to htb only; tbf has one rate", (*spath, "ceil")))
-            if s.burst is None:
-                problems.append(
-                    Diagnostic(f"tbf needs burst (at least one frame: {frame} bytes on {iface.id})", spath)
-                )
-        if s.kind == "htb":
-            if s.latency is not None:
-                problems.append(Diagnostic("latency applies to tbf only", (*spath, "latency")))
-            if s.ceil is not None and s.ceil < s.rate:
-                problems.append(
-                    Diagnostic(f"ceil ({s.ceil} bit/s) is below rate ({s.rate} bit/s)", (*spath, "ceil"))
-                )
+        if isinstance(s, TbfShaping) and s.burst is None:
+            problems.append(
+                Diagnostic(f"tbf needs burst (at least one frame: {frame} bytes on {iface.id})", spath)
+            )
+        if isinstance(s, HtbShaping) and s.ceil is not None and s.ceil < s.rate:
+            problems.append(
+                Diagnostic(f"ceil ({s.ceil} bit/s) is below rate ({s.rate} bit/s)", (*spath, "ceil"))
+            )
         _burst_fits(s.burst, frame, iface, (*spath, "burst"), problems)
-        latency = (s.latency or DEFAULT_TBF_LATENCY_US) if s.kind == "tbf" else None
-        ceil = (s.ceil or s.rate) if s.kind == "htb" else None
-        shape = Shape(
-            s.kind, s.rate, ceil, s.burst, latency, _quantum(s.rate, frame) if s.kind == "htb" else None
-        )
+        if isinstance(s, TbfShaping):
+            latency = s.latency or DEFAULT_TBF_LATENCY_US
+            shape = Shape(Shaper.TBF, s.rate, None, s.burst, latency)
+        else:
+            shape = Shape(Shaper.HTB, s.rate, s.ceil or s.rate, s.burst, None, _quantum(s.rate, frame))
     police = None
     if tc.police is not None:
         if tc.engine == "networkd":
@@ -134,7 +131,7 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
         device_id=iface.id,
         device=iface.netdev_name,
         unit=layout.tc_unit(systemd_escape(iface.netdev_name)),
-        engine=tc.engine,
+        engine=TcEngine(tc.engine),
         qdisc=tc.qdisc,
         shape=shape,
         police=police,
@@ -251,21 +248,12 @@ def _modules(
     return tuple(sorted(found.items()))
 
 
-def plan_bootstrap(
-    host: str, spec: Bootstrap, interfaces: tuple[Interface, ...], problems: list[Diagnostic]
-) -> BootstrapPlan:
-    seconds, rest = divmod(spec.rollback_after, 1_000_000)
-    if rest or seconds < 5:
-        problems.append(
-            Diagnostic(
-                "rollback-after must be whole seconds, at least 5s (the probe needs time to answer)",
-                ("hosts", host, "bootstrap", "rollback-after"),
-            )
-        )
+def plan_bootstrap(spec: Bootstrap, interfaces: tuple[Interface, ...]) -> BootstrapPlan:
+    seconds = spec.rollback_after // 1_000_000  # whole, at least 5: the model checks it
     if spec.probe == "none":
-        return BootstrapPlan(None, "none", seconds)
+        return BootstrapPlan(None, ProbeFrom.NONE, seconds)
     if spec.probe is not None:
-        return BootstrapPlan(spec.probe, "profile", seconds)
+        return BootstrapPlan(spec.probe, ProbeFrom.PROFILE, seconds)
     gateways = [g for i in interfaces for g in i.gateways] + [
         r.gateway
         for i in interfaces
@@ -274,6 +262,6 @@ def plan_bootstrap(
     ]
     ordered = sorted(gateways, key=lambda g: ipaddress.ip_address(g).version)  # IPv4 first
     if ordered:
-        return BootstrapPlan(ordered[0], "route", seconds)
+        return BootstrapPlan(ordered[0], ProbeFrom.ROUTE, seconds)
     # A DHCP host: the bootstrap asks the kernel for the default gateway before it changes anything.
-    return BootstrapPlan(None, "runtime", seconds)
+    return BootstrapPlan(None, ProbeFrom.RUNTIME, seconds)

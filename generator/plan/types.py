@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Literal
 
 from generator.errors import Diagnostic, KeyPath
+from generator.model.frozen import EMPTY, FrozenData
 
 VlanSpan = tuple[int, int]  # inclusive first, last
 
@@ -155,6 +156,14 @@ class MtuStep:
     reason: str
 
 
+class Dhcp(StrEnum):
+    """networkd's `DHCP=`: which DHCP clients a device runs."""
+
+    YES = "yes"
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+
 @dataclass(frozen=True, slots=True)
 class Interface:
     id: str  # the profile's key (netplan's "id")
@@ -177,7 +186,7 @@ class Interface:
     routes: tuple[Route, ...] = ()
     dns: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
-    dhcp: str | None = None  # "yes" | "ipv4" | "ipv6"
+    dhcp: Dhcp | None = None
     link_local: str = "ipv6"  # networkd LinkLocalAddressing=
     accept_ra: bool | None = None
     required_for_online: bool = True
@@ -252,9 +261,23 @@ QDISC_MODULES: Mapping[str, str] = {
 POLICE_MODULES = ("sch_ingress", "cls_matchall", "act_police")
 
 
+class Shaper(StrEnum):
+    """The shaping qdiscs, spelled as tc names them."""
+
+    TBF = "tbf"
+    HTB = "htb"
+
+
+class TcEngine(StrEnum):
+    """Who sets a device's tc: kvmnet's `kvmnet-tc@` unit, or networkd's own tc sections."""
+
+    SERVICE = "service"
+    NETWORKD = "networkd"
+
+
 @dataclass(frozen=True, slots=True)
 class Shape:
-    kind: str  # "tbf" | "htb"
+    kind: Shaper
     rate: int  # bits per second
     ceil: int | None  # htb
     burst: int | None  # bytes
@@ -273,7 +296,7 @@ class TcPlan:
     device_id: str
     device: str  # kernel name
     unit: str  # systemd unit instance: kvmnet-tc@<escaped>.service
-    engine: str  # "service" | "networkd"
+    engine: TcEngine
     qdisc: str | None
     shape: Shape | None
     police: Police | None
@@ -346,12 +369,19 @@ class KernelPlan:
     cmdline: tuple[str, ...]
 
 
+class ProbeFrom(StrEnum):
+    """Where the bootstrap's probe address comes from."""
+
+    PROFILE = "profile"  # given
+    ROUTE = "route"  # the planned default gateway
+    RUNTIME = "runtime"  # the default gateway found when the bootstrap runs
+    NONE = "none"
+
+
 @dataclass(frozen=True, slots=True)
 class BootstrapPlan:
     probe: str | None  # address that must answer after a network change
-    #: "profile" (given), "route" (the planned default gateway), "runtime" (the default
-    #: gateway found when the bootstrap runs) or "none"
-    probe_from: str
+    probe_from: ProbeFrom
     rollback_after_s: int
 
 
@@ -370,7 +400,7 @@ class HostPlan:
     interfaces: tuple[Interface, ...]  # sorted by id
     tc: tuple[TcPlan, ...] = ()
     kernel: KernelPlan = KernelPlan("enabled", (), (), ())
-    bootstrap: BootstrapPlan = BootstrapPlan(None, "none", 60)
+    bootstrap: BootstrapPlan = BootstrapPlan(None, ProbeFrom.NONE, 60)
     install: InstallPlan = InstallPlan("debian12", None, None, None, "UTC")
     #: Guest taps that are VLAN-aware bridge ports (`kvmnet.ports` naming a guest's `target`).
     tap_ports: tuple[Interface, ...] = ()
@@ -395,12 +425,19 @@ class Bandwidth:
     outbound_burst: int | None = None
 
 
+class Attach(StrEnum):
+    """How a guest NIC reaches the host: libvirt's `<interface type=...>`."""
+
+    BRIDGE = "bridge"
+    NETWORK = "network"
+
+
 @dataclass(frozen=True, slots=True)
 class GuestNic:
     index: int
     name: str  # in the guest (set-name)
     mac: str
-    attach: str  # "bridge" | "network"
+    attach: Attach
     source: str  # the bridge or libvirt network
     model: str
     queues: int | None  # queue pairs; None when the model has no multiqueue
@@ -513,8 +550,8 @@ class GuestPlan:
     #: Every file kvmnet writes into the guest, in the order its user-data writes them.
     files: tuple[GuestFile, ...] = ()
     users: tuple[UserPlan, ...] = ()
-    #: Extra cloud-config from the profile, as canonical JSON (a frozen plan holds no dicts).
-    cloud_config: str = "{}"
+    #: Extra cloud-config from the profile (keys sorted; frozen like the rest of the plan).
+    cloud_config: FrozenData = EMPTY
 
 
 @dataclass(frozen=True, slots=True)

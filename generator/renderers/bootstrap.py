@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 
 from generator import layout
 from generator.layout import from_root
-from generator.plan.types import HostPlan, Plan
+from generator.plan.types import HostPlan, Plan, TcEngine
 from generator.renderers.artifact import MODE_SCRIPT, Artifact
 from generator.renderers.bundle import by_host
 from generator.templating import render as render_template
@@ -110,7 +110,9 @@ def script(host: HostPlan, artifacts: Sequence[Artifact]) -> Artifact:
         if i.kind.is_netdev
     ]
     links = sorted(i.name for i in host.interfaces if i.name is not None)
-    tc_units = [(from_root(layout.tc_batch(t.device)), t.unit) for t in host.tc if t.engine == "service"]
+    tc_units = [
+        (from_root(layout.tc_batch(t.device)), t.unit) for t in host.tc if t.engine is TcEngine.SERVICE
+    ]
     text = render_template(
         "bootstrap/bootstrap.sh.j2",
         host=host,

@@ -11,11 +11,19 @@ keys, so it is written 0600.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from generator import layout
-from generator.plan.types import GuestPlan, NicLink, NicTuningUnit, Plan, SysctlDropIn
+from generator.model.frozen import thawed
+from generator.plan.types import (
+    GuestPlan,
+    NicLink,
+    NicTuningUnit,
+    Plan,
+    Route,
+    SysctlDropIn,
+    UserPlan,
+)
 from generator.renderers import guestfiles, yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
 from generator.templating import GENERATED
@@ -51,7 +59,7 @@ def user_data(guest: GuestPlan) -> str:
     data: dict[str, Any] = {"hostname": guest.hostname, "preserve_hostname": False}
     if guest.users:
         data["users"] = [_user(u) for u in guest.users]
-    extra: dict[str, Any] = json.loads(guest.cloud_config)
+    extra = thawed(guest.cloud_config)
     own: dict[str, list[Any]] = {
         "write_files": _write_files(guest),
         "runcmd": _runcmd(guest),
@@ -66,7 +74,7 @@ def user_data(guest: GuestPlan) -> str:
     return f"#cloud-config\n# {GENERATED}\n" + _dump(data)
 
 
-def _user(user: Any) -> dict[str, Any]:
+def _user(user: UserPlan) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": user.name, "shell": user.shell, "lock_passwd": user.passwd is None}
     if user.passwd:
         entry["hashed_passwd"] = user.passwd
@@ -105,7 +113,7 @@ def network_config(guest: GuestPlan) -> str:
     return f"# {GENERATED}\n" + _dump({"version": 2, "ethernets": ethernets})
 
 
-def _route(route: Any) -> dict[str, Any]:
+def _route(route: Route) -> dict[str, Any]:
     out: dict[str, Any] = {"to": route.destination}
     if route.gateway:
         out["via"] = route.gateway

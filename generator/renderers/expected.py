@@ -28,6 +28,8 @@ from generator.plan.types import (
     Interface,
     Kind,
     Plan,
+    Shaper,
+    TcEngine,
     TcPlan,
     TunnelSettings,
 )
@@ -183,7 +185,7 @@ def qdisc_entry(tc: TcPlan) -> Qdisc:
         entry["root"] = {"kind": kind, "handle": root, "module": QDISC_MODULES[kind]}
     if tc.shape is not None:
         rate: QdiscRate = {"kind": tc.shape.kind, "rate": tc.shape.rate}
-        if tc.shape.kind == "htb" and shaper_class is not None:
+        if tc.shape.kind is Shaper.HTB and shaper_class is not None:
             rate["class"] = shaper_class
             rate["ceil"] = tc.shape.ceil or tc.shape.rate
         entry["rate"] = rate
@@ -195,7 +197,7 @@ def qdisc_entry(tc: TcPlan) -> Qdisc:
         }
     if tc.police is not None:
         entry["police"] = {"rate": tc.police.rate, "needs": list(POLICE_MODULES)}
-    if tc.engine == "service":
+    if tc.engine is TcEngine.SERVICE:
         entry["unit"] = tc.unit
     return entry
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from generator import layout
 from generator.errors import format_path
-from generator.plan.types import HTB_CLASS, HostPlan, Interface, Kind, Plan, TcPlan
+from generator.plan.types import HTB_CLASS, HostPlan, Interface, Kind, Plan, TcEngine, TcPlan
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
@@ -16,7 +16,7 @@ QDISC_SECTIONS = {"fq_codel": "FairQueueingControlledDelay", "fq": "FairQueueing
 
 def _tc_context(tc: TcPlan | None) -> dict[str, object]:
     """The networkd engine's tc for one device (None when the tc unit applies it)."""
-    if tc is None or tc.engine != "networkd":
+    if tc is None or tc.engine is not TcEngine.NETWORKD:
         return {"tc": None, "qdisc_section": None, "HTB_CLASS": HTB_CLASS}
     return {"tc": tc, "qdisc_section": QDISC_SECTIONS.get(tc.qdisc or ""), "HTB_CLASS": HTB_CLASS}
 

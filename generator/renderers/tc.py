@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from generator import layout
 from generator.errors import format_path
-from generator.plan.types import HTB_CLASS, INGRESS_PARENT, HostPlan, Plan
+from generator.plan.types import HTB_CLASS, INGRESS_PARENT, HostPlan, Plan, TcEngine
 from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
 
 def host_files(host: HostPlan) -> list[Artifact]:
-    service = [t for t in host.tc if t.engine == "service"]
+    service = [t for t in host.tc if t.engine is TcEngine.SERVICE]
     if not service:
         return []
     unit = render_template("tc/unit.j2", batch=layout.tc_batch("%I"))
