@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from generator.plan.types import Police, Shape, TcPlan
+from generator.plan.types import Police, Shape, Shaper, TcEngine, TcPlan
 
 
 def _tc(qdisc: str | None, shape: str | None, police: bool = False) -> TcPlan:
@@ -13,9 +13,9 @@ def _tc(qdisc: str | None, shape: str | None, police: bool = False) -> TcPlan:
         device_id="eno1",
         device="eno1",
         unit="kvmnet-tc@eno1.service",
-        engine="service",
+        engine=TcEngine.SERVICE,
         qdisc=qdisc,
-        shape=None if shape is None else Shape(shape, 10**9, None, 125000, 50000, 1514),
+        shape=None if shape is None else Shape(Shaper(shape), 10**9, None, 125000, 50000, 1514),
         police=Police(10**9, 125000) if police else None,
         mtu=1500,
     )
