@@ -43,6 +43,8 @@ BASE_MODULES = (
     ("sch_ingress", "libvirt <bandwidth> on guest taps (outbound policing)"),
     ("act_police", "libvirt <bandwidth> on guest taps (outbound policing)"),
 )
+#: The kernel argument of `kernel.ipv6: removed`.
+IPV6_REMOVED_ARG = "ipv6.disable=1"
 _BRIDGE_NF = (
     "net.bridge.bridge-nf-call-iptables",
     "net.bridge.bridge-nf-call-ip6tables",
@@ -199,9 +201,21 @@ def plan_kernel(
             continue
         wanted[key] = Sysctl(key, given)
     _ipv6_consistent(host, spec.ipv6, interfaces, problems)
+    for index, argument in enumerate(spec.cmdline):
+        if argument == IPV6_REMOVED_ARG and spec.ipv6 != "removed":
+            # Written by hand it would pass every IPv6 check (addresses, dhcp6, net.ipv6.*
+            # sysctls) and then fail at boot: the stack would not be there.
+            problems.append(
+                Diagnostic(
+                    f"{IPV6_REMOVED_ARG} takes the IPv6 stack away, but kernel.ipv6 is {spec.ipv6}: "
+                    "write `kernel.ipv6: removed` instead (kvmnet adds the argument and refuses "
+                    "what would need IPv6)",
+                    (*base, "cmdline", index),
+                )
+            )
     cmdline = list(dict.fromkeys(spec.cmdline))
-    if spec.ipv6 == "removed" and "ipv6.disable=1" not in cmdline:
-        cmdline.insert(0, "ipv6.disable=1")
+    if spec.ipv6 == "removed" and IPV6_REMOVED_ARG not in cmdline:
+        cmdline.insert(0, IPV6_REMOVED_ARG)
     return KernelPlan(
         ipv6=spec.ipv6,
         sysctls=tuple(wanted[k] for k in sorted(wanted)),
