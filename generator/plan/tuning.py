@@ -21,6 +21,7 @@ from generator.plan.types import (
     BootstrapPlan,
     Interface,
     KernelPlan,
+    Kind,
     Police,
     ProbeFrom,
     Shape,
@@ -88,10 +89,27 @@ def plan_tc(
                 )
             )
             continue
+        if iface.kind is Kind.BRIDGE:
+            ports = sorted(i.id for i in interfaces.values() if i.master == iface.id)
+            problems.append(Diagnostic(_bridge_tc_problem(ident, ports), path, on_key=True))
+            continue
         plan = _tc(tc, iface, path, problems)
         if plan is not None:
             out.append(plan)
     return tuple(out)
+
+
+def _bridge_tc_problem(bridge: str, ports: list[str]) -> str:
+    # Measured in namespaces: a 10 Mbit/s tbf on a bridge let 12.5 Gbit/s pass between two
+    # of its ports. A bridged frame is queued on the egress port; the bridge device's own
+    # qdisc (and its ingress) sees only what the host itself sends or receives on it.
+    where = f"its ports: {', '.join(ports)}" if ports else "it has no ports yet"
+    return (
+        f"{bridge} is a bridge: it forwards a guest's frame by queueing it on the port the frame "
+        f"leaves by, so tc on {bridge} would see only the host's own traffic, never the bridged "
+        f"traffic. Put qdisc, shape and police on the port traffic leaves by ({where}), or "
+        "limit a guest with its interface's bandwidth (libvirt <bandwidth> on its tap)"
+    )
 
 
 def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diagnostic]) -> TcPlan | None:
