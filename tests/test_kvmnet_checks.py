@@ -229,6 +229,30 @@ def test_police_rates_come_from_tcs_text() -> None:
     assert machine.police_rates("br0") == []
 
 
+def test_policers_read_rate_burst_and_mtu_from_tcs_text() -> None:
+    machine = _machine(**{"tc filter show dev eno1 ingress": TC_INGRESS})
+    # "2Kb" is what tc prints for the 2040 bytes the kernel sets when no mtu is given
+    assert machine.policers("eno1") == [checks.Policer(2_000_000_000, 1024 * 1024, 2048)]
+    fixed = TC_INGRESS.replace("mtu 2Kb", "mtu 64Kb")
+    assert checks.policers_in(fixed) == [checks.Policer(2_000_000_000, 1024 * 1024, 65536)]
+    assert checks.policers_in(TC_INGRESS.replace(" mtu 2Kb", "")) == [
+        checks.Policer(2_000_000_000, 1024 * 1024, None)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("1500b", 1500), ("64Kb", 65536), ("1Mb", 1048576), ("1.5Mb", 1572864)]
+)
+def test_tc_sizes_are_binary(text: str, size: int) -> None:
+    assert checks.parse_size(text) == size
+
+
+def test_size_text_names_bytes_and_the_binary_unit() -> None:
+    assert checks.size_text(65536) == "65536 bytes (64 KiB)"
+    assert checks.size_text(1048576) == "1048576 bytes (1 MiB)"
+    assert checks.size_text(2040) == "2040 bytes"
+
+
 def test_a_failing_command_fails_the_check_with_its_exit_and_stderr() -> None:
     with pytest.raises(pytest.fail.Exception, match=r"`tc class show dev eno1` failed \(exit 1\)"):
         _machine().htb_class("eno1", "1:1")

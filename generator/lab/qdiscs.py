@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from generator.checks.kvmnet_checks import htb_class_in, police_rates_in, rate_text, tc_rate_matches
+from generator.checks.kvmnet_checks import htb_class_in, policers_in, rate_text, size_text, tc_rate_matches
 from generator.live.commands import run
 from generator.plan.types import TcPlan
 
@@ -47,10 +47,14 @@ def differences(ns: str, tc: TcPlan) -> list[str]:
         if leaf is None or leaf.get("kind") != tc.qdisc:
             out.append(f"leaf qdisc {leaf.get('kind') if leaf else 'none'} applied, {tc.qdisc} configured")
     if tc.police is not None:
-        rates = police_rates_in(_tc_text(ns, "filter", "show", "dev", tc.device, "ingress"))
+        policers = policers_in(_tc_text(ns, "filter", "show", "dev", tc.device, "ingress"))
+        rates = [p.rate for p in policers]
         if rates != [tc.police.rate]:
             applied = ", ".join(rate_text(r) for r in rates) or "none"
             out.append(f"ingress police rate {applied} applied, {rate_text(tc.police.rate)} configured")
+        elif [p.mtu for p in policers] != [tc.police.mtu]:
+            applied = ", ".join("none" if p.mtu is None else size_text(p.mtu) for p in policers)
+            out.append(f"ingress police mtu {applied} applied, {size_text(tc.police.mtu)} configured")
     return out
 
 

@@ -289,6 +289,12 @@ class Shape:
 class Police:
     rate: int  # bits per second
     burst: int  # bytes
+    #: The largest packet the policer lets conform (bytes). Without one, tc sizes the rate
+    #: table for 2047 bytes and the kernel's act_police caps packets at 255 << cell_log =
+    #: 2040 bytes: every jumbo frame and GRO aggregate goes to the exceed action (drop).
+    #: 64 KiB covers the largest GRO aggregate Debian 12's kernel builds (gro_max_size
+    #: 65536), as libvirt writes on its own policers (`mtu 64kb`).
+    mtu: int = 65536
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,7 +196,12 @@ def qdisc_entry(tc: TcPlan) -> Qdisc:
             "module": QDISC_MODULES[tc.qdisc],
         }
     if tc.police is not None:
-        entry["police"] = {"rate": tc.police.rate, "needs": list(POLICE_MODULES)}
+        entry["police"] = {
+            "rate": tc.police.rate,
+            "burst": tc.police.burst,
+            "mtu": tc.police.mtu,
+            "needs": list(POLICE_MODULES),
+        }
     if tc.engine is TcEngine.SERVICE:
         entry["unit"] = tc.unit
     return entry

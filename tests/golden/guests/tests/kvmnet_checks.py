@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypedDict, TypeVar
+from typing import Any, Literal, NamedTuple, NoReturn, TypedDict, TypeVar
 
 import pytest
 
@@ -137,7 +137,9 @@ class QdiscRate(_QdiscRate, _QdiscHtb):
 
 
 class QdiscPolice(TypedDict):
-    rate: int
+    rate: int  # bit/s
+    burst: int  # bytes
+    mtu: int  # bytes: the largest packet that can conform
     needs: list[str]
 
 
@@ -350,12 +352,48 @@ def htb_class_in(text: str, classid: str) -> dict[str, str]:
 
 
 def police_rates_in(text: str) -> list[int]:
-    """Rates (bit/s) of the police actions in `tc filter show ... ingress` text.
+    """Rates (bit/s) of the police actions in `tc filter show ... ingress` text."""
+    return [p.rate for p in policers_in(text)]
+
+
+class Policer(NamedTuple):
+    rate: int  # bit/s
+    burst: int  # bytes, as tc prints it back (rounded: see parse_size)
+    mtu: int | None  # bytes; None when tc printed none
+
+
+def policers_in(text: str) -> list[Policer]:
+    """The police actions in `tc filter show ... ingress` text.
 
     From tc's text, not its JSON: iproute2 6.1 (Debian 12) leaves a police action's
-    rate and burst out of `tc -j` (index, control action, overhead only; seen on a
-    Debian 12 VM), while the text says `police 0x1 rate 2Gbit burst ...`."""
-    return [parse_rate(rate) for rate in re.findall(r"\bpolice 0x[0-9a-f]+ rate (\S+)", text)]
+    rate, burst and mtu out of `tc -j` (index, control action, overhead only; seen on a
+    Debian 12 VM), while the text says `police 0x1 rate 2Gbit burst 1Mb mtu 64Kb ...`."""
+    return [
+        Policer(parse_rate(rate), parse_size(burst), parse_size(mtu) if mtu else None)
+        for rate, burst, mtu in re.findall(
+            r"\bpolice 0x[0-9a-f]+ rate (\S+) burst (\S+)(?: mtu (\S+))?", text
+        )
+    ]
+
+
+_TC_SIZES = {"b": 1, "Kb": 1024, "Mb": 1024**2, "Gb": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """A size as tc prints it, in bytes: `64Kb` -> 65536. tc prints binary units, rounded
+    to the nearest unit when within 16 bytes (Kb) or 1 KiB (Mb) of it (sprint_size)."""
+    match = re.fullmatch(r"([0-9.]+)(b|Kb|Mb|Gb)", text)
+    if match is None:
+        raise ValueError(f"not a tc size: {text!r}")
+    return round(float(match.group(1)) * _TC_SIZES[match.group(2)])
+
+
+def size_text(size: int) -> str:
+    """A size in bytes as kvmnet writes it in messages: 65536 -> `65536 bytes (64 KiB)`."""
+    for unit, scale in (("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size} bytes ({size // scale} {unit})"
+    return f"{size} bytes"
 
 
 class Machine:
@@ -445,6 +483,9 @@ class Machine:
 
     def police_rates(self, device: str) -> list[int]:
         return police_rates_in(self.output("tc filter show dev %s ingress", device))
+
+    def policers(self, device: str) -> list[Policer]:
+        return policers_in(self.output("tc filter show dev %s ingress", device))
 
     # kernel
 
@@ -745,6 +786,19 @@ def ingress_policing(machine: Machine, qdisc: Qdisc) -> None:
         skip(device, f"ingress policing cannot be set on this machine: {lack}")
     found = ", ".join(rate_text(r) for r in rates) or "none"
     expect(device, "ingress police rate", rate_text(want["rate"]), found)
+    # The policer's mtu: without it the kernel caps conforming packets at 2040 bytes and
+    # drops every jumbo frame (the device's MTU is above that on kvmnet's underlays).
+    mtus = [p.mtu for p in machine.policers(device)]
+    expect(
+        device,
+        "ingress police mtu",
+        size_text(want["mtu"]),
+        ", ".join("none" if m is None else size_text(m) for m in mtus) or "none",
+    )
+    # tc prints the burst back from the kernel's token time, rounded: within 1 %.
+    bursts = [p.burst for p in machine.policers(device)]
+    if not bursts or any(abs(b - want["burst"]) > want["burst"] // 100 for b in bursts):
+        fail(device, "ingress police burst", size_text(want["burst"]), ", ".join(map(size_text, bursts)))
 
 
 # --- hosts: kernel and services --------------------------------------------------------

@@ -98,7 +98,7 @@ def test_leaf_qdisc(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
 @pytest.mark.netns
 @pytest.mark.parametrize("qdisc", checks.having("police", QDISCS), ids=checks.label)
 def test_ingress_policing(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
-    """Incoming traffic is policed at the planned rate."""
+    """Incoming traffic is policed at the planned rate and burst, jumbo frames included (mtu)."""
     checks.ingress_policing(machine, qdisc)
 
 

@@ -44,7 +44,7 @@ readonly DEFAULT_ROLLBACK_AFTER=30
 readonly -a FILES=(
   '7163d568261ea24b89e4231177eb5f09c9967cbef2502a06289cc0fca7577be7 0644 etc/default/grub.d/90-kvmnet.cfg'
   '2632803c67a7f80944e780143818a9288b7ce9e7a1624d2a85950544dfa71b5b 0644 etc/kvmnet/kernel-cmdline'
-  'ecbca92f2305562113a5b8222d67e04650d46eb6c192fcc5c757006fd5060bfe 0644 etc/kvmnet/tc/ens1.tc'
+  '0067b33de71ff21196bbe7e93610b8f8a025b415c6c470c0df83600eef964479 0644 etc/kvmnet/tc/ens1.tc'
   '16602c677e5ad41740c845880a18bcadd85a99d39190aba64218bc548dd8f2da 0644 etc/kvmnet/tc/ens2.tc'
   'a7854df499887e3aa6547ca17f9c7eaa3daa3bc161dc75c5efa6265ce098ab66 0644 etc/kvmnet/tc/ens4.tc'
   '81a3d6929165eec36fc639112fc2d2d60ec2913534684035f46c3aa963fa0629 0644 etc/modules-load.d/kvmnet.conf'
