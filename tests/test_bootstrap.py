@@ -175,6 +175,28 @@ def test_removed_tc_file_is_removed_and_its_unit_disabled(tmp_path: Path) -> Non
     assert (backup / "files" / batch).read_bytes() == rootfs(v1, "hv1")[batch][1]
 
 
+def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
+    """Two bootstraps never work on one root at once: while another holds the lock (here
+    flock(1) for 3 s, as a first run would), a run waits, then does its work."""
+    if shutil.which("flock") is None:
+        pytest.fail("flock is not installed (Debian package util-linux)")
+    out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
+    root = tmp_path / "root"
+    (root / STATE).mkdir(parents=True)
+    holder = subprocess.Popen(["flock", str(root / STATE / "lock"), "sleep", "3"])
+    try:
+        time.sleep(0.5)  # the holder has the lock
+        started = time.monotonic()
+        second = bootstrap(out, "hv1", "--root", str(root))
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=10)
+    assert second.returncode == 0, second.stderr
+    assert "waiting for another kvmnet bootstrap on this root" in second.stdout, second.stdout
+    assert waited >= 2.0, waited
+    assert tree(root)  # and then it installed
+
+
 def test_dry_run_prints_exactly_what_a_run_does(tmp_path: Path) -> None:
     out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
     root = tmp_path / "root"

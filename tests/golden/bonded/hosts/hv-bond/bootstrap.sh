@@ -28,7 +28,8 @@
 #
 # Exit codes: 0 done (or nothing to do), 1 a step failed (the previous files are in
 # the backup it names), 2 usage error, 3 rootfs/ does not match this script,
-# 4 the network change was rolled back (the probe did not answer).
+# 4 the network change was rolled back (the probe did not answer), 5 another bootstrap
+# held the lock for longer than the rollback time plus 90 s.
 set -Eeuo pipefail
 shopt -s nullglob
 umask 022
@@ -94,7 +95,7 @@ readonly -a CMDLINE=(
 
 
 readonly STATE_REL=var/lib/kvmnet
-readonly EXIT_FAILED=1 EXIT_USAGE=2 EXIT_SOURCE=3 EXIT_ROLLED_BACK=4
+readonly EXIT_FAILED=1 EXIT_USAGE=2 EXIT_SOURCE=3 EXIT_ROLLED_BACK=4 EXIT_BUSY=5
 
 SELF=$(readlink -f -- "${BASH_SOURCE[0]}")
 readonly SELF
@@ -267,6 +268,21 @@ fi
 if ((${#problems[@]})); then
   printf 'kvmnet-bootstrap: %s\n' "${problems[@]}" >&2
   fail "$EXIT_SOURCE" "$SOURCE/rootfs does not match this bootstrap; copy the whole output/hosts/$HOST/ again"
+fi
+
+# One bootstrap at a time on a root (taken once the source is known good, so a refused
+# source leaves the root untouched): two would back up, install and roll back over each
+# other. The lock (flock on $STATE/lock) is held until this process exits, and by the
+# rollback guard it starts (which inherits it) until the guard has decided, so a second
+# run waits for the first, guard included, then finds nothing or only its own changes.
+if ((!DRY_RUN)); then
+  mkdir -p -- "$STATE"
+  exec {LOCK_FD}>>"$STATE/lock"
+  if ! flock -n "$LOCK_FD"; then
+    say "waiting for another kvmnet bootstrap on this root (it holds $STATE/lock)"
+    flock -w "$((ROLLBACK_AFTER + 90))" "$LOCK_FD" ||
+      fail "$EXIT_BUSY" "another kvmnet bootstrap still holds $STATE/lock after $((ROLLBACK_AFTER + 90))s"
+  fi
 fi
 
 # --- 2. what changed ----------------------------------------------------------------
