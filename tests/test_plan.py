@@ -355,3 +355,13 @@ guests:
         "p.yaml:10:82: guests.g1.interfaces[1].target: 'eth5' is already the name of ethernet eth5 on host "
         "hv1; libvirt could not create the tap and the guest would not start. Pick another name",
     ]
+
+
+def test_every_host_loads_what_libvirts_bandwidth_uses() -> None:
+    """libvirt applies a guest NIC's <bandwidth> with tc on its tap (virnetdevbandwidth.c):
+    inbound an htb class with an sfq leaf, outbound an ingress qdisc and a u32 filter with
+    a police action. cls_u32 was missing: the generated check then could not tell a
+    kernel without it from a module not loaded yet."""
+    plan = plan_of("hosts:\n  hv1:\n    network:\n      ethernets:\n        eno1: {}\n")
+    modules = {module for module, _ in plan.hosts[0].kernel.modules}
+    assert {"sch_htb", "sch_sfq", "sch_ingress", "cls_u32", "act_police"} <= modules

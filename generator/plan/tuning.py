@@ -43,6 +43,9 @@ BASE_MODULES = (
     ("sch_sfq", "libvirt <bandwidth> on guest taps (leaf qdisc)"),
     ("sch_ingress", "libvirt <bandwidth> on guest taps (outbound policing)"),
     ("act_police", "libvirt <bandwidth> on guest taps (outbound policing)"),
+    # libvirt's outbound policer is `tc filter ... u32 match u32 0 0 police ... mtu 64kb`
+    # (src/util/virnetdevbandwidth.c): a u32 classifier, not kvmnet's own matchall.
+    ("cls_u32", "libvirt <bandwidth> on guest taps (outbound policing: its u32 filter)"),
 )
 #: The kernel argument of `kernel.ipv6: removed`.
 IPV6_REMOVED_ARG = "ipv6.disable=1"

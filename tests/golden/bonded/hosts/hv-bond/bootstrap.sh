@@ -44,7 +44,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
   '75188a7a7a147323e53678a3cc771a3282c2e2d8253be41bcd771360df097010 0644 etc/kvmnet/kernel-cmdline'
-  'a07b91c5868c652d4e89be95edd0e5d93d7977414769a3387e25957e3de99e6d 0644 etc/modules-load.d/kvmnet.conf'
+  'ebfe97d020ada1f484c6595ad7fc260508c596eea4c9f564d6cc68d9f14b27be 0644 etc/modules-load.d/kvmnet.conf'
   '579cd418c5992b51598c8c069bfa7bfaee710d58402d08b8f14eee7ac8b37421 0644 etc/sysctl.d/90-kvmnet.conf'
   '3c0638bb02327d11d4a4f0bcb74a1e462d14a2c81681ee00a245a742ae5c82a3 0644 etc/systemd/network/10-kvmnet-bond0.10.netdev'
   'ea352d53e916614a04f6c7a566feb41447e608f51f672b917fe72e058a29d7fb 0644 etc/systemd/network/10-kvmnet-bond0.10.network'

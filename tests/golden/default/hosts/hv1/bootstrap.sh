@@ -47,7 +47,7 @@ readonly -a FILES=(
   'c8430e96904f0cd0943f4c29998722978d8e9c9c5f26ce5074461c566fef0413 0644 etc/kvmnet/kernel-cmdline'
   '2f8bf3c48cb0e7aceb6a710120a01404dbfc2dcf5857d3911c983153d90b8b92 0644 etc/kvmnet/tc/eno1.tc'
   '6c58df169c0db884b2577459f03fa1ecb3030d0f78661ff30a9cce7ef609d3b9 0644 etc/kvmnet/tc/eno2.tc'
-  '210ec9bf784b004bb807e9d7956dd106151e77c111eec45c01a0f840b7613945 0644 etc/modules-load.d/kvmnet.conf'
+  'f8d7ab5995e3556dbefffddc37c9743cfb77089bd523df975f92bae07c721c35 0644 etc/modules-load.d/kvmnet.conf'
   'd4e158bda8a54c866e5710cbccc6a5e1f34a5f3d06a8a594de882888b01ca29b 0644 etc/sysctl.d/90-kvmnet.conf'
   '37d09ed3397e6fd2c5b9af925ceb86838418c00f0db00854ef986c7f8db71685 0644 etc/systemd/network/10-kvmnet-br-guest.netdev'
   '599428808be249632eff998ffa1b0da88f94b7062f9264a3ac0e2496561270a9 0644 etc/systemd/network/10-kvmnet-br-guest.network'

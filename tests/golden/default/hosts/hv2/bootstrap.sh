@@ -47,7 +47,7 @@ readonly -a FILES=(
   '3d2fe97e96099a17cb50f0df962ca4548836567058d1d665f4497227378c96ba 0644 etc/kvmnet/kernel-cmdline'
   'b7ec76752b9a1d6aa5ed96accd0af2e0e27c7101714a77aa0253248de981ef34 0644 etc/kvmnet/tc/eno1.tc'
   '02dcacaaff2f4ddf93b38de0a15734a8b625ccc90816517eb3a1811d87d58d51 0644 etc/kvmnet/tc/eno2.tc'
-  '6c45f759a2d8ce243a4fcd785997ffb815f4152a499a83804a00bf66dc291da0 0644 etc/modules-load.d/kvmnet.conf'
+  '0b428a8a98f349d060f4acb3034b562f25159966bc17d52b8dde98f3a6e58f63 0644 etc/modules-load.d/kvmnet.conf'
   'f1ae1aa52131711abfc9162a857569fe7110f3858e6c6a247242f1bd28255a4e 0644 etc/sysctl.d/90-kvmnet.conf'
   '71cd8b5cc6698d61adc6ab59822311c50a06c9d90a72a9e03ff060253a3d38a5 0644 etc/systemd/network/10-kvmnet-br-guest.netdev'
   '7cab8b437d32c098988bfae713a946fb9625550f8ca73d653a3732aeac980fa4 0644 etc/systemd/network/10-kvmnet-br-guest.network'

@@ -43,7 +43,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  '4eb3f5b8569e3858522039a9cf0d9e7e22410eb24d698f7b665c664d93b25895 0644 etc/modules-load.d/kvmnet.conf'
+  '0905d6d9d89183ead4b61bfc4c863bbc8c50997e28dd01bec75629e1e74566cc 0644 etc/modules-load.d/kvmnet.conf'
   '98fb69b7857fef61a62ff31aa8e2b939b1ce7a85207368a19fca9d59e3299fae 0644 etc/sysctl.d/90-kvmnet.conf'
   '4d396bb0af3e8eb9168ebda0d8f65164286fbd6fb8c67408e1572637527fc1eb 0644 etc/systemd/network/10-kvmnet-app1-v100.network'
   'f626ec7ff42edfba1bccd1ad8518cba4b0af1864f08d017fa8b4f72ebf85ffe2 0644 etc/systemd/network/10-kvmnet-br-lan.netdev'

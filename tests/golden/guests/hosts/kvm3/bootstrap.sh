@@ -43,7 +43,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  '2c064ff5e94d9259797c5edcc90e9f94afcc86a64f0f993fc6ed7681b86243d4 0644 etc/modules-load.d/kvmnet.conf'
+  '466c64a16eaacf2154ccc84503362b477589f7e2e51ec04ea64fb422053e5e71 0644 etc/modules-load.d/kvmnet.conf'
   '5c6e20c12376e9ba43f47d58fd5a120ca5d9ba884e0d7eb456e1d457b6c6a996 0644 etc/sysctl.d/90-kvmnet.conf'
   'fdad9061abc7978821e8271037e85d838c211aca642f2e227154e195f28b0d09 0644 etc/systemd/network/10-kvmnet-br-mgmt.netdev'
   'af419f59436c99aa5f5efea0f3eeef85d76f3152bb4762256d5627fce916dfd4 0644 etc/systemd/network/10-kvmnet-br-mgmt.network'

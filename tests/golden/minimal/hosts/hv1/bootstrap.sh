@@ -43,7 +43,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  'c6bcd0f6ef8797aae1af3826f7bb29f0224f8da5ff415877a31f44ad94a7d319 0644 etc/modules-load.d/kvmnet.conf'
+  '8dfcae706f5a4c253af0d74f121e5f640289b0246245751b73013d8d4186387c 0644 etc/modules-load.d/kvmnet.conf'
   'daab826a2a3e4168501c2d97e24c0e2a86cc807f4753bbe916933670dbbf9f4e 0644 etc/sysctl.d/90-kvmnet.conf'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change

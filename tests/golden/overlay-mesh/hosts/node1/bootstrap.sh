@@ -43,7 +43,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  '59afdcf66aa8d0d32738018ac6c5425e4ac9f375648a825a9ccc6c176130f487 0644 etc/modules-load.d/kvmnet.conf'
+  'e9a2bd3cdaae91882ca0b4bb8e63ba10f067ffd5ff775991be9a42794daa5904 0644 etc/modules-load.d/kvmnet.conf'
   'e88bed82333984189f237c1ccaad47281f95596c0fa2c28e29586ef73701ad14 0644 etc/sysctl.d/90-kvmnet.conf'
   'd13dd77f19b4939ff302c753efd0841f99183e394246967f2bdc32383c3aa107 0644 etc/systemd/network/10-kvmnet-br-vlans.netdev'
   'f13d4b20ff5a0cccd2e7f10328836a4d8005125ebdc1e2837d8ea4a90304b1fb 0644 etc/systemd/network/10-kvmnet-br-vlans.network'

@@ -43,7 +43,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  '0a26e93c8609f1a2c18e8659edf45784928447c1b066e6ebbf19b390b0ed9920 0644 etc/modules-load.d/kvmnet.conf'
+  '9f350b21718bd836ac1e7a36607568fd301fc315272667e3313bc80f25b283c4 0644 etc/modules-load.d/kvmnet.conf'
   '1e1cb55b856d59c47b0f289de49ae9b08b2674b05dfec5f2937da016297c348c 0644 etc/sysctl.d/90-kvmnet.conf'
   'd8830074755c066568a07f215b9b4af601a8fdee29e7ebc80bdd9c6052cd4afc 0644 etc/systemd/network/10-kvmnet-br-vlans.netdev'
   '8d3b32c3156e6e7da14a51d15d5f54c86e2dddb1b9c9d3af0db01665575b75d8 0644 etc/systemd/network/10-kvmnet-br-vlans.network'

@@ -43,7 +43,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  '342f487da4de2c92724442ee9a0d35b99442e12dd5f9ac11f19d8eb8eb3d943c 0644 etc/modules-load.d/kvmnet.conf'
+  '49a99031e00187b0a87ea0db69bc98269dabf9a10f801a6123fa3e727232530e 0644 etc/modules-load.d/kvmnet.conf'
   '26edd9c544af120884a2dab38651b1d8299537babd2fea8af2d732c4d5dbc8ba 0644 etc/sysctl.d/90-kvmnet.conf'
   'dc240c94eb2f15b12f54d6eda34b6677e44dffaf10dc7fc37a65b9f11e87cf5e 0644 etc/systemd/network/10-kvmnet-br-vlans.netdev'
   '4fc7e035fb756015fec6f0f6365dcd50835fce276ef8b87278443b99fa1315c9 0644 etc/systemd/network/10-kvmnet-br-vlans.network'

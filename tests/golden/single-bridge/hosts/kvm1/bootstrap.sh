@@ -43,7 +43,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  'd19a99ba6e0d0f2822021810a3aae24ecea754e21c2c1bfc38e0b8f118742a2a 0644 etc/modules-load.d/kvmnet.conf'
+  '73b220b62040d3c844187a49b5ddabc04631a4d377ab5f23e485c6a0c8d7f472 0644 etc/modules-load.d/kvmnet.conf'
   '698df6da01d9d6085e2cfa0312eec4429c1dd8f9bf2e794d594da05aa3376816 0644 etc/sysctl.d/90-kvmnet.conf'
   'af222bf7c731e6b8504fe4bb1403fdfc35536b6fc9a31f2e682d8eb29703ff21 0644 etc/systemd/network/10-kvmnet-br0.netdev'
   '8faee674be597499f712d8981d3e89185c8d2763c95ef6c5780e8eb0cad198db 0644 etc/systemd/network/10-kvmnet-br0.network'

@@ -48,7 +48,7 @@ readonly -a FILES=(
   '0067b33de71ff21196bbe7e93610b8f8a025b415c6c470c0df83600eef964479 0644 etc/kvmnet/tc/ens1.tc'
   '16602c677e5ad41740c845880a18bcadd85a99d39190aba64218bc548dd8f2da 0644 etc/kvmnet/tc/ens2.tc'
   'a7854df499887e3aa6547ca17f9c7eaa3daa3bc161dc75c5efa6265ce098ab66 0644 etc/kvmnet/tc/ens4.tc'
-  '81a3d6929165eec36fc639112fc2d2d60ec2913534684035f46c3aa963fa0629 0644 etc/modules-load.d/kvmnet.conf'
+  'd2fd8c549503fea8c5c1b703d7d27acf50793ae131290e5e362b059ed2e49c84 0644 etc/modules-load.d/kvmnet.conf'
   '241b58110515a7a521842abada4907747ef80fb2d0f42d1a3202ac9af51265ea 0644 etc/sysctl.d/90-kvmnet.conf'
   '7f57d13753d5681d33d8e98c11011f88e2da2428291f4c4acf2d3d9eeaf4caa3 0644 etc/systemd/network/10-kvmnet-br-guests.netdev'
   'c8a0a00aeb22e3ddcbbf2447d7978824fa3007b934d008919ed3f98de0a5ea6d 0644 etc/systemd/network/10-kvmnet-br-guests.network'
