@@ -828,24 +828,18 @@ def rendered(guest: GuestPlan) -> tuple[str, str, str]:
 
 @pytest.mark.consumer
 @pytest.mark.parametrize(("profile", "guest"), GUESTS)
-def test_instance_id_follows_the_seed(profile: Path, guest: str) -> None:
-    """A new instance-id makes cloud-init apply the seed again: it must change exactly when
-    user-data or network-config does."""
+def test_instance_id_is_the_guests_identity_not_its_seeds(profile: Path, guest: str) -> None:
+    """The instance-id names the guest (host and name), so a profile change does not make
+    cloud-init take it for a new machine: it once was a hash of the seed, and any change
+    regenerated the guest's SSH host keys and re-ran users and runcmd on its next boot."""
     plan = guest_plan(profile, guest)
     user, network, instance = rendered(plan)
     assert rendered(plan) == (user, network, instance)
-
-    # Only the domain changes (memory, disk, bandwidth, tap name): same seed, same id.
-    domain_only = replace(
-        plan,
-        memory_kib=plan.memory_kib * 2,
-        disk_size=plan.disk_size + 2**30,
-        nics=tuple(replace(n, bandwidth=None, target="kn-other") for n in plan.nics),
-    )
-    assert rendered(domain_only) == (user, network, instance)
+    assert instance == f"iid-kvmnet-{plan.uuid}"
 
     extra = frozen_dict({**plan.cloud_config, "final_message": "kvmnet test"})
     changes = {
+        "domain": replace(plan, memory_kib=plan.memory_kib * 2, disk_size=plan.disk_size + 2**30),
         "user-data": replace(plan, cloud_config=extra),
         "hostname": replace(plan, hostname=plan.hostname + "x"),
     }
@@ -853,9 +847,10 @@ def test_instance_id_follows_the_seed(profile: Path, guest: str) -> None:
         first = plan.nics[0]
         changes["network-config"] = replace(plan, nics=(replace(first, mtu=first.mtu - 1), *plan.nics[1:]))
     for what, changed in changes.items():
-        user2, network2, instance2 = rendered(changed)
-        assert (user2, network2) != (user, network), what
-        assert instance2 != instance, f"{what} changed, the instance-id did not"
+        assert rendered(changed)[2] == instance, f"{what} changed the instance-id"
+    # another guest, or the same name on another host, is another instance
+    assert rendered(replace(plan, name=plan.name + "x"))[2] != instance
+    assert rendered(replace(plan, host=plan.host + "x"))[2] != instance
 
 
 # --- extra cloud-config: YAML types kept, plain passwords refused ----------------------------

@@ -30,7 +30,6 @@ from generator.model.guest import MAX_QUEUES, RINGS, GuestOffloads, HostOffloads
 from generator.pipeline import Planned, artifacts_for, plan_profile
 from generator.plan.guests import RESERVED_TAPS
 from generator.plan.types import GuestNic, GuestPlan, Kind
-from generator.renderers.libvirt import guest_uuid
 
 pytestmark = pytest.mark.consumer
 
@@ -169,7 +168,7 @@ def check_guest(guest: GuestPlan, root: Xml) -> None:
     """libvirt's definition of `guest` holds exactly what the plan says."""
     assert root.get("type") == guest.virt_type
     assert root.findtext("name") == guest.name
-    assert root.findtext("uuid") == guest_uuid(guest)
+    assert root.findtext("uuid") == guest.uuid
     assert attrs(child(root, "memory")) == {"unit": "KiB"}
     assert root.findtext("memory") == root.findtext("currentMemory") == str(guest.memory_kib)
     assert root.findtext("vcpu") == str(guest.vcpus)

@@ -214,6 +214,9 @@ def test_guest_boots_from_generated_xml_and_seed_and_passes_its_suite(
         restored = fleet.verify(booted)
         assert restored.ok, restored.said
         _passed(restored, "test_nic_channels[eth0]", "test_nic_rx_ring[eth0]")
+        # 3. and again with nothing to change: ethtool exits 80 when asked for what is
+        # already set, which failed the unit on every boot but the first
+        booted.ssh.run("sudo", "systemctl", "restart", "kvmnet-nic-tuning.service")
     TIMINGS["guest vm1"]["total"] = round(time.monotonic() - started, 1)
 
 

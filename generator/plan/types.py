@@ -8,6 +8,7 @@ means on the machine, not which profile key it came from.
 from __future__ import annotations
 
 import bisect
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -558,6 +559,13 @@ class GuestPlan:
     users: tuple[UserPlan, ...] = ()
     #: Extra cloud-config from the profile (keys sorted; frozen like the rest of the plan).
     cloud_config: FrozenData = EMPTY
+
+    @property
+    def uuid(self) -> str:
+        """The guest's identity, from its host and name only: libvirt's domain UUID (so a
+        redefined domain keeps it) and the seed's instance-id (so a profile change does
+        not make cloud-init take the guest for a new instance)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kvmnet:{self.host}/{self.name}"))
 
 
 @dataclass(frozen=True, slots=True)

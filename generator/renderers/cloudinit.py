@@ -10,7 +10,6 @@ keys, so it is written 0600.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from generator import layout
@@ -120,12 +119,13 @@ def _route(route: Route) -> dict[str, Any]:
     return out
 
 
-def meta_data(guest: GuestPlan, user: str, network: str) -> str:
-    # A new instance-id makes cloud-init run its once-per-instance modules again: derived
-    # from the content, so a changed seed is applied and an unchanged one is not.
-    digest = hashlib.sha256(f"{guest.host}/{guest.name}\n{user}\n{network}".encode()).hexdigest()[:16]
+def meta_data(guest: GuestPlan) -> str:
+    # The guest's identity, not its seed's content: with a content hash, any profile change
+    # made cloud-init take the guest for a new machine on its next boot (new SSH host keys,
+    # users and runcmd again). An existing guest keeps its first seed's once-per-instance
+    # work; its generated suite reports what differs from the profile (docs/guests.md).
     return f"# {GENERATED}\n" + _dump(
-        {"instance-id": f"iid-kvmnet-{digest}", "local-hostname": guest.hostname}
+        {"instance-id": f"iid-kvmnet-{guest.uuid}", "local-hostname": guest.hostname}
     )
 
 
@@ -135,7 +135,7 @@ def files_for(guest: GuestPlan) -> list[Artifact]:
     network = network_config(guest)
     return [
         Artifact.text(seed.user_data, user, MODE_SECRET),
-        Artifact.text(seed.meta_data, meta_data(guest, user, network), MODE_FILE),
+        Artifact.text(seed.meta_data, meta_data(guest), MODE_FILE),
         Artifact.text(seed.network_config, network, MODE_FILE),
     ]
 

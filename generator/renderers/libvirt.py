@@ -11,11 +11,6 @@ from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
 
-def guest_uuid(guest: GuestPlan) -> str:
-    """Stable across builds, so redefining a domain keeps its identity."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kvmnet:{guest.host}/{guest.name}"))
-
-
 def network_uuid(host: str, bridge: str) -> str:
     """Stable across builds: libvirt refuses to define a network again under a new UUID
     ("network 'X' already exists with uuid ..."), and without one it invents a new one each time."""
@@ -26,7 +21,7 @@ def domain(guest: GuestPlan) -> Artifact:
     text = render_template(
         "libvirt/domain.xml.j2",
         guest=guest,
-        uuid=guest_uuid(guest),
+        uuid=guest.uuid,
         source=format_path(("guests", guest.name)),
     )
     return Artifact.text(layout.domain_xml(guest.name), text)
