@@ -69,6 +69,9 @@ NETWORKD_PREFIX = "10-kvmnet-"
 HOST_SYSCTL = f"{SYSCTL_DIR}/90-kvmnet.conf"
 HOST_MODULES = f"{MODULES_LOAD_DIR}/kvmnet.conf"
 HOST_GRUB = f"{GRUB_DIR}/90-kvmnet.cfg"
+UDEV_RULES_DIR = "/etc/udev/rules.d"
+#: Applies the net.bridge.* sysctls again when br_netfilter loads (KernelPlan).
+HOST_BR_NETFILTER_RULE = f"{UDEV_RULES_DIR}/90-kvmnet-br-netfilter.rules"
 #: The kernel arguments kvmnet adds, one a line (the bootstrap gives them to grubby on EL).
 KERNEL_CMDLINE = f"{ETC_DIR}/kernel-cmdline"
 TC_DIR = f"{ETC_DIR}/tc"

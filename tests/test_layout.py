@@ -54,6 +54,8 @@ def given(plan: Plan) -> tuple[set[str], set[str]]:
         on_host |= {layout.tc_batch(t.device) for t in service} | ({layout.TC_UNIT} if service else set())
         if host.kernel.sysctls:
             on_host.add(layout.HOST_SYSCTL)
+        if host.kernel.bridge_sysctls_reapplied:
+            on_host.add(layout.HOST_BR_NETFILTER_RULE)
         if host.kernel.cmdline:
             on_host.add(layout.KERNEL_CMDLINE)
             if host.install.distro != "el9":  # EL9 takes kernel arguments through grubby

@@ -375,6 +375,13 @@ class KernelPlan:
     modules: tuple[tuple[str, str], ...]  # (module, why)
     cmdline: tuple[str, ...]
 
+    @property
+    def bridge_sysctls_reapplied(self) -> bool:
+        """Whether net.bridge.* must be applied again when br_netfilter loads: it loads
+        with bridge-nf-call-* = 1 whenever something asks for it after boot (Docker,
+        Kubernetes, a physdev rule), undoing kvmnet's 0 (sysctl.d(5), example 2)."""
+        return any(s.key.startswith("net.bridge.") and s.value == "0" for s in self.sysctls)
+
 
 class ProbeFrom(StrEnum):
     """Where the bootstrap's probe address comes from."""

@@ -43,6 +43,7 @@ class Paths:
     netdev: str
     link: str
     sysctl: str
+    udev_rules: str
     modules: str
     units: str
     cmdline: str
@@ -61,6 +62,7 @@ class Paths:
             self.netdev,
             self.link,
             self.sysctl,
+            self.udev_rules,
             self.modules,
             self.units,
             self.cmdline,
@@ -84,6 +86,7 @@ PATHS = Paths(
     netdev=_in(layout.NETWORKD_DIR, "*.netdev"),
     link=_in(layout.NETWORKD_DIR, "*.link"),
     sysctl=_in(layout.SYSCTL_DIR, "*"),
+    udev_rules=_in(layout.UDEV_RULES_DIR, "*.rules"),
     modules=_in(layout.MODULES_LOAD_DIR, "*"),
     units=_in(layout.UNIT_DIR, "*"),
     cmdline=from_root(layout.KERNEL_CMDLINE),

@@ -28,6 +28,9 @@ def host_files(host: HostPlan) -> list[Artifact]:
     if kernel.sysctls:
         text = render_template("kernel/sysctl.conf.j2", kernel=kernel, source=source)
         out.append(Artifact.text(path(layout.HOST_SYSCTL), text))
+    if kernel.bridge_sysctls_reapplied:
+        text = render_template("kernel/br-netfilter.rules.j2", source=source)
+        out.append(Artifact.text(path(layout.HOST_BR_NETFILTER_RULE), text))
     if kernel.cmdline:
         text = render_template("kernel/cmdline.j2", kernel=kernel, source=source)
         out.append(Artifact.text(path(layout.KERNEL_CMDLINE), text))

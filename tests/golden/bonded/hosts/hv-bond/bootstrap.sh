@@ -62,6 +62,7 @@ readonly -a FILES=(
   '3d3551145b2fd0ea754ab09c608159c734daca3fcca5b65a7964db0a9172fad7 0644 etc/systemd/network/10-kvmnet-enp65s0f0.network'
   'fccbe63dd6cc16f1a1265eb717aa8af329aaef2adb85c4effc7398a2faab1b68 0644 etc/systemd/network/10-kvmnet-enp65s0f1.link'
   '1e01128d1a77780f231cdec1a2fefe7239e2a6aca11481991510364bc8ae3481 0644 etc/systemd/network/10-kvmnet-enp65s0f1.network'
+  'ae8e74fd8cb526c357f4baba135e2f3111b6f51a5e18c05aef59c83603188c1d 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -369,6 +370,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -503,6 +506,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

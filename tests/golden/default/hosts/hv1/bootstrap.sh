@@ -64,6 +64,7 @@ readonly -a FILES=(
   '76970a4367bddfeb937ce7efa4919588c6e849dadb76b7ea7b4d80313351be2a 0644 etc/systemd/network/10-kvmnet-vx10010.netdev'
   'f59a9978d709718433a1b5c33f42c6d6db38b7adc503bf75322fe98c7a86c2b9 0644 etc/systemd/network/10-kvmnet-vx10010.network'
   '0d185449eaedd4337c76b2cbe354b610b46ab6f75c32d04610e5dea517d49fed 0644 etc/systemd/system/kvmnet-tc@.service'
+  'b204ae5f12906a80f11bb6a52b177ef5eed27bcc1a016a2fd11a6c7ce0b59909 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -372,6 +373,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -506,6 +509,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

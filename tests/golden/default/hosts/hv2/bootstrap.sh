@@ -64,6 +64,7 @@ readonly -a FILES=(
   '84f655df2e3069e73b1d21b35a68585b3f364ca0293a38365fb3c8ab77dddcd0 0644 etc/systemd/network/10-kvmnet-vx10010.netdev'
   '2207905327966b654df480a6855ef8b9608bf732ec694c40a9a23662a96c394d 0644 etc/systemd/network/10-kvmnet-vx10010.network'
   '0d185449eaedd4337c76b2cbe354b610b46ab6f75c32d04610e5dea517d49fed 0644 etc/systemd/system/kvmnet-tc@.service'
+  'e2453b9c010f8f989f83861ef72dfd22001f774bce224560413dd93eb43e0e3c 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -372,6 +373,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -506,6 +509,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

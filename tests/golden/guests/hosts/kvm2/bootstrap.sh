@@ -56,6 +56,7 @@ readonly -a FILES=(
   'f39adec34f8b9fa74f173953ba204519ddccc3659f95ecf7b3b12048e74c23a9 0644 etc/systemd/network/10-kvmnet-eno2.link'
   '7a30632deef19c01d3ea0d7eef71ffd424207732a3fc7e036516afd8a59eaa50 0644 etc/systemd/network/10-kvmnet-eno2.network'
   '7813608b79293ad91f864ee4b9c124c6c3dfa5b68e80d56954fe5419d9db490c 0644 etc/systemd/network/10-kvmnet-eno3.network'
+  '4b440e384ad6a6f3f56d7b657e666888a6b8b47790f7e1e6a1544c03442c97d1 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -357,6 +358,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -491,6 +494,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

@@ -51,6 +51,7 @@ readonly -a FILES=(
   'e4869dd44c50f174a0bf9deec3b802daad80f3f3e3be949ca40a53348ab93b80 0644 etc/systemd/network/10-kvmnet-br-trunk.network'
   '0ea6100d00c27ea75e962be9b05f094f71b9fe6d2f1084b8a233a34c69ed3015 0644 etc/systemd/network/10-kvmnet-eno1.network'
   '26808a287cdb5b403ee6f72c93afb941b28305fd176821222776326b5b282791 0644 etc/systemd/network/10-kvmnet-eno2.network'
+  '4f111d0afb50e608cbf11124ca9af570a0540b64b8faf1f321c9db394237d871 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -349,6 +350,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -483,6 +486,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

@@ -45,6 +45,7 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 readonly -a FILES=(
   '8dfcae706f5a4c253af0d74f121e5f640289b0246245751b73013d8d4186387c 0644 etc/modules-load.d/kvmnet.conf'
   'daab826a2a3e4168501c2d97e24c0e2a86cc807f4753bbe916933670dbbf9f4e 0644 etc/sysctl.d/90-kvmnet.conf'
+  'b204ae5f12906a80f11bb6a52b177ef5eed27bcc1a016a2fd11a6c7ce0b59909 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -337,6 +338,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -471,6 +474,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

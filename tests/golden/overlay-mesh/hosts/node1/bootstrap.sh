@@ -55,6 +55,7 @@ readonly -a FILES=(
   'b9377394c42554e090a21cf9e12a78ec5700f42722335ad2fe047233db804e0f 0644 etc/systemd/network/10-kvmnet-vx-vlans.network'
   'ba51e6dd22602fda138c650ee2e92ffdf86e12c041490109e821204c7d64710b 0644 etc/systemd/network/10-kvmnet-vx5001.netdev'
   '891c114ee292f0feaaedb2c5f1540f12700c174431a735fbab4c7e758483da93 0644 etc/systemd/network/10-kvmnet-vx5001.network'
+  '1c29a66972d1fd19330acdc84bc681fe0fe8d8160365ece28ea21dbdc0eaa58b 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -356,6 +357,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -490,6 +493,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

@@ -55,6 +55,7 @@ readonly -a FILES=(
   '558773ea56ba71c03de2e7b7414357ec5c9f8679b99ec1ea86a2ea76caff8bb6 0644 etc/systemd/network/10-kvmnet-vx-vlans.network'
   '17e34fe99e0e0dc064b528c67e1ceee9b3819132b2af583ac2d19f50fe383a91 0644 etc/systemd/network/10-kvmnet-vx5001.netdev'
   'd74ad656576279ad88a940833d1928a1cd639f9cf71ca1b4f6cc3a1e11104625 0644 etc/systemd/network/10-kvmnet-vx5001.network'
+  '4e8fd625ac5fca2afed68755cbfcfda9e6b26c238718e1e71d0f90cda87fc599 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -356,6 +357,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -490,6 +493,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

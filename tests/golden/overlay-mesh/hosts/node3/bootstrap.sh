@@ -55,6 +55,7 @@ readonly -a FILES=(
   'd4d81bc574d1c126372eb0ae73efaef3b36eef8b08a91f13cbbd07b1cb884cbd 0644 etc/systemd/network/10-kvmnet-vx-vlans.network'
   '2c0fc461f9cac5da0bbdc57cbc69b37872f28932ea7df0862a645a0fd80eaed8 0644 etc/systemd/network/10-kvmnet-vx5001.netdev'
   '2bfaf4786968e27a18ea2cbd46a414008c6de98c52a483f6b7ba3ee716291586 0644 etc/systemd/network/10-kvmnet-vx5001.network'
+  '459791de2fe365af74c7ab11670a8dca1e14615891c21a9fbf1c6cbac05a0b95 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -356,6 +357,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -490,6 +493,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

@@ -48,6 +48,7 @@ readonly -a FILES=(
   'af222bf7c731e6b8504fe4bb1403fdfc35536b6fc9a31f2e682d8eb29703ff21 0644 etc/systemd/network/10-kvmnet-br0.netdev'
   '8faee674be597499f712d8981d3e89185c8d2763c95ef6c5780e8eb0cad198db 0644 etc/systemd/network/10-kvmnet-br0.network'
   '58769ce14ea4d8a438af43a95f87740e4793053e18048fdcb2281d044e70fb63 0644 etc/systemd/network/10-kvmnet-enp1s0.network'
+  'ce576322e569d7522372922837140def33885c5065c75602af53a21bb9dfecb7 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -343,6 +344,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -477,6 +480,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done

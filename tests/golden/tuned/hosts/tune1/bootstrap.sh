@@ -58,6 +58,7 @@ readonly -a FILES=(
   '9e850c8e2191d05c561abb0684a8ee0d2b655e44f91c3ef21ecf3b57e12cb2d4 0644 etc/systemd/network/10-kvmnet-ens3.network'
   'b09c684147df112e0a566997ce28134233aa8abf0dbb2f140211c93615309f4c 0644 etc/systemd/network/10-kvmnet-ens4.network'
   '0d185449eaedd4337c76b2cbe354b610b46ab6f75c32d04610e5dea517d49fed 0644 etc/systemd/system/kvmnet-tc@.service'
+  'c3b31b816372157abf7cb63e0dba070aade331580c50fb61ed908f616cabaf69 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
 # an existing device when its .netdev changes (fixed only in v257), so the device is
@@ -362,6 +363,8 @@ sysctl_changes=0
 touched 'etc/sysctl.d/*' && sysctl_changes=1
 module_changes=0
 touched 'etc/modules-load.d/*' && module_changes=1
+udev_changes=0
+touched 'etc/udev/rules.d/*.rules' && udev_changes=1
 unit_changes=0
 touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
@@ -496,6 +499,8 @@ fi
 
 if [[ $MODE == online ]]; then
   if ((sysctl_changes)); then act sysctl --quiet --system; fi
+  # udevd reads a changed rule at its next event anyway; reload so none is missed.
+  if ((udev_changes)); then act udevadm control --reload; fi
   if ((module_changes)); then act systemctl restart systemd-modules-load.service; fi
   if ((unit_changes)); then act systemctl daemon-reload; fi
   for unit in "${to_enable[@]}"; do act systemctl enable "$unit"; done
