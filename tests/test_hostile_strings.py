@@ -113,7 +113,7 @@ hosts:
           addresses: [192.0.2.20/24]
           routes: [{to: default, via: 192.0.2.1}]
     tc:
-      kvmcanarybr: {shape: {kind: tbf, rate: 100Mbit, burst: 64KiB}}
+      kvmcanaryeth: {shape: {kind: tbf, rate: 100Mbit, burst: 64KiB}}
     kernel:
       modules: [kvmcanarymodule]
       cmdline: [kvmcanaryarg, kvmcanary=arg2]
@@ -153,7 +153,7 @@ def test_accepted_words_are_never_run(tmp_path: Path) -> None:
     assert not fired.exists(), fired.read_text()
     assert "kvmcanaryarg\nkvmcanary=arg2\n" in (root / "etc/kvmnet/kernel-cmdline").read_text()
     assert "kvmcanarymodule" in (root / "etc/modules-load.d/kvmnet.conf").read_text()
-    assert (root / "etc/kvmnet/tc/kvmcanarybr.tc").exists()
+    assert (root / "etc/kvmnet/tc/kvmcanaryeth.tc").exists()
     # The canary itself works: running one of the words does fire it.
     subprocess.run(["kvmcanaryeth"], env=env, check=True)
     assert fired.read_text() == "kvmcanaryeth\n"

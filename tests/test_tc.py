@@ -74,7 +74,7 @@ def test_police_alone_writes_only_the_ingress_filter() -> None:
     assert [line for line in batch.splitlines() if not line.startswith("#")] == [
         "qdisc replace dev eno1 ingress",
         "filter replace dev eno1 parent ffff: protocol all pref 1 handle 1 matchall "
-        "action police rate 5000000000bit burst 4194304b conform-exceed drop",
+        "action police rate 5000000000bit burst 4194304b mtu 65536b conform-exceed drop",
     ]
     network = files[layout.rootfs_file("hv1", layout.networkd_file("eno1", "network"))].decode()
     assert "Parent=" not in network  # the service engine polices; networkd sets no qdisc
@@ -84,7 +84,12 @@ def test_police_alone_writes_only_the_ingress_filter() -> None:
         {
             "device": "eno1",
             "engine": "service",
-            "police": {"rate": 5_000_000_000, "needs": ["sch_ingress", "cls_matchall", "act_police"]},
+            "police": {
+                "rate": 5_000_000_000,
+                "burst": 4_194_304,
+                "mtu": 65_536,
+                "needs": ["sch_ingress", "cls_matchall", "act_police"],
+            },
             "unit": "kvmnet-tc@eno1.service",
         }
     ]
