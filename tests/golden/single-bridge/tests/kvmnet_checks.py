@@ -351,11 +351,6 @@ def htb_class_in(text: str, classid: str) -> dict[str, str]:
     return {}
 
 
-def police_rates_in(text: str) -> list[int]:
-    """Rates (bit/s) of the police actions in `tc filter show ... ingress` text."""
-    return [p.rate for p in policers_in(text)]
-
-
 class Policer(NamedTuple):
     rate: int  # bit/s
     burst: int  # bytes, as tc prints it back (rounded: see parse_size)
@@ -482,7 +477,7 @@ class Machine:
         return htb_class_in(self.output("tc class show dev %s", device), classid)
 
     def police_rates(self, device: str) -> list[int]:
-        return police_rates_in(self.output("tc filter show dev %s ingress", device))
+        return [p.rate for p in self.policers(device)]
 
     def policers(self, device: str) -> list[Policer]:
         return policers_in(self.output("tc filter show dev %s ingress", device))
@@ -779,7 +774,8 @@ def leaf_qdisc(machine: Machine, qdisc: Qdisc) -> None:
 def ingress_policing(machine: Machine, qdisc: Qdisc) -> None:
     device = shaped_device(machine, qdisc)
     want = qdisc["police"]
-    rates = machine.police_rates(device)
+    policers = machine.policers(device)  # one `tc filter show` for rate, mtu and burst
+    rates = [p.rate for p in policers]
     has_ingress = any(q.get("kind") == "ingress" for q in machine.qdiscs(device))
     needs = [m for m in want["needs"] if not (has_ingress and m == "sch_ingress")]
     if not rates and (lack := machine.lacking(needs)):
@@ -788,7 +784,7 @@ def ingress_policing(machine: Machine, qdisc: Qdisc) -> None:
     expect(device, "ingress police rate", rate_text(want["rate"]), found)
     # The policer's mtu: without it the kernel caps conforming packets at 2040 bytes and
     # drops every jumbo frame (the device's MTU is above that on kvmnet's underlays).
-    mtus = [p.mtu for p in machine.policers(device)]
+    mtus = [p.mtu for p in policers]
     expect(
         device,
         "ingress police mtu",
@@ -796,7 +792,7 @@ def ingress_policing(machine: Machine, qdisc: Qdisc) -> None:
         ", ".join("none" if m is None else size_text(m) for m in mtus) or "none",
     )
     # tc prints the burst back from the kernel's token time, rounded: within 1 %.
-    bursts = [p.burst for p in machine.policers(device)]
+    bursts = [p.burst for p in policers]
     if not bursts or any(abs(b - want["burst"]) > want["burst"] // 100 for b in bursts):
         fail(device, "ingress police burst", size_text(want["burst"]), ", ".join(map(size_text, bursts)))
 
