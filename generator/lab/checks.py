@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from generator.lab import devices, reach, shaping, suites
+from generator.lab import devices, policing, reach, shaping, suites
 from generator.lab.layout import Layout, make_layout
 from generator.lab.names import LabError, Names
 from generator.lab.qdiscs import differences
@@ -107,8 +107,10 @@ def run_all(names: Names, report_path: Path | None, progress: Callable[[str], No
     blocked = devices.blocked(plan, state.missing, snapshots, state)
     if shutil.which("iperf3") is None:
         results.append(skipped("shaping", "all", "`iperf3` is not installed"))
+        results.append(skipped("policing", "all", "`iperf3` is not installed"))
     else:
         phase("shaping", lambda: shaping.check(plan, layout, state.missing, blocked))
+        phase("policing", lambda: policing.check(plan, layout, state.missing, state.cannot_queue, blocked))
     phase("libvirt", lambda: _libvirt(plan))
     phase("suite", lambda: suites.check(state, layout))
     report = Report(names.lab_id, state.profile, tuple(results), timings)

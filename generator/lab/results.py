@@ -12,7 +12,19 @@ from rich.table import Table
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 #: Areas in the order they run and are shown.
-AREAS = ("networkd", "devices", "setup", "tc", "reach", "isolation", "mtu", "shaping", "libvirt", "suite")
+AREAS = (
+    "networkd",
+    "devices",
+    "setup",
+    "tc",
+    "reach",
+    "isolation",
+    "mtu",
+    "shaping",
+    "policing",
+    "libvirt",
+    "suite",
+)
 #: Above this many results, the table lists only failures and skips (the JSON has all).
 FULL_TABLE_UP_TO = 40
 

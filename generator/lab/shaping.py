@@ -14,12 +14,20 @@ Traffic must leave through the shaped device, so the lab adds, for the test only
   (RFC 2544 benchmarking addresses, 198.18.0.0/15): bridged traffic, as a guest's.
 A tbf must send at its rate; an htb at its ceil (the profile's `ceil`, or its rate
 without one), since nothing else shares the device in the lab.
+
+Latency under load, the jitter users feel: while TCP saturates the shaper, a ping every
+10 ms takes the same path, and its RTT percentiles (p50, p99) are reported beside the
+rate. They show what the shaper's leaf does with the standing queue TCP builds: a FIFO
+leaf holds every packet behind it, fq_codel (kvmnet's default leaf) serves the sparse
+ping flow first and keeps the bulk flow's queue at its 5 ms target.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
+import statistics
 import subprocess
 import time
 from collections.abc import Mapping
@@ -40,6 +48,36 @@ PORT = 5201
 BENCH_NET = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544
 ETHERNET_HEADER = 14
 TCP_IPV4_HEADERS = 52  # IPv4 20 + TCP 20 + timestamps 12
+PING_INTERVAL_S = 0.01  # root may ping this often; ~115 samples in the window
+_RTT = re.compile(r"time=([0-9.]+) ms")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """RTTs of the pings sent through the saturated shaper, in ms."""
+
+    sent: int
+    rtts: tuple[float, ...]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.rtts)
+
+    @property
+    def p99(self) -> float:
+        # Linear interpolation between the closest ranks (numpy's default): never beyond
+        # the largest RTT, as the default "exclusive" method can be with few samples.
+        return (
+            statistics.quantiles(self.rtts, n=100, method="inclusive")[98]
+            if len(self.rtts) > 1
+            else self.rtts[0]
+        )
+
+
+def latency_of(ping_output: str, sent: int) -> Latency | None:
+    """The RTTs of `ping`'s per-reply lines ("... time=1.23 ms"); None without a reply."""
+    rtts = tuple(float(m) for m in _RTT.findall(ping_output))
+    return Latency(sent, rtts) if rtts else None
 
 
 @dataclass(frozen=True)
@@ -56,12 +94,14 @@ class Route:
 class Probes:
     """Namespaces plugged in for test traffic, all removed by close()."""
 
-    def __init__(self, names: Names, missing: Mapping[str, str]) -> None:
+    def __init__(self, names: Names, missing: Mapping[str, str], first: int = 0) -> None:
         self.names = names
         self.missing = missing
         self.made: list[str] = []
         self.ports: list[tuple[str, str]] = []  # (namespace, name) of the plugged-in ends
-        self.count = 0  # never reused: a deleted namespace's links go away asynchronously
+        # Never reused, not even by another check's probes (`first`): a deleted
+        # namespace's links go away asynchronously.
+        self.count = first
 
     def _new(self) -> tuple[str, int]:
         number = self.count
@@ -151,8 +191,9 @@ def _sample(ns: str, device: str) -> Sample:
 
 def _measure(
     names: Names, host_ns: str, device: str, route: Route
-) -> tuple[Sample, Sample, float | None, str]:
-    """Counters at both ends of the window, iperf3's goodput (bit/s), and iperf3's complaint."""
+) -> tuple[Sample, Sample, float | None, str, Latency | None]:
+    """Counters at both ends of the window, iperf3's goodput (bit/s), iperf3's complaint,
+    and the RTTs of pings sent through the shaper during the window."""
     server = spawn(
         route.receiver_ns,
         names.process("iperf3", route.receiver_ns.removeprefix(names.prefix)),
@@ -170,7 +211,8 @@ def _measure(
             5,
         )
         if not listening:
-            return _sample(host_ns, device), _sample(host_ns, device), None, "iperf3 server did not start"
+            now = _sample(host_ns, device)
+            return now, now, None, "iperf3 server did not start", None
         client_argv = [
             *("iperf3", "--client", route.destination, "--bind", route.source, "--port", str(PORT)),
             *("--time", f"{RUN_S:g}", "--json"),
@@ -184,8 +226,24 @@ def _measure(
         )
         time.sleep(max(0.0, started + WINDOW_S[0] - time.monotonic()))
         first = _sample(host_ns, device)
+        count = int((WINDOW_S[1] - WINDOW_S[0]) / PING_INTERVAL_S)
+        ping = subprocess.Popen(
+            [
+                *("ip", "netns", "exec", route.sender_ns, "ping", "-n", "-I", route.source),
+                *("-i", f"{PING_INTERVAL_S:g}", "-c", str(count), "-W", "2", route.destination),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         time.sleep(max(0.0, started + WINDOW_S[1] - time.monotonic()))
         last = _sample(host_ns, device)
+        try:
+            pinged, _ = ping.communicate(timeout=RUN_S + 5)
+        except subprocess.TimeoutExpired:
+            ping.kill()
+            pinged, _ = ping.communicate()
+        latency = latency_of(pinged, count)
         try:
             out, err = client.communicate(timeout=RUN_S + 10)
         except subprocess.TimeoutExpired:
@@ -200,7 +258,7 @@ def _measure(
         problem = ""
     except (ValueError, KeyError, TypeError):
         goodput, problem = None, f"iperf3: {(err or out).strip()[:200]}"
-    return first, last, goodput, problem
+    return first, last, goodput, problem, latency
 
 
 def _configured(tc: TcPlan) -> int:
@@ -233,7 +291,7 @@ def check(
                 if isinstance(route, str):
                     results.append(skipped("shaping", subject, f"not measured: {route}"))
                     continue
-                first, last, goodput, problem = _measure(
+                first, last, goodput, problem, latency = _measure(
                     layout.names, layout.names.host(host.name), tc.device, route
                 )
             finally:
@@ -259,6 +317,16 @@ def check(
                 f"{'-' if goodput is None else f'{goodput / 1e6:.1f}'} Mbit/s, "
                 f"{expected_goodput / 1e6:.1f} expected after headers"
             )
+            if latency is not None:
+                values |= {
+                    "rtt_p50_ms": round(latency.p50, 3),
+                    "rtt_p99_ms": round(latency.p99, 3),
+                    "pings_sent": latency.sent,
+                    "pings_answered": len(latency.rtts),
+                }
+                said += f"; ping under load p50 {latency.p50:.1f} ms, p99 {latency.p99:.1f} ms"
+            else:
+                said += "; no ping through it was answered under load"
             borrows = tc.shape.kind == "htb" and tc.shape.ceil and tc.shape.ceil > tc.shape.rate
             if borrows and abs(measured / tc.shape.rate - 1) <= TOLERANCE:
                 said += (
