@@ -268,7 +268,7 @@ class Fleet:
             cdrom.unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def host(self, name: str, image: Path) -> Iterator[Booted]:
+    def host(self, name: str, image: Path, *, memory_mib: int = 1024) -> Iterator[Booted]:
         """Hypervisor `name` booted from `image` (see generator/vm/hosts.py), root over SSH."""
         plan = next((h for h in self.plan.hosts if h.name == name), None)
         if plan is None:
@@ -279,7 +279,7 @@ class Fleet:
         public = Path(f"{self.identity}.pub")
         if not public.is_file():
             raise VmTierError.of(f"no public key {public} beside the identity {self.identity}")
-        vm = host_vm(plan, self._hosts, public.read_text())
+        vm = host_vm(plan, self._hosts, public.read_text(), memory_mib=memory_mib)
         self._hosts += 1
         if MGMT not in self._bridges:
             bridge(self.daemon, MGMT, MGMT_MTU, [f"{MGMT_NET[1]}/{MGMT_NET.prefixlen}"])

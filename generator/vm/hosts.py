@@ -13,13 +13,18 @@ makes one: the host image on a virtio disk, and
 - a seed (label cidata) whose user-data gives root the test's SSH key: the host suite
   reads what root reads (tc, bridge VLANs, /proc/cmdline).
 
-Ethernets matched by name only cannot be given to a VM (a virtio NIC is named by udev,
-`enp1s0`): the tier refuses such a host and says how to match by MAC.
+An ethernet matched by name gets its name as on a server's board: a NIC matched as
+`eno<N>` is given ACPI index N (`<acpi index='N'/>`), from which udev's onboard naming
+names it eno<N> at every boot, after the kernel named it eth<M>. That is the case
+finding 5 of issue 14 is about: a `.link` matched by `OriginalName=eno<N>` never matches
+at boot. Any other name cannot be given to a virtio NIC (udev names it by its PCI path,
+`enp1s0`): the tier refuses such a host and says how to match instead.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -48,21 +53,35 @@ class HostVm:
     wire_addresses: tuple[str, ...]  # the host's gateways, with the prefix of the host's subnet
 
 
-def _ethernets(host: HostPlan) -> list[tuple[str, int]]:
-    """(MAC, MTU) of each ethernet; refused if one is matched by name only."""
+_ONBOARD = re.compile(r"eno([1-9][0-9]{0,3})")
+
+
+@dataclass(frozen=True)
+class Ethernet:
+    mac: str
+    mtu: int
+    acpi_index: int | None  # for a NIC matched by its onboard name eno<N>
+
+
+def _ethernets(host: HostPlan, index: int) -> list[Ethernet]:
+    """Each ethernet's NIC; refused if one is matched by a name a VM's NIC cannot have."""
     out = []
-    for device in host.interfaces:
-        if device.kind != Kind.ETHERNET:
+    for number, device in enumerate(d for d in host.interfaces if d.kind == Kind.ETHERNET):
+        if device.match.mac is not None:
+            out.append(Ethernet(device.match.mac, device.mtu, None))
             continue
-        mac = device.match.mac or device.macaddress
-        if device.match.mac is None:
-            name = device.concrete_name or device.id
+        name = device.concrete_name or device.id
+        onboard = _ONBOARD.fullmatch(name)
+        if onboard is None:
             raise VmTierError.of(
-                f"host {host.name}: ethernet {device.id} is matched by name, which a VM's virtio NIC "
-                f"cannot have; give it match: {{macaddress: ...}} and set-name: {name}"
+                f"host {host.name}: ethernet {device.id} is matched by the name {name}, which a VM's "
+                "virtio NIC cannot have (udev names it by its PCI path); match it by its onboard name "
+                f"eno<N>, which the tier gives as ACPI index N, or by match: {{macaddress: ...}} "
+                f"with set-name: {name}"
             )
-        assert mac is not None
-        out.append((mac, device.mtu))
+        # Locally administered, never a MAC the profile matches: host index and NIC number.
+        mac = device.macaddress or f"52:54:00:b0:{index:02x}:{number:02x}"
+        out.append(Ethernet(mac, device.mtu, int(onboard.group(1))))
     return out
 
 
@@ -89,7 +108,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memory_mib: int = 1024) -> HostVm:
     """The VM for `host` (the `index`-th host the tier boots: its management address)."""
-    ethernets = _ethernets(host)
+    ethernets = _ethernets(host, index)
     address = str(MGMT_NET[2 + index])
     mgmt_mac = f"52:54:00:fe:00:{index + 1:02x}"
     # The tier's own files, beside where the plan puts guests' disks.
@@ -117,12 +136,15 @@ def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memo
         _sub(element, "target", dev=dev, bus=bus)
         if device == "cdrom":
             _sub(element, "readonly")
-    for mac, bridge, mtu in ((mgmt_mac, MGMT, MGMT_MTU), *((m, WIRE, t) for m, t in ethernets)):
+    nics = (Ethernet(mgmt_mac, MGMT_MTU, None), *ethernets)
+    for nic_of, bridge in zip(nics, (MGMT, *(WIRE for _ in ethernets)), strict=True):
         nic = _sub(devices, "interface", type="bridge")
-        _sub(nic, "mac", address=mac)
+        _sub(nic, "mac", address=nic_of.mac)
         _sub(nic, "source", bridge=bridge)
         _sub(nic, "model", type="virtio")
-        _sub(nic, "mtu", size=str(mtu))
+        _sub(nic, "mtu", size=str(nic_of.mtu))
+        if nic_of.acpi_index is not None:
+            _sub(nic, "acpi", index=str(nic_of.acpi_index))
     serial = _sub(devices, "serial", type="pty")
     _sub(serial, "target", port="0")
     ET.indent(domain)
@@ -165,5 +187,5 @@ def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memo
             ("network-config", network.encode()),
         ]
     )
-    wire_mtu = max((mtu for _, mtu in ethernets), default=1500)
+    wire_mtu = max((e.mtu for e in ethernets), default=1500)
     return HostVm(host.name, xml, iso, address, disk, cdrom, wire_mtu, _gateways(host))
