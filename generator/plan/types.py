@@ -93,6 +93,9 @@ class LinkSettings:
     """What udev applies through a `.link` file before networkd sees the device."""
 
     match: Match
+    #: The udev property that carries `match.name` at link-setup time (plan/naming.py):
+    #: the file matches `Property=<this>=<name>`; None: `OriginalName=<name>`.
+    name_property: str | None
     name: str | None  # rename to this
     wake_on_lan: bool
     mtu: int | None

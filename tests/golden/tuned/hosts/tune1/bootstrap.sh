@@ -53,7 +53,7 @@ readonly -a FILES=(
   '7f57d13753d5681d33d8e98c11011f88e2da2428291f4c4acf2d3d9eeaf4caa3 0644 etc/systemd/network/10-kvmnet-br-guests.netdev'
   'c8a0a00aeb22e3ddcbbf2447d7978824fa3007b934d008919ed3f98de0a5ea6d 0644 etc/systemd/network/10-kvmnet-br-guests.network'
   '106106cfe954e3cc0f7a47b27ac7030d8b42e08eb92c458bb340043b970db858 0644 etc/systemd/network/10-kvmnet-ens1.network'
-  '4de39e2ba2287be6866fd6aaa35dc06bd6fa3a0c606d31a1154b2cac55fd2f2f 0644 etc/systemd/network/10-kvmnet-ens2.link'
+  '3b289f2aa8598eeea1cabb9494b33a2d718a30578fd90ff3e2e162908f71a1f4 0644 etc/systemd/network/10-kvmnet-ens2.link'
   '86a1959b440cb5d7a081d22d124b7406ed5c92cdd651ce10644196cb6d80b9ee 0644 etc/systemd/network/10-kvmnet-ens2.network'
   '9e850c8e2191d05c561abb0684a8ee0d2b655e44f91c3ef21ecf3b57e12cb2d4 0644 etc/systemd/network/10-kvmnet-ens3.network'
   'b09c684147df112e0a566997ce28134233aa8abf0dbb2f140211c93615309f4c 0644 etc/systemd/network/10-kvmnet-ens4.network'
