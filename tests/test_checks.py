@@ -136,6 +136,7 @@ _HV = {  # default.yaml's hv1 and hv2 are alike (a YAML anchor shares tc and ker
     "test_addresses": 3,  # eno1, mgmt100, gre-peer
     "test_vlan": 1,
     "test_vxlan": 1,
+    "test_vxlan_fdb": 1,  # vx10010: the other member's VTEP
     "test_gre": 1,
     "test_stp": 1,  # br-guest says stp: false; the overlay's bridge says nothing
     "test_vlan_filtering": 2,

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from generator.checks import kvmnet_checks as checks
 from generator.pipeline import artifacts_for, plan_profile
+from generator.renderers.expected import host_state
 from tests.support import udev
 
 pytestmark = pytest.mark.networkd
@@ -31,7 +33,7 @@ hosts:
   hv1:
     network:
       ethernets:
-        eno2: {mtu: 1400, generic-receive-offload: false}
+        eno2: {mtu: 1400, tcp-segmentation-offload: false}
 """
 
 
@@ -57,14 +59,31 @@ def udevadm() -> udev.Udevadm:
         pytest.fail(f"could not fetch Debian's udev with apt: {exc}")
 
 
-def _links(tmp_path: Path) -> dict[str, bytes]:
+def _profile(tmp_path: Path) -> Path:
     profile = tmp_path / "p.yaml"
     profile.write_text(PROFILE)
+    return profile
+
+
+def _links(tmp_path: Path) -> dict[str, bytes]:
     return {
         Path(a.path).name: a.content
-        for a in artifacts_for(plan_profile(profile))
+        for a in artifacts_for(plan_profile(_profile(tmp_path)))
         if a.path.startswith("hosts/hv1/rootfs/") and a.path.endswith(".link")
     }
+
+
+def _offload_problems(ns: str, device: str, tmp_path: Path) -> list[str]:
+    """What the generated suite's offload check finds wrong, read with the real ethtool."""
+    if shutil.which("ethtool") is None:
+        pytest.skip("ethtool is not installed: offloads cannot be read")
+    plan = plan_profile(_profile(tmp_path)).plan
+    [link] = [entry for entry in host_state(plan, plan.hosts[0], "")["links"] if "offloads" in entry]
+    shown = subprocess.run(
+        ["ip", "netns", "exec", ns, "ethtool", "-k", device], capture_output=True, text=True, check=True
+    )
+    features = checks.features_in(shown.stdout)
+    return [p for o in link["offloads"] if (p := checks.offload_problem(o, features))]
 
 
 def _mtu(ns: str, device: str) -> int:
@@ -85,15 +104,17 @@ def test_matched_at_the_add_event_and_renamed(
     assert setup.syntax_warnings() == [], log
     assert setup.properties["ID_NET_LINK_FILE"] == f"{udev.LINK_DIR}/10-kvmnet-eno2.link", log
     assert setup.properties["ID_NET_NAME"] == "eno2", log
-    # udevadm test renames the device, and net_setup_link set our MTU on it
+    # udevadm test renames the device, and net_setup_link set our MTU and offload on it
     assert _mtu(ns, "eno2") == 1400, log
+    assert _offload_problems(ns, "eno2", tmp_path) == []
 
 
 def test_original_name_would_not_match(
     kernel_named: tuple[str, str], udevadm: udev.Udevadm, tmp_path: Path
 ) -> None:
     """The negative control: the file as kvmnet wrote it before (OriginalName=eno2) loses
-    to 99-default.link at the same event; the NIC is still named eno2, without our MTU."""
+    to 99-default.link at the same event; the NIC is still named eno2, without our MTU,
+    and the generated offload check says so."""
     ns, device = kernel_named
     [(name, content)] = _links(tmp_path).items()
     old = content.replace(b"Property=ID_NET_NAME_ONBOARD=eno2", b"OriginalName=eno2")
@@ -103,3 +124,6 @@ def test_original_name_would_not_match(
     assert setup.properties["ID_NET_LINK_FILE"] == f"{udev.LINK_DIR}/99-default.link", log
     assert setup.properties["ID_NET_NAME"] == "eno2", log
     assert _mtu(ns, "eno2") == 1500, log
+    assert _offload_problems(ns, "eno2", tmp_path) == [
+        "TCPSegmentationOffload=no: expected off, found tx-tcp-segmentation on"
+    ]
