@@ -184,7 +184,6 @@ CHECK_GROUPS = {
             # 4 of the profile's, 2 of ipv6: disabled, 3 bridge-nf-call-*
             "test_sysctl": 9,
             "test_module_loaded": 11,  # the 6 libvirt/vhost ones, bridge, cls_matchall, sch_fq_codel, sch_tbf, tcp_bbr
-            "test_kernel_argument": 3,
         }
     },
 }

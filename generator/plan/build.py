@@ -13,6 +13,7 @@ from generator.model.profile import Host, Profile
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, GuestTap, HostDevices, TapPort, collect, port_options
 from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
+from generator.plan.hugepages import unused_hugepages
 from generator.plan.ifnames import concrete_names
 from generator.plan.mtu import overhead
 from generator.plan.names import check_machine_names
@@ -124,6 +125,7 @@ def _host(
     )
     made = concrete_names(name, interfaces, guest_taps, warnings)
     warnings.extend(unmatched_at_boot(interfaces, spec.kernel.cmdline))
+    warnings.extend(unused_hugepages(name, spec.kernel.cmdline))
     interfaces = tuple(replace(i, concrete_name=made[i.id]) if i.id in made else i for i in interfaces)
     tc = plan_tc(name, spec, {i.id: i for i in interfaces}, problems)
     by_id = {i.id: i for i in interfaces}

@@ -43,8 +43,6 @@ readonly DEFAULT_ROLLBACK_AFTER=30
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  '7163d568261ea24b89e4231177eb5f09c9967cbef2502a06289cc0fca7577be7 0644 etc/default/grub.d/90-kvmnet.cfg'
-  '2632803c67a7f80944e780143818a9288b7ce9e7a1624d2a85950544dfa71b5b 0644 etc/kvmnet/kernel-cmdline'
   '0067b33de71ff21196bbe7e93610b8f8a025b415c6c470c0df83600eef964479 0644 etc/kvmnet/tc/ens1.tc'
   '16602c677e5ad41740c845880a18bcadd85a99d39190aba64218bc548dd8f2da 0644 etc/kvmnet/tc/ens2.tc'
   'a7854df499887e3aa6547ca17f9c7eaa3daa3bc161dc75c5efa6265ce098ab66 0644 etc/kvmnet/tc/ens4.tc'
@@ -82,9 +80,6 @@ readonly -a TC_UNITS=(
 )
 # Kernel arguments kvmnet adds (EL: given to grubby; Debian/Ubuntu: in the GRUB drop-in).
 readonly -a CMDLINE=(
-  default_hugepagesz=1G
-  hugepagesz=1G
-  hugepages=16
 )
 
 
