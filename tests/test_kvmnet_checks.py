@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from generator.checks import kvmnet_checks as checks
+from generator.plan.types import ETHTOOL_FEATURES as OFFLOAD_FEATURES
 from generator.renderers.checks import library
 from generator.templating import GENERATED
 
@@ -360,3 +361,113 @@ def test_rx_ring_reads_the_current_setting_not_the_maximum() -> None:
     nic["rx_ring"] = 1024
     with pytest.raises(pytest.fail.Exception, match=r"^eth0: RX ring size expected 1024, found 512$"):
         checks.nic_rx_ring(machine, nic)
+
+
+# `ethtool -k` (ethtool 6.1) of a NIC as udev left it with TCPSegmentationOffload=no and
+# TransmitChecksumOffload=yes: the head of a veth's listing on this machine (a kernel 6.1
+# listing has the same lines), with large-receive-offload fixed off as the driver has it.
+ETHTOOL_FEATURES = """\
+Features for eno1:
+rx-checksumming: on
+tx-checksumming: on
+\ttx-checksum-ipv4: off [fixed]
+\ttx-checksum-ip-generic: on
+\ttx-checksum-ipv6: off [fixed]
+\ttx-checksum-fcoe-crc: off [fixed]
+\ttx-checksum-sctp: on
+scatter-gather: on
+\ttx-scatter-gather: on
+\ttx-scatter-gather-fraglist: on
+tcp-segmentation-offload: on
+\ttx-tcp-segmentation: off
+\ttx-tcp-ecn-segmentation: on
+\ttx-tcp-mangleid-segmentation: on
+\ttx-tcp6-segmentation: on
+generic-segmentation-offload: on
+generic-receive-offload: off [requested on]
+large-receive-offload: off [fixed]
+rx-vlan-offload: on
+"""
+
+
+def _offload(setting: str, on: bool) -> checks.Offload:
+    return {"setting": setting, "features": list(OFFLOAD_FEATURES[setting]), "on": on}
+
+
+def test_features_are_read_with_their_fixed_flag() -> None:
+    found = checks.features_in(ETHTOOL_FEATURES)
+    assert found["rx-checksumming"] == checks.Feature(on=True, fixed=False)
+    assert found["tx-checksum-ipv4"] == checks.Feature(on=False, fixed=True)
+    assert found["tx-tcp-segmentation"] == checks.Feature(on=False, fixed=False)
+    assert found["generic-receive-offload"] == checks.Feature(on=False, fixed=False)
+    assert found["large-receive-offload"] == checks.Feature(on=False, fixed=True)
+    assert "Features for eno1" not in found and len(found) == 19
+
+
+def test_offloads_as_the_link_sets_them() -> None:
+    found = checks.features_in(ETHTOOL_FEATURES)
+    # the tx-checksum-* the driver fixes off do not count: ip-generic and sctp are on
+    assert checks.offload_problem(_offload("TransmitChecksumOffload", True), found) is None
+    assert checks.offload_problem(_offload("TCPSegmentationOffload", False), found) is None
+    assert checks.offload_problem(_offload("LargeReceiveOffload", False), found) is None
+    assert checks.offload_problem(_offload("TCP6SegmentationOffload", False), found) == (
+        "TCP6SegmentationOffload=no: expected off, found tx-tcp6-segmentation on"
+    )
+    assert checks.offload_problem(_offload("TransmitChecksumOffload", False), found) == (
+        "TransmitChecksumOffload=no: expected off, found tx-checksum-ip-generic on, tx-checksum-sctp on"
+    )
+    # asked for, refused by the kernel: `off [requested on]`
+    assert checks.offload_problem(_offload("GenericReceiveOffload", True), found) == (
+        "GenericReceiveOffload=yes: expected on, found generic-receive-offload off"
+    )
+
+
+def test_an_offload_the_driver_fixes_fails_saying_so() -> None:
+    found = checks.features_in(ETHTOOL_FEATURES)
+    assert checks.offload_problem(_offload("LargeReceiveOffload", True), found) == (
+        "LargeReceiveOffload=yes cannot take effect: the driver fixes large-receive-offload off [fixed]"
+    )
+    assert checks.offload_problem(_offload("LargeReceiveOffload", True), {}) == (
+        "LargeReceiveOffload=yes: `ethtool -k` shows none of large-receive-offload"
+    )
+
+
+def test_link_offloads_reads_ethtool_and_names_every_problem() -> None:
+    links = [{"ifname": "eno1", "address": "52:54:00:12:34:56", "mtu": 1500}]
+    answers = {"command -v ethtool": "/usr/sbin/ethtool\n", "ethtool -k eno1": ETHTOOL_FEATURES}
+    link = _link("eno1")
+    link["offloads"] = [_offload("TCPSegmentationOffload", False), _offload("ReceiveChecksumOffload", True)]
+    checks.link_offloads(_machine(links=links, **answers), link)
+    link["offloads"] = [_offload("TCP6SegmentationOffload", False), _offload("LargeReceiveOffload", True)]
+    with pytest.raises(pytest.fail.Exception, match=r"^eno1: TCP6SegmentationOffload=no: .*; LargeReceive"):
+        checks.link_offloads(_machine(links=links, **answers), link)
+    with pytest.raises(pytest.skip.Exception, match="ethtool is not installed"):
+        checks.link_offloads(_machine(links=links), link)
+
+
+# `bridge -j fdb show dev vx100` (iproute2 6.1): two static entries as networkd's
+# [BridgeFDB] adds them, and one the bridge learned (as in a namespace here).
+FDB = (
+    '[{"mac":"00:00:00:00:00:00","dst":"192.0.2.12","flags":["self"],"state":"permanent"},'
+    '{"mac":"00:00:00:00:00:00","dst":"192.0.2.13","flags":["self"],"state":"permanent"},'
+    '{"mac":"5a:1e:07:3b:9c:01","master":"br-tenant","state":""}]\n'
+)
+
+
+def test_fdb_entries_with_a_destination() -> None:
+    assert checks.fdb_in(FDB) == {("00:00:00:00:00:00", "192.0.2.12"), ("00:00:00:00:00:00", "192.0.2.13")}
+    assert checks.fdb_in("") == set()
+
+
+def test_vxlan_fdb_wants_every_planned_peer() -> None:
+    links = [{"ifname": "vx100", "mtu": 1450, "linkinfo": {"info_kind": "vxlan"}}]
+    link = _link("vx100", "vxlan", mtu=1450)
+    link["fdb"] = [{"mac": "00:00:00:00:00:00", "dst": "192.0.2.12"}]
+    checks.vxlan_fdb(_machine(links=links, **{"bridge -j fdb show dev vx100": FDB}), link)
+    link["fdb"].append({"mac": "00:00:00:00:00:00", "dst": "192.0.2.14"})
+    with pytest.raises(
+        pytest.fail.Exception,
+        match=r"^vx100: FDB entries expected 00:00:00:00:00:00 dst 192.0.2.12, 00:00:00:00:00:00 dst "
+        r"192.0.2.14, found 00:00:00:00:00:00 dst 192.0.2.12, 00:00:00:00:00:00 dst 192.0.2.13$",
+    ):
+        checks.vxlan_fdb(_machine(links=links, **{"bridge -j fdb show dev vx100": FDB}), link)

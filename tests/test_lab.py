@@ -142,6 +142,9 @@ def test_default_lab(tmp_path: Path) -> None:
         suites = by_area(found, "suite")
         assert suites and by_area(found, "suite", "passed")
         assert {r["subject"].split(":")[0] for r in suites} >= {"hv1", "hv2", "web1", "web2"}
+        # the tenant overlay's static flood entries, as networkd's [BridgeFDB] made them
+        fdb = {r["subject"] for r in by_area(found, "suite", "passed") if "test_vxlan_fdb" in r["subject"]}
+        assert fdb == {"hv1: test_vxlan_fdb[vx10010]", "hv2: test_vxlan_fdb[vx10010]"}
     finally:
         down = kvmnet("lab", "down", "--id", names.lab_id)
     assert down.returncode == 0, down.stdout + down.stderr

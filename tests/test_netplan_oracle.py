@@ -17,7 +17,7 @@ import re
 import subprocess
 import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -275,13 +275,44 @@ def e2_onlink_no_with_static_address(units: ini.Units, network: Network) -> ini.
     return each_section(units, change)
 
 
+#: What plan/naming.py writes instead of `OriginalName=` for a name of systemd's naming scheme.
+D5_PROPERTY = re.compile(r"ID_NET_NAME_(?:ONBOARD|SLOT|PATH)=(?P<name>\S+)")
+
+
+def d5_link_matches_the_coming_name(kvmnet: ini.Units, network: Network) -> ini.Units:
+    """D5: a .link of a NIC matched by a scheme's name (eno1, enp*s0) matches the udev
+    property net_id exports for it, not `OriginalName=`, which sees only the kernel's name
+    at boot. Turns exactly that one `Property=` back into netplan's `OriginalName=`.
+    """
+
+    def change(unit: ini.Unit, section: ini.Section) -> ini.Section:
+        found = section.get("Property")
+        if unit.kind is ini.Kind.LINK and section.name == "Match" and isinstance(found, str):
+            match = D5_PROPERTY.fullmatch(found)
+            if match is not None and section.get("OriginalName") is None:
+                return section.without("Property").replaced("OriginalName", (match["name"],))
+        return section
+
+    out: ini.Units = {}
+    for key, unit in each_section(kvmnet, change).items():
+        # the identity of a .link is its rendered [Match]: it changed with it
+        match = unit.named("Match")
+        identity = match[0].render().removeprefix("[Match] ") if match else unit.identity
+        out[(key[0], identity) if key[0] is ini.Kind.LINK else key] = replace(unit, identity=identity)
+    return out
+
+
 Step = Callable[[ini.Units, Network], ini.Units]
 NETPLAN_ONLY: tuple[Step, ...] = (
     n1_netplan_doubled_nameservers,
     d2_stp_only_when_asked,
     d4_bridge_mtu_in_network_only,
 )
-KVMNET_ONLY: tuple[Step, ...] = (d1_default_link_policies, d3_onlink_false_is_written)
+KVMNET_ONLY: tuple[Step, ...] = (
+    d1_default_link_policies,
+    d3_onlink_false_is_written,
+    d5_link_matches_the_coming_name,
+)
 BOTH: tuple[Step, ...] = (e1_route_scope_defaults, e2_onlink_no_with_static_address)
 
 
@@ -551,6 +582,7 @@ PREMISES: tuple[tuple[Step, str, str], ...] = (
     (e2_onlink_no_with_static_address, "kvmnet", "routes-on-link-false-static"),
     (d3_onlink_false_is_written, "kvmnet", "routes-on-link-false-dhcp"),
     (d4_bridge_mtu_in_network_only, "netplan", "bridge-mtu"),
+    (d5_link_matches_the_coming_name, "kvmnet", "ethernet-match-glob-offloads"),
 )
 
 

@@ -287,7 +287,11 @@ def test_link_file(
     scratch.veth(
         ns, start_name, mac=link.match.mac, mtu=start_mtu, peer_ns=ns, peer_name="kn-peer0", peer_up=False
     )
-    setup = udevadm.net_setup_link(ns, start_name, files, tmp_path / "link")
+    if link.name_property is None:
+        setup = udevadm.net_setup_link(ns, start_name, files, tmp_path / "link")
+    else:  # matched by what net_id exports: the whole "add" event, with that property
+        hardware = {link.name_property: start_name}
+        setup = udevadm.add_event(ns, start_name, files, hardware, tmp_path / "link")
     log = "\n".join(setup.log)
     assert setup.returncode == 0, log
     assert setup.syntax_warnings() == [], log

@@ -165,7 +165,8 @@ def _selects(section: configparser.SectionProxy, name_key: str, name: str | None
 
 def test_networkd_expected_state_lab_and_vagrant_name_every_nic_the_same(tmp_path: Path) -> None:
     plan = plan_of(NAMED)
-    assert plan.warnings == ()
+    # only that 'wl*' does not say which udev property to match its rename by (plan/naming.py)
+    assert [w.path[-1] for w in plan.warnings] == ["renamedglob"]
     files = {a.path: a.content for a in render_all(plan)}
     for path, content in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,11 @@ from generator.model.profile import Host, Profile
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, GuestTap, HostDevices, TapPort, collect, port_options
 from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
+from generator.plan.hugepages import unused_hugepages
 from generator.plan.ifnames import concrete_names
 from generator.plan.mtu import overhead
 from generator.plan.names import check_machine_names
+from generator.plan.naming import naming_property, unmatched_at_boot
 from generator.plan.overlays import OverlayDraft, expand, tunnel_settings
 from generator.plan.tuning import plan_bootstrap, plan_kernel, plan_tc
 from generator.plan.types import (
@@ -122,6 +124,8 @@ def _host(
         _interface(table, table.devs[i], solver, drafts, problems, ipv6) for i in sorted(table.devs)
     )
     made = concrete_names(name, interfaces, guest_taps, warnings)
+    warnings.extend(unmatched_at_boot(interfaces, spec.kernel.cmdline))
+    warnings.extend(unused_hugepages(name, spec.kernel.cmdline))
     interfaces = tuple(replace(i, concrete_name=made[i.id]) if i.id in made else i for i in interfaces)
     tc = plan_tc(name, spec, {i.id: i for i in interfaces}, problems)
     by_id = {i.id: i for i in interfaces}
@@ -367,7 +371,12 @@ def _link_settings(dev: Dev) -> LinkSettings | None:
         return None
     match = Match(name=spec.match.name, mac=spec.match.macaddress) if spec.match else Match(name=dev.id)
     return LinkSettings(
-        match=match, name=spec.set_name, wake_on_lan=spec.wakeonlan, mtu=spec.mtu, offloads=offloads
+        match=match,
+        name_property=naming_property(match.name) if match.name is not None else None,
+        name=spec.set_name,
+        wake_on_lan=spec.wakeonlan,
+        mtu=spec.mtu,
+        offloads=offloads,
     )
 
 

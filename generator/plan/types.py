@@ -88,11 +88,37 @@ class Match:
     mac: str | None = None  # permanent MAC address
 
 
+#: Per offload key of a .link, the lines of `ethtool -k` (ethtool 6.1) it sets. systemd 252
+#: sets kernel features by name (src/shared/ethtool-util.c, netdev_feature_table):
+#: rx-checksum, every tx-checksum-*, tx-tcp-segmentation, tx-tcp6-segmentation,
+#: tx-generic-segmentation, rx-gro, rx-lro. `ethtool -k` shows a feature that is alone
+#: under its old ioctl flag by the flag's name (rx-checksum as rx-checksumming, rx-gro
+#: as generic-receive-offload...), the others by their own names, indented.
+ETHTOOL_FEATURES: Mapping[str, tuple[str, ...]] = {
+    "ReceiveChecksumOffload": ("rx-checksumming",),
+    "TransmitChecksumOffload": (
+        "tx-checksum-ipv4",
+        "tx-checksum-ip-generic",
+        "tx-checksum-ipv6",
+        "tx-checksum-fcoe-crc",
+        "tx-checksum-sctp",
+    ),
+    "TCPSegmentationOffload": ("tx-tcp-segmentation",),
+    "TCP6SegmentationOffload": ("tx-tcp6-segmentation",),
+    "GenericSegmentationOffload": ("generic-segmentation-offload",),
+    "GenericReceiveOffload": ("generic-receive-offload",),
+    "LargeReceiveOffload": ("large-receive-offload",),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class LinkSettings:
     """What udev applies through a `.link` file before networkd sees the device."""
 
     match: Match
+    #: The udev property that carries `match.name` at link-setup time (plan/naming.py):
+    #: the file matches `Property=<this>=<name>`; None: `OriginalName=<name>`.
+    name_property: str | None
     name: str | None  # rename to this
     wake_on_lan: bool
     mtu: int | None

@@ -64,6 +64,8 @@ def _host_sections(state: HostState) -> set[str]:
         "addresses": any("addresses" in link for link in links),
         "vlans": any("vlan" in link for link in links),
         "vxlans": any("vxlan" in link for link in links),
+        "fdb": any("fdb" in link for link in links),
+        "offloads": any("offloads" in link for link in links),
         "gres": any("gre" in link for link in links),
         "stp": any("stp" in link.get("bridge", {}) for link in links),
         "bridges": any("bridge" in link for link in links),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from generator import layout
 from generator.plan.types import (
+    ETHTOOL_FEATURES,
     KIND_MODULES,
     POLICE_MODULES,
     QDISC_MODULES,
@@ -168,6 +169,13 @@ def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> Li
         if pvid is not None:
             bridge["default_pvid"] = 0 if pvid == "none" else int(pvid)
         entry["bridge"] = bridge
+    if iface.fdb:
+        entry["fdb"] = [{"mac": f.mac, "dst": f.destination} for f in iface.fdb]
+    if iface.link is not None and iface.link.offloads:
+        entry["offloads"] = [
+            {"setting": key, "features": list(ETHTOOL_FEATURES[key]), "on": on}
+            for key, on in iface.link.offloads
+        ]
     if iface.port_vlans is not None:
         vlans = iface.port_vlans
         entry["port_vlans"] = {

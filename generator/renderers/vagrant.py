@@ -89,8 +89,9 @@ def wire(iface: Interface) -> str:
 
 def named_by_its_link(iface: Interface) -> bool:
     """Whether kvmnet's own .link names the NIC in the VM: set-name on a NIC matched by MAC
-    alone, which the VM's NIC has. A .link matched by OriginalName= cannot: that is the
-    name the kernel gave the NIC, another one in the VM."""
+    alone, which the VM's NIC has. A .link matched by name cannot (OriginalName=, or the
+    ID_NET_NAME_* property of the name udev is about to give, plan/naming.py): the VM's
+    NIC has a name of its own."""
     return iface.link is not None and iface.link.name is not None and iface.link.match.name is None
 
 

@@ -34,6 +34,23 @@ exec ip netns exec "$ns" "$udevadm" test-builtin net_setup_link "/sys/class/net/
 """
 
 
+#: `udevadm test --action=add`: the whole rule set of Debian's udev as at a NIC's "add"
+#: event, net_id (75-net-description.rules) before net_setup_link (80-net-setup-link.rules),
+#: plus one rule standing in for what net_id exports on hardware the sandbox lacks.
+_ADD = r"""
+set -eu
+files=$1 rules=$2 ns=$3 udevadm=$4 device=$5
+mount -t tmpfs -o mode=0755 tmpfs /etc/systemd/network
+cp "$files"/* /etc/systemd/network/
+# only these rules: the machine's own (systemd's 99-systemd.rules...) hidden
+mount -t tmpfs -o mode=0755 tmpfs /lib/udev/rules.d
+cp "$rules"/* /lib/udev/rules.d/
+exec ip netns exec "$ns" "$udevadm" test --action=add "/sys/class/net/$device"
+"""
+#: The rules of the udev package that name a NIC: the net_id import and net_setup_link.
+NAMING_RULES = ("75-net-description.rules", "80-net-setup-link.rules")
+
+
 @dataclass(frozen=True)
 class LinkSetup:
     """What net_setup_link reported for one device."""
@@ -79,6 +96,50 @@ class Udevadm:
             timeout=30,
             check=False,
         )
+        properties = dict(
+            line.split("=", 1) for line in result.stdout.splitlines() if re.match(r"^[A-Z_]+=", line)
+        )
+        return LinkSetup(result.returncode, properties, tuple(result.stderr.splitlines()))
+
+    def add_event(
+        self,
+        ns: str,
+        device: str,
+        link_files: Mapping[str, bytes],
+        hardware: Mapping[str, str],
+        workdir: Path,
+    ) -> LinkSetup:
+        """Process an "add" event of `device` in `ns` with Debian's naming rules, as at boot:
+        net_id, then net_setup_link picking among `link_files` (plus 99-default.link) and
+        renaming the device.
+
+        The sandbox has no PCI NIC, so net_id exports no ID_NET_NAME_ONBOARD/SLOT/PATH for a
+        veth: `hardware` are those properties as net_id exports them on the NIC simulated
+        (systemd.net-naming-scheme(7)), set by a rule that runs just before net_id's.
+        """
+        files, rules = workdir / "links", workdir / "rules"
+        files.mkdir(parents=True)
+        rules.mkdir()
+        for name, content in link_files.items():
+            (files / name).write_text(adapt_for_veth(content.decode()))
+        shutil.copy(self.root / "lib/systemd/network/99-default.link", files)
+        for name in NAMING_RULES:
+            shutil.copy(self.root / "lib/udev/rules.d" / name, rules)
+        assigns = "".join(f', ENV{{{key}}}="{value}"' for key, value in sorted(hardware.items()))
+        (rules / "74-kvmnet-test-hardware.rules").write_text(
+            f'SUBSYSTEM=="net", KERNEL=="{device}"{assigns}\n'
+        )
+        result = subprocess.run(
+            [
+                *("unshare", "-m", "--propagation", "private", "sh", "-c", _ADD, "sh"),
+                *(str(files), str(rules), ns, str(self.binary), device),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        # udevadm test prints the event's properties on stdout, its log on stderr
         properties = dict(
             line.split("=", 1) for line in result.stdout.splitlines() if re.match(r"^[A-Z_]+=", line)
         )

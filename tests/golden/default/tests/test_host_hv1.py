@@ -73,6 +73,13 @@ def test_vxlan(machine: checks.Machine, link: checks.Link) -> None:
 
 
 @pytest.mark.netns
+@pytest.mark.parametrize("link", checks.having("fdb", LINKS), ids=checks.label)
+def test_vxlan_fdb(machine: checks.Machine, link: checks.Link) -> None:
+    """A VXLAN device of a static overlay floods to every other member's VTEP (its FDB)."""
+    checks.vxlan_fdb(machine, link)
+
+
+@pytest.mark.netns
 @pytest.mark.parametrize("link", checks.having("gre", LINKS), ids=checks.label)
 def test_gre(machine: checks.Machine, link: checks.Link) -> None:
     """A GRE or gretap tunnel has its local and remote endpoints and TTL."""

@@ -44,6 +44,14 @@ def test_mtu(machine: checks.Machine, link: checks.Link) -> None:
     checks.link_mtu(machine, link)
 
 
+@pytest.mark.machine
+@pytest.mark.parametrize("link", checks.having("offloads", LINKS), ids=checks.label)
+def test_offloads(machine: checks.Machine, link: checks.Link) -> None:
+    """The NIC's offloads are as its .link sets them (`ethtool -k`); udev applies them, so a
+    network namespace without udev (`kvmnet lab`) cannot show them."""
+    checks.link_offloads(machine, link)
+
+
 @pytest.mark.netns
 @pytest.mark.parametrize("link", checks.having("master", LINKS), ids=checks.label)
 def test_master(machine: checks.Machine, link: checks.Link) -> None:

@@ -66,6 +66,13 @@ def test_vxlan(machine: checks.Machine, link: checks.Link) -> None:
 
 
 @pytest.mark.netns
+@pytest.mark.parametrize("link", checks.having("fdb", LINKS), ids=checks.label)
+def test_vxlan_fdb(machine: checks.Machine, link: checks.Link) -> None:
+    """A VXLAN device of a static overlay floods to every other member's VTEP (its FDB)."""
+    checks.vxlan_fdb(machine, link)
+
+
+@pytest.mark.netns
 @pytest.mark.parametrize("link", checks.having("bridge", LINKS), ids=checks.label)
 def test_vlan_filtering(machine: checks.Machine, link: checks.Link) -> None:
     """The bridge filters VLANs (and has its default PVID) or not, as planned."""

@@ -94,6 +94,21 @@ class PortVlans(TypedDict):
     untagged: list[str]
 
 
+class Offload(TypedDict):
+    """One offload setting of a NIC's .link file, as `ethtool -k` shows its effect."""
+
+    setting: str  # the .link key (TCPSegmentationOffload)
+    features: list[str]  # the lines of `ethtool -k` it sets (tx-tcp-segmentation)
+    on: bool
+
+
+class FdbEntry(TypedDict):
+    """A static forwarding entry of a VXLAN device: frames for `mac` go to VTEP `dst`."""
+
+    mac: str
+    dst: str
+
+
 class _Link(TypedDict):
     id: str
     name: str | None
@@ -115,6 +130,8 @@ class Link(_Link, total=False):
     gre: LinkGre
     bridge: LinkBridge
     port_vlans: PortVlans
+    offloads: list[Offload]
+    fdb: list[FdbEntry]
 
 
 class QdiscHandle(TypedDict):
@@ -391,6 +408,51 @@ def size_text(size: int) -> str:
     return f"{size} bytes"
 
 
+# --- ethtool's and bridge's text ----------------------------------------------------------
+
+
+class Feature(NamedTuple):
+    on: bool
+    fixed: bool  # the driver does not let it change
+
+
+def features_in(text: str) -> dict[str, Feature]:
+    """The features in `ethtool -k DEV` text (`name: on|off [fixed]`, a sub-feature
+    indented by a tab; `off [requested on]` when the kernel overrode a request)."""
+    return {
+        name: Feature(state == "on", "[fixed]" in rest)
+        for name, state, rest in re.findall(r"^\t?([a-z0-9_-]+): (on|off)(.*)$", text, re.MULTILINE)
+    }
+
+
+def onoff(on: bool) -> str:
+    return "on" if on else "off"
+
+
+def offload_problem(offload: Offload, found: Mapping[str, Feature]) -> str | None:
+    """What is wrong with one offload setting on a NIC whose features are `found`; None if
+    nothing. A feature the driver fixes counts only when none of the setting's features can
+    change: then the .link cannot take effect on this NIC, which is a failure too."""
+    setting = f"{offload['setting']}={'yes' if offload['on'] else 'no'}"
+    shown = {name: found[name] for name in offload["features"] if name in found}
+    if not shown:
+        return f"{setting}: `ethtool -k` shows none of {', '.join(offload['features'])}"
+    free = {name: f for name, f in shown.items() if not f.fixed}
+    wrong = {name: f for name, f in (free or shown).items() if f.on != offload["on"]}
+    if not wrong:
+        return None
+    states = ", ".join(f"{name} {onoff(f.on)}{' [fixed]' if f.fixed else ''}" for name, f in wrong.items())
+    if not free:
+        return f"{setting} cannot take effect: the driver fixes {states}"
+    return f"{setting}: expected {onoff(offload['on'])}, found {states}"
+
+
+def fdb_in(text: str) -> set[tuple[str, str]]:
+    """(MAC, VTEP) of the entries with a destination in `bridge -j fdb show dev VX`."""
+    entries: list[Entry] = json.loads(text or "[]")
+    return {(e["mac"].lower(), ip(e["dst"])) for e in entries if "dst" in e}
+
+
 class Machine:
     """One machine, read through a testinfra host. Each listing is read once per module."""
 
@@ -633,6 +695,29 @@ def vxlan(machine: Machine, link: Link) -> None:
             expect(name, f"VXLAN {key}", ip(want[key]), ip(data.get(key, "none")))
     if "port" in want:
         expect(name, "VXLAN UDP port", want["port"], data.get("port"))
+
+
+def vxlan_fdb(machine: Machine, link: Link) -> None:
+    found = device(machine, link)
+    have = fdb_in(machine.output("bridge -j fdb show dev %s", found["ifname"]))
+    want = {(e["mac"].lower(), ip(e["dst"])) for e in link["fdb"]}
+    if not want <= have:
+
+        def shown(entries: set[tuple[str, str]]) -> str:
+            return ", ".join(f"{mac} dst {dst}" for mac, dst in sorted(entries)) or "none"
+
+        fail(label(link), "FDB entries", shown(want), shown(have))
+
+
+def link_offloads(machine: Machine, link: Link) -> None:
+    found = device(machine, link)
+    name = found["ifname"]
+    if not machine.has_command("ethtool"):
+        skip(name, "ethtool is not installed here: offloads cannot be read")
+    features = features_in(machine.output("ethtool -k %s", name))
+    problems = [p for o in link["offloads"] if (p := offload_problem(o, features))]
+    if problems:
+        pytest.fail(f"{label(link)}: {'; '.join(problems)}", pytrace=False)
 
 
 def gre(machine: Machine, link: Link) -> None:

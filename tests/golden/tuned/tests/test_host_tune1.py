@@ -116,13 +116,6 @@ def test_module_loaded(machine: checks.Machine, module: checks.Module) -> None:
 
 
 @pytest.mark.machine
-@pytest.mark.parametrize("argument", EXPECTED["cmdline"], ids=checks.label)
-def test_kernel_argument(machine: checks.Machine, argument: checks.Argument) -> None:
-    """The running kernel has the argument, unless kvmnet's bootstrap is waiting for a reboot."""
-    checks.kernel_argument(machine, argument, EXPECTED["reboot_marker"])
-
-
-@pytest.mark.machine
 @pytest.mark.parametrize("qdisc", checks.having("unit", QDISCS), ids=checks.label)
 def test_tc_unit_enabled(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
     """The kvmnet-tc@ unit that applies the device's tc batch is enabled."""

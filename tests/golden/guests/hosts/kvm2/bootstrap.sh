@@ -53,8 +53,9 @@ readonly -a FILES=(
   'e63855589250c175e1edb94d9b1fa3b688aa9c82be0528bead9a9fe3ddd1eb8c 0644 etc/systemd/network/10-kvmnet-br-trunk.netdev'
   'f6f0717ebce57d2f762d498325df2efdce0e4efad5396d51b5d943974d6baf26 0644 etc/systemd/network/10-kvmnet-br-trunk.network'
   '15322ec94014bfa34a5953346d6014a7d33048f4def05120a5d5db3aba4b5f7a 0644 etc/systemd/network/10-kvmnet-eno1.network'
-  'f39adec34f8b9fa74f173953ba204519ddccc3659f95ecf7b3b12048e74c23a9 0644 etc/systemd/network/10-kvmnet-eno2.link'
+  '7c8ecb4fc0f21996c89bfa46409218bd3c22071ab1a158fd0e21ec6c8220653e 0644 etc/systemd/network/10-kvmnet-eno2.link'
   '7a30632deef19c01d3ea0d7eef71ffd424207732a3fc7e036516afd8a59eaa50 0644 etc/systemd/network/10-kvmnet-eno2.network'
+  '86b0634b48ed86810af229d1694ff0f3e6f1d8b9c94588320419aca4b8d3c942 0644 etc/systemd/network/10-kvmnet-eno3.link'
   '7813608b79293ad91f864ee4b9c124c6c3dfa5b68e80d56954fe5419d9db490c 0644 etc/systemd/network/10-kvmnet-eno3.network'
   '4b440e384ad6a6f3f56d7b657e666888a6b8b47790f7e1e6a1544c03442c97d1 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )

@@ -49,7 +49,7 @@ readonly -a FILES=(
   'f13d4b20ff5a0cccd2e7f10328836a4d8005125ebdc1e2837d8ea4a90304b1fb 0644 etc/systemd/network/10-kvmnet-br-vlans.network'
   '78e7b0e33a75b4760eaab6c59764bcc86aa2ee0347c6310216c4c5b01412e49f 0644 etc/systemd/network/10-kvmnet-br-web.netdev'
   'a29114f76449500f1f476124548646cc681b71961a100d0ba203455af6635c32 0644 etc/systemd/network/10-kvmnet-br-web.network'
-  '29f1f7c6f0544250b71781bbda6572e71ee9d545c167454fec2fed6cd28ccf48 0644 etc/systemd/network/10-kvmnet-ens3.link'
+  '34717e03b3d930db06cc201730a3d72839205c0b20cc5d1d39561ba45611d716 0644 etc/systemd/network/10-kvmnet-ens3.link'
   '8ec2059175ea45345a63891e2521abfb8a293e690f4332d1e185d08195908fdb 0644 etc/systemd/network/10-kvmnet-ens3.network'
   '1bb5367e19dd3f20ac9a0c4ed442100a20725322bab216c0470dd72e571ebc5f 0644 etc/systemd/network/10-kvmnet-vx-vlans.netdev'
   'b9377394c42554e090a21cf9e12a78ec5700f42722335ad2fe047233db804e0f 0644 etc/systemd/network/10-kvmnet-vx-vlans.network'

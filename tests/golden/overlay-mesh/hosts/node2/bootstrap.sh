@@ -49,7 +49,7 @@ readonly -a FILES=(
   '8d3b32c3156e6e7da14a51d15d5f54c86e2dddb1b9c9d3af0db01665575b75d8 0644 etc/systemd/network/10-kvmnet-br-vlans.network'
   '78e7b0e33a75b4760eaab6c59764bcc86aa2ee0347c6310216c4c5b01412e49f 0644 etc/systemd/network/10-kvmnet-br-web.netdev'
   'a29114f76449500f1f476124548646cc681b71961a100d0ba203455af6635c32 0644 etc/systemd/network/10-kvmnet-br-web.network'
-  '9d1d15327838c84dfac130476e161873f8063b894b1caad5d8ace7a45380e703 0644 etc/systemd/network/10-kvmnet-ens3.link'
+  'ecc3fa7f5cfc5b4d71dbe79e7cfceaee019450f90c1f0d8c724c4f689b6fd715 0644 etc/systemd/network/10-kvmnet-ens3.link'
   'eb5d08c8ede0fa7385dbe5b6e71941d82f0d02c2719aeeeff7f233409face6fb 0644 etc/systemd/network/10-kvmnet-ens3.network'
   '186c2dbc618df02b96d8d1278b2c580cb8e9599ece76e96781efa4754daf6a7b 0644 etc/systemd/network/10-kvmnet-vx-vlans.netdev'
   '558773ea56ba71c03de2e7b7414357ec5c9f8679b99ec1ea86a2ea76caff8bb6 0644 etc/systemd/network/10-kvmnet-vx-vlans.network'

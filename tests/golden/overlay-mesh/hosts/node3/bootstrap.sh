@@ -49,7 +49,7 @@ readonly -a FILES=(
   '4fc7e035fb756015fec6f0f6365dcd50835fce276ef8b87278443b99fa1315c9 0644 etc/systemd/network/10-kvmnet-br-vlans.network'
   '78e7b0e33a75b4760eaab6c59764bcc86aa2ee0347c6310216c4c5b01412e49f 0644 etc/systemd/network/10-kvmnet-br-web.netdev'
   'a29114f76449500f1f476124548646cc681b71961a100d0ba203455af6635c32 0644 etc/systemd/network/10-kvmnet-br-web.network'
-  'c6ba6e54624c752bb830bc09329aa326428dda6ba4f43884a25a3ae33e008758 0644 etc/systemd/network/10-kvmnet-ens3.link'
+  'bf1b50af2800851ac817ff8b96ef44641906094de9ee6750f3b0504d055cbb94 0644 etc/systemd/network/10-kvmnet-ens3.link'
   '5124b6cddd759999200dbb2044e550c5d2ab3e8dec2de1a8839860e0436eae19 0644 etc/systemd/network/10-kvmnet-ens3.network'
   'e960aa8775e31c2e682106206dd993c0d153b653436002644d830f58b037f20c 0644 etc/systemd/network/10-kvmnet-vx-vlans.netdev'
   'd4d81bc574d1c126372eb0ae73efaef3b36eef8b08a91f13cbbd07b1cb884cbd 0644 etc/systemd/network/10-kvmnet-vx-vlans.network'

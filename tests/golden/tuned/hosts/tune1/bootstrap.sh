@@ -43,8 +43,6 @@ readonly DEFAULT_ROLLBACK_AFTER=30
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  '7163d568261ea24b89e4231177eb5f09c9967cbef2502a06289cc0fca7577be7 0644 etc/default/grub.d/90-kvmnet.cfg'
-  '2632803c67a7f80944e780143818a9288b7ce9e7a1624d2a85950544dfa71b5b 0644 etc/kvmnet/kernel-cmdline'
   '0067b33de71ff21196bbe7e93610b8f8a025b415c6c470c0df83600eef964479 0644 etc/kvmnet/tc/ens1.tc'
   '16602c677e5ad41740c845880a18bcadd85a99d39190aba64218bc548dd8f2da 0644 etc/kvmnet/tc/ens2.tc'
   'a7854df499887e3aa6547ca17f9c7eaa3daa3bc161dc75c5efa6265ce098ab66 0644 etc/kvmnet/tc/ens4.tc'
@@ -53,7 +51,7 @@ readonly -a FILES=(
   '7f57d13753d5681d33d8e98c11011f88e2da2428291f4c4acf2d3d9eeaf4caa3 0644 etc/systemd/network/10-kvmnet-br-guests.netdev'
   'c8a0a00aeb22e3ddcbbf2447d7978824fa3007b934d008919ed3f98de0a5ea6d 0644 etc/systemd/network/10-kvmnet-br-guests.network'
   '106106cfe954e3cc0f7a47b27ac7030d8b42e08eb92c458bb340043b970db858 0644 etc/systemd/network/10-kvmnet-ens1.network'
-  '4de39e2ba2287be6866fd6aaa35dc06bd6fa3a0c606d31a1154b2cac55fd2f2f 0644 etc/systemd/network/10-kvmnet-ens2.link'
+  '3b289f2aa8598eeea1cabb9494b33a2d718a30578fd90ff3e2e162908f71a1f4 0644 etc/systemd/network/10-kvmnet-ens2.link'
   '86a1959b440cb5d7a081d22d124b7406ed5c92cdd651ce10644196cb6d80b9ee 0644 etc/systemd/network/10-kvmnet-ens2.network'
   '9e850c8e2191d05c561abb0684a8ee0d2b655e44f91c3ef21ecf3b57e12cb2d4 0644 etc/systemd/network/10-kvmnet-ens3.network'
   'b09c684147df112e0a566997ce28134233aa8abf0dbb2f140211c93615309f4c 0644 etc/systemd/network/10-kvmnet-ens4.network'
@@ -82,9 +80,6 @@ readonly -a TC_UNITS=(
 )
 # Kernel arguments kvmnet adds (EL: given to grubby; Debian/Ubuntu: in the GRUB drop-in).
 readonly -a CMDLINE=(
-  default_hugepagesz=1G
-  hugepagesz=1G
-  hugepages=16
 )
 
 
