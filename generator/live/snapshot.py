@@ -53,7 +53,12 @@ class Snapshot:
 
 
 def _attrs(message: Any) -> dict[str, Any]:
-    return {} if message is None else {str(key): value for key, value in message["attrs"]}
+    """A link's IFLA_INFO_DATA as a dict: {} for none, and for a kind pyroute2 does not
+    decode, whose data it leaves as a hex string (found in a Debian VM: `erspan0`, the
+    fallback device ip_gre adds to every namespace once loaded)."""
+    if message is None or isinstance(message, (str, bytes)):
+        return {}
+    return {str(key): value for key, value in message["attrs"]}
 
 
 def read(ns: str) -> Snapshot:
