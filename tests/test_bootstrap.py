@@ -132,7 +132,6 @@ def resolved_root(root: Path, *, installed: bool) -> Path:
     (root / "etc/resolv.conf").write_text("nameserver 198.51.100.53\n")
     if installed:
         (root / "lib/systemd/system").mkdir(parents=True)
-        (root / "lib/systemd/systemd-resolved").write_text("")
         (root / "lib/systemd/system" / layout.RESOLVED_UNIT).write_text(RESOLVED_UNIT_FILE)
     return root
 
