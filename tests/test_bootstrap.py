@@ -123,7 +123,9 @@ def test_first_run_installs_exactly_the_rootfs_and_second_changes_nothing(
         assert tree(root) == installed  # same content, modes, inodes and times
 
 
-RESOLVED_UNIT_FILE = "[Unit]\nDescription=stand-in\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+RESOLVED_UNIT_FILE = (
+    "[Unit]\nDescription=stand-in\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+)
 
 
 def resolved_root(root: Path, *, installed: bool) -> Path:

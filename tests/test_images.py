@@ -366,7 +366,9 @@ def test_host_image_cloud_init_is_nocloud_only_and_leaves_the_network(tmp_path: 
     shutil.copytree("/etc/cloud", etc, ignore=shutil.ignore_patterns("*.d", "templates"))
     (etc / "cloud.cfg.d").mkdir()
     # What diskimage-builder's cloud-init-datasources element writes for NoCloud.
-    (etc / "cloud.cfg.d/91-dib-cloud-init-datasources.cfg").write_text("datasource_list: [  NoCloud, None ]\n")
+    (etc / "cloud.cfg.d/91-dib-cloud-init-datasources.cfg").write_text(
+        "datasource_list: [  NoCloud, None ]\n"
+    )
     control = _cloud_init_reads(etc)
     assert control["datasource_list"] == ["NoCloud", "None"]
     assert control["network"] == {"version": 2, "ethernets": {"mgmt": {"dhcp4": True}}}

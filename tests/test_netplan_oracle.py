@@ -283,7 +283,11 @@ def d5_dhcp_asks_with_the_mac(kvmnet: ini.Units, network: Network) -> ini.Units:
     """
 
     def change(unit: ini.Unit, section: ini.Section) -> ini.Section:
-        if unit.kind is ini.Kind.NETWORK and section.name == "DHCP" and section.get("ClientIdentifier") == "mac":
+        if (
+            unit.kind is ini.Kind.NETWORK
+            and section.name == "DHCP"
+            and section.get("ClientIdentifier") == "mac"
+        ):
             return section.without("ClientIdentifier")
         return section
 

@@ -172,7 +172,10 @@ def test_hosts_with_nameservers_get_systemd_resolved() -> None:
             packages = text[text.index("%packages") :]
             listed = "\nsystemd-resolved\n" in packages[: packages.index("%end")]
         elif host.install.distro == "debian12":
-            listed = re.search(r"^d-i pkgsel/include string .*\bsystemd-resolved\b", text, re.MULTILINE) is not None
+            listed = (
+                re.search(r"^d-i pkgsel/include string .*\bsystemd-resolved\b", text, re.MULTILINE)
+                is not None
+            )
         else:
             config = _autoinstall(answer)["autoinstall"]
             assert isinstance(config, dict)
