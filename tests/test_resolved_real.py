@@ -107,8 +107,8 @@ class _InNamespace:
         )
         enter = ["nsenter", f"--mount=/proc/{self.keeper}/ns/mnt", f"--net=/proc/{self.keeper}/ns/net", "--"]
         env = ["env", f"DBUS_SYSTEM_BUS_ADDRESS=unix:path={BUS}", "SYSTEMD_COLORS=0", "COLUMNS=200"]
-        command = [*enter, *env, "sh", "-c", line]
-        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+        argv = [*enter, *env, "sh", "-c", line]
+        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
         return _Result(done.returncode, done.stdout, done.stderr)
 
     def file(self, path: str) -> Any:
