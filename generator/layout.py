@@ -125,6 +125,11 @@ FIRSTBOOT_UNIT = f"{UNIT_DIR}/{FIRSTBOOT_UNIT_NAME}"
 CLOUD_CFG_DIR = "/etc/cloud/cloud.cfg.d"
 #: Ubuntu: turns cloud-init's network handling off once networkd owns the host.
 CLOUD_NETWORK_OFF = f"{CLOUD_CFG_DIR}/99-kvmnet-network.cfg"
+#: Host images: NoCloud only, and cloud-init's network off (kvmnet's files own the NICs).
+CLOUD_HOST_IMAGE = f"{CLOUD_CFG_DIR}/99-kvmnet-host.cfg"
+#: The resolver file; a host with nameservers points it at systemd-resolved's stub.
+RESOLV_CONF = "/etc/resolv.conf"
+RESOLVED_UNIT = "systemd-resolved.service"
 #: libvirt's default storage pool: guests' disks and seeds (the domain XML names them).
 LIBVIRT_IMAGES = "/var/lib/libvirt/images"
 

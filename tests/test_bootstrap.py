@@ -123,6 +123,61 @@ def test_first_run_installs_exactly_the_rootfs_and_second_changes_nothing(
         assert tree(root) == installed  # same content, modes, inodes and times
 
 
+RESOLVED_UNIT_FILE = (
+    "[Unit]\nDescription=stand-in\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+)
+
+
+def resolved_root(root: Path, *, installed: bool) -> Path:
+    """A root with the installer's resolv.conf, and systemd-resolved's files if `installed`."""
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/resolv.conf").write_text("nameserver 198.51.100.53\n")
+    if installed:
+        (root / "lib/systemd/system").mkdir(parents=True)
+        (root / "lib/systemd/system" / layout.RESOLVED_UNIT).write_text(RESOLVED_UNIT_FILE)
+    return root
+
+
+def test_host_with_nameservers_uses_systemd_resolved(tmp_path: Path) -> None:
+    """default.yaml's hv1 has nameservers: resolved is enabled and resolv.conf points at
+    its stub; the installer's file is kept in the backup; a second run changes nothing."""
+    out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
+    root = resolved_root(tmp_path / "root", installed=True)
+    first = bootstrap(out, "hv1", "--root", str(root))
+    assert first.returncode == 0, first.stdout + first.stderr
+    resolv = root / from_root(layout.RESOLV_CONF)
+    assert os.readlink(resolv) == "../run/systemd/resolve/stub-resolv.conf"
+    wants = root / from_root(layout.UNIT_DIR) / "multi-user.target.wants" / layout.RESOLVED_UNIT
+    assert wants.is_symlink()
+    (kept,) = (root / STATE / "backup").glob("*/resolv.conf")
+    assert kept.read_text() == "nameserver 198.51.100.53\n"
+    before = tree(root)
+    second = bootstrap(out, "hv1", "--root", str(root))
+    assert "hv1: no changes" in second.stdout, second.stdout + second.stderr
+    assert tree(root) == before
+
+
+def test_resolved_missing_from_another_root_is_said_not_guessed(tmp_path: Path) -> None:
+    """Packages are installed on / only: for another root the run says what to install and
+    leaves resolv.conf as it is (pointing it at a stub no resolver serves would cut DNS)."""
+    out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
+    root = resolved_root(tmp_path / "root", installed=False)
+    result = bootstrap(out, "hv1", "--root", str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "install systemd-resolved there" in result.stdout
+    assert (root / "etc/resolv.conf").read_text() == "nameserver 198.51.100.53\n"
+
+
+def test_host_without_nameservers_keeps_its_resolver(tmp_path: Path) -> None:
+    out = built(REPO / "profiles" / "minimal.yaml", tmp_path / "out")
+    root = resolved_root(tmp_path / "root", installed=True)
+    result = bootstrap(out, "hv1", "--root", str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (root / "etc/resolv.conf").is_symlink()
+    assert (root / "etc/resolv.conf").read_text() == "nameserver 198.51.100.53\n"
+    assert "resolved" not in result.stdout
+
+
 def test_changed_profile_changes_only_the_affected_files(tmp_path: Path) -> None:
     v1 = built(REPO / "profiles" / "default.yaml", tmp_path / "v1")
     changed = (REPO / "profiles" / "default.yaml").read_text().replace("rate: 200Mbit", "rate: 300Mbit")

@@ -134,6 +134,9 @@ _HV = {  # default.yaml's hv1 and hv2 are alike (a YAML anchor shares tc and ker
     "test_mtu": 7,
     "test_master": 2,  # eno2 in br-guest, vx10010 in br-tenant
     "test_addresses": 3,  # eno1, mgmt100, gre-peer
+    "test_routes": 1,  # eno1: default via 192.0.2.1
+    "test_dns_servers": 1,  # eno1: 192.0.2.53, search example.net
+    "test_dns_resolves": 1,
     "test_vlan": 1,
     "test_vxlan": 1,
     "test_vxlan_fdb": 1,  # vx10010: the other member's VTEP
@@ -174,6 +177,7 @@ CHECK_GROUPS = {
             "test_mtu": 5,
             "test_master": 1,  # ens3
             "test_addresses": 1,  # ens1
+            "test_routes": 1,  # ens1: default via 192.0.2.1
             "test_stp": 1,
             "test_vlan_filtering": 1,
             "test_root_qdisc": 4,  # ens1 fq_codel, ens2 and ens4 htb, ens3 tbf (br-guests' port)

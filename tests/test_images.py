@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import re
 import shutil
@@ -157,7 +158,9 @@ def test_dib_lint_passes_and_checks_every_file(tmp_path: Path) -> None:
         assert expected <= seen, f"{name}: dib-lint did not check {sorted(expected - seen)}"
         assert "Skipping" not in result.stdout
         checked_total += len(seen)
-    assert checked_total == 6 * len(ELEMENTS)  # every file but README.rst, in every element
+    # every file but README.rst, in every element: six, and a host's cloud.cfg
+    hosts = sum(1 for name in ELEMENTS if name.endswith("/kvmnet-host"))
+    assert checked_total == 6 * len(ELEMENTS) + hosts
 
 
 @pytest.mark.consumer
@@ -191,6 +194,7 @@ def test_element_structure(name: str) -> None:
         "kvmnet-guest-files/files.tar.gz" if element == "kvmnet-guest" else "kvmnet-host-bundle/bundle.tar.gz"
     )
     hook = "install.d/60-kvmnet-guest" if element == "kvmnet-guest" else "finalise.d/60-kvmnet-host"
+    host_only = {"kvmnet-host-bundle/cloud.cfg"} if element == "kvmnet-host" else set()
     assert set(rel) == {
         "README.rst",
         "element-deps",
@@ -199,6 +203,7 @@ def test_element_structure(name: str) -> None:
         f"cleanup.d/99-{element}-seal",
         data,
         hook,
+        *host_only,
     }
     assert rel["element-deps"].content.decode().split() == [
         "cloud-init",
@@ -311,6 +316,65 @@ def test_host_element_carries_the_pxe_bundle() -> None:
     }
     assert rootfs and {k: v for k, v in members.items() if k.startswith(f"{layout.ROOTFS}/")} == rootfs
     assert members[layout.BOOTSTRAP] == (0o755, by_path[layout.bootstrap("tune1")].content)
+
+
+#: Debian's cloud-init 22.4 reading /etc/cloud/cloud.cfg and cloud.cfg.d of argv[1] as it does
+#: at boot (util.read_conf_with_confd), then deciding the network as
+#: `stages.Init._find_networking_config` does, for a NoCloud seed that has a network-config.
+CLOUD_INIT_READS_CONFIG = """
+import json, sys
+from cloudinit import sources, util
+from cloudinit.sources.DataSourceNoCloud import DataSourceNoCloud
+from cloudinit.stages import Init
+cfg = util.read_conf_with_confd(sys.argv[1] + "/cloud.cfg")
+class Seeded:
+    network_config = {"version": 2, "ethernets": {"mgmt": {"dhcp4": True}}}
+    network_config_sources = DataSourceNoCloud.network_config_sources
+init = Init(ds_deps=[])
+init._cfg = cfg
+init.datasource = Seeded()
+config, source = init._find_networking_config()
+print(json.dumps({"datasource_list": cfg.get("datasource_list"), "network": config, "source": str(source)}))
+"""
+
+
+def _cloud_init_reads(etc_cloud: Path) -> dict[str, object]:
+    if shutil.which("cloud-init") is None:
+        pytest.fail("cloud-init is needed (apt-get install cloud-init; deps/apt-test.txt lists it)")
+    seen = subprocess.run(
+        ["/usr/bin/python3", "-c", CLOUD_INIT_READS_CONFIG, str(etc_cloud)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    data = json.loads(seen.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.consumer
+def test_host_image_cloud_init_is_nocloud_only_and_leaves_the_network(tmp_path: Path) -> None:
+    """The host element's cloud.cfg.d file, beside the one diskimage-builder's
+    cloud-init-datasources element writes (`[NoCloud, None]`), read by Debian's cloud-init:
+    NoCloud only, and no network config even when a seed brings one (kvmnet's networkd
+    files own the NICs). The control, without it: `None` listed, the seed's network used."""
+    planned = plan_profile(REPO / "profiles/tuned.yaml")
+    by_path = {a.path: a for a in artifacts_for(planned)}
+    element = layout.element_dir("tune1", "host")
+    ours = by_path[f"{element}/kvmnet-host-bundle/cloud.cfg"].content
+    finalise = by_path[f"{element}/finalise.d/60-kvmnet-host"].content.decode()
+    assert f"/tmp/in_target.d/kvmnet-host-bundle/cloud.cfg {layout.CLOUD_HOST_IMAGE}" in finalise
+    etc = tmp_path / "etc-cloud"
+    shutil.copytree("/etc/cloud", etc, ignore=shutil.ignore_patterns("*.d", "templates"))
+    (etc / "cloud.cfg.d").mkdir()
+    # What diskimage-builder's cloud-init-datasources element writes for NoCloud.
+    (etc / "cloud.cfg.d/91-dib-cloud-init-datasources.cfg").write_text(
+        "datasource_list: [  NoCloud, None ]\n"
+    )
+    control = _cloud_init_reads(etc)
+    assert control["datasource_list"] == ["NoCloud", "None"]
+    assert control["network"] == {"version": 2, "ethernets": {"mgmt": {"dhcp4": True}}}
+    (etc / "cloud.cfg.d" / layout.CLOUD_HOST_IMAGE.rsplit("/", 1)[1]).write_bytes(ours)
+    seen = _cloud_init_reads(etc)
+    assert seen == {"datasource_list": ["NoCloud"], "network": None, "source": "system_cfg"}
 
 
 @pytest.mark.consumer

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -471,3 +473,225 @@ def test_vxlan_fdb_wants_every_planned_peer() -> None:
         r"192.0.2.14, found 00:00:00:00:00:00 dst 192.0.2.12, 00:00:00:00:00:00 dst 192.0.2.13$",
     ):
         checks.vxlan_fdb(_machine(links=links, **{"bridge -j fdb show dev vx100": FDB}), link)
+
+
+# --- routes and DNS --------------------------------------------------------------------------
+
+#: `ip -j -4 route show table all` and `ip -j -6 ...` of iproute2 6.1, captured in a namespace
+#: here after: default via 192.0.2.1; 10.0.0.0/8 via 192.0.2.254 metric 200; 10.9.0.0/16 via
+#: 192.0.2.254 table 100; blackhole 198.51.100.0/24; IPv6 default via 2001:db8::1.
+ROUTES4: list[dict[str, Any]] = [
+    {"dst": "10.9.0.0/16", "gateway": "192.0.2.254", "dev": "d0", "table": "100", "flags": []},
+    {"dst": "default", "gateway": "192.0.2.1", "dev": "d0", "flags": []},
+    {"dst": "10.0.0.0/8", "gateway": "192.0.2.254", "dev": "d0", "metric": 200, "flags": []},
+    {
+        "dst": "192.0.2.0/24",
+        "dev": "d0",
+        "protocol": "kernel",
+        "scope": "link",
+        "prefsrc": "192.0.2.11",
+        "flags": [],
+    },
+    {"type": "blackhole", "dst": "198.51.100.0/24", "flags": []},
+    {
+        "type": "local",
+        "dst": "192.0.2.11",
+        "dev": "d0",
+        "table": "local",
+        "protocol": "kernel",
+        "scope": "host",
+        "prefsrc": "192.0.2.11",
+        "flags": [],
+    },
+]
+ROUTES6: list[dict[str, Any]] = [
+    {"dst": "2001:db8::/64", "dev": "d0", "protocol": "kernel", "metric": 256, "flags": [], "pref": "medium"},
+    {"dst": "default", "gateway": "2001:db8::1", "dev": "d0", "metric": 1024, "flags": [], "pref": "medium"},
+]
+
+
+def _routed(*, ipv6: bool = True) -> checks.Machine:
+    answers = {
+        "links": [{"ifname": "d0", "mtu": 1500, "address": "52:54:00:00:00:01"}],
+        "ip -j -4 route show table all": json.dumps(ROUTES4),
+    }
+    if ipv6:
+        answers["ip -j -6 route show table all"] = json.dumps(ROUTES6)
+        answers["cat /proc/net/if_inet6"] = ""
+    return _machine(**answers)
+
+
+def test_routes_read_ips_json_with_its_defaults_spelled_out() -> None:
+    found = checks.routes_in(ROUTES4, 4)
+    assert found[0] == checks.KernelRoute("10.9.0.0/16", "192.0.2.254", "d0", 0, "100", "unicast")
+    assert found[1] == checks.KernelRoute("0.0.0.0/0", "192.0.2.1", "d0", 0, "main", "unicast")
+    assert found[2].metric == 200
+    assert found[4] == checks.KernelRoute("198.51.100.0/24", None, None, 0, "main", "blackhole")
+    assert found[5].destination == "192.0.2.11/32"  # a host route, printed without /32
+    assert checks.routes_in(ROUTES6, 6)[1] == checks.KernelRoute(
+        "::/0", "2001:db8::1", "d0", 1024, "main", "unicast"
+    )
+
+
+def test_planned_routes_are_found_by_destination_gateway_metric_table_and_type() -> None:
+    machine = _routed()
+    link = _link("d0")
+    link["routes"] = [
+        {"destination": "0.0.0.0/0", "gateway": "192.0.2.1"},
+        {"destination": "10.0.0.0/8", "gateway": "192.0.2.254", "metric": 200},
+        {"destination": "10.9.0.0/16", "gateway": "192.0.2.254", "table": 100},
+        {"destination": "198.51.100.0/24", "type": "blackhole"},
+        {"destination": "::/0", "gateway": "2001:db8:0::1"},  # spelled otherwise: same address
+    ]
+    checks.link_routes(machine, link)
+
+
+@pytest.mark.parametrize(
+    ("route", "said"),
+    [
+        # the metric differs: the route there is named
+        (
+            {"destination": "10.0.0.0/8", "gateway": "192.0.2.254", "metric": 100},
+            "10.0.0.0/8 via 192.0.2.254 metric 100 (found: 10.0.0.0/8 via 192.0.2.254 dev d0 metric 200)",
+        ),
+        # in the main table, not table 100
+        (
+            {"destination": "10.9.0.0/16", "gateway": "192.0.2.254"},
+            "10.9.0.0/16 via 192.0.2.254 (found: 10.9.0.0/16 via 192.0.2.254 dev d0 metric 0 table 100)",
+        ),
+        (
+            {"destination": "0.0.0.0/0", "gateway": "192.0.2.2"},
+            "0.0.0.0/0 via 192.0.2.2 (found: 0.0.0.0/0 via",
+        ),
+        ({"destination": "203.0.113.0/24"}, "203.0.113.0/24 (found: no route to it)"),
+    ],
+)
+def test_a_missing_route_is_named_with_what_is_there(route: checks.LinkRoute, said: str) -> None:
+    link = _link("d0")
+    link["routes"] = [route]
+    with pytest.raises(pytest.fail.Exception, match=r"^d0: routes missing: " + re.escape(said)):
+        checks.link_routes(_routed(), link)
+
+
+def test_without_an_ipv6_stack_there_are_no_ipv6_routes_and_ip_6_is_not_run() -> None:
+    machine = _routed(ipv6=False)
+    assert machine.routes(6) == []
+    link = _link("d0")
+    link["routes"] = [{"destination": "::/0", "gateway": "2001:db8::1"}]
+    with pytest.raises(pytest.fail.Exception, match=r"found: no route to it"):
+        checks.link_routes(machine, link)
+
+
+#: `resolvectl dns eno1` / `resolvectl domain eno1` of systemd 252 (resolvectl.c
+#: status_print_strv_ifindex: `Link N (name):`, items wrapped at the terminal's width onto
+#: lines indented to "Global: "'s width). The real resolved of tests/test_resolved_real.py
+#: printed `Link 2 (eno1): 192.0.2.53` and `Link 2 (eno1): example.net`.
+RESOLVECTL_DNS = "Link 2 (eno1): 192.0.2.53 2001:db8::53\n"
+RESOLVECTL_WRAPPED = "Link 2 (eno1): 192.0.2.53 192.0.2.54\n        192.0.2.55#dns.example.net\n"
+RESOLVECTL_DOMAIN = "Link 2 (eno1): example.net ~corp.example\n"
+
+
+def test_resolvectl_items_read_one_link_wrapped_or_not() -> None:
+    assert checks.resolvectl_items(RESOLVECTL_DNS) == ["192.0.2.53", "2001:db8::53"]
+    assert checks.resolvectl_items(RESOLVECTL_WRAPPED) == [
+        "192.0.2.53",
+        "192.0.2.54",
+        "192.0.2.55#dns.example.net",
+    ]
+    assert checks.resolvectl_items("Link 2 (eno1):\n") == []
+    assert checks.resolvectl_items(RESOLVECTL_DOMAIN) == ["example.net", "~corp.example"]
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("192.0.2.53", "192.0.2.53"),
+        ("192.0.2.53:5353", "192.0.2.53"),
+        ("192.0.2.53#dns.example.net", "192.0.2.53"),
+        ("2001:db8:0::53", "2001:db8::53"),
+        ("[2001:db8::53]:53%eno1#dns.example.net", "2001:db8::53"),
+    ],
+)
+def test_server_address_drops_port_interface_and_name(text: str, address: str) -> None:
+    assert checks.server_address(text) == address
+
+
+def _dns_link() -> checks.Link:
+    link = _link("eno1")
+    link["dns"] = {"servers": ["192.0.2.53", "2001:db8::53"], "domains": ["example.net", "~corp.example"]}
+    return link
+
+
+def _resolving(query: str | None) -> checks.Machine:
+    answers: dict[str, object] = {
+        "links": [{"ifname": "eno1", "mtu": 1500, "address": "52:54:00:00:00:01"}],
+        "resolvectl dns eno1": RESOLVECTL_DNS,
+        "resolvectl domain eno1": RESOLVECTL_DOMAIN,
+    }
+    if query is not None:
+        line = (
+            "resolvectl query --interface=eno1 --protocol=dns --cache=no --legend=no --type=SOA example.net"
+        )
+        answers[line] = query
+    return _machine(**answers)
+
+
+def test_dns_servers_and_domains_are_resolveds_for_the_link() -> None:
+    checks.dns_servers(_resolving(None), _dns_link())
+    other = _dns_link()
+    other["dns"]["servers"] = ["192.0.2.54"]
+    with pytest.raises(
+        pytest.fail.Exception,
+        match=r"^eno1: DNS servers expected \['192.0.2.54'\], found \['192.0.2.53', '2001:db8::53'\]$",
+    ):
+        checks.dns_servers(_resolving(None), other)
+
+
+def test_dns_resolves_asks_the_first_search_domains_soa_on_the_link() -> None:
+    # resolvectl 252's answer, as tests/test_resolved_real.py's real resolved printed it
+    answer = "example.net IN SOA ns1.example.net hostmaster.ns1.example.net 1796319018 1200 180 1209600 600 -- link: eno1\n"
+    checks.dns_resolves(_resolving(answer), _dns_link())
+    # no answer (the stand-in host exits 1, as resolvectl does): named with the servers asked
+    with pytest.raises(
+        pytest.fail.Exception, match=r"^eno1: example.net SOA through 192.0.2.53, 2001:db8::53: "
+    ):
+        checks.dns_resolves(_resolving(None), _dns_link())
+    # an answer for another name is no answer
+    with pytest.raises(pytest.fail.Exception):
+        checks.dns_resolves(
+            _resolving("example.org IN SOA ns1.example.org h.example.org 1 2 3 4 5\n"), _dns_link()
+        )
+    bare = _dns_link()
+    bare["dns"]["domains"] = []
+    with pytest.raises(pytest.skip.Exception, match="no search domain"):
+        checks.dns_resolves(_resolving(None), bare)
+
+
+def test_resolver_is_active_and_resolv_conf_its_stub() -> None:
+    entry: checks.Resolver = {
+        "unit": "systemd-resolved.service",
+        "resolv_conf": "/etc/resolv.conf",
+        "stub": "/run/systemd/resolve/stub-resolv.conf",
+    }
+    good = _machine(
+        **{
+            "systemctl is-active systemd-resolved.service": "active\n",
+            "readlink -f /etc/resolv.conf": "/run/systemd/resolve/stub-resolv.conf\n",
+        }
+    )
+    checks.resolver(good, entry)
+    kept = _machine(
+        **{
+            "systemctl is-active systemd-resolved.service": "active\n",
+            "readlink -f /etc/resolv.conf": "/etc/resolv.conf\n",
+        }
+    )
+    with pytest.raises(
+        pytest.fail.Exception,
+        match=r"^/etc/resolv.conf: target expected /run/systemd/resolve/stub-resolv.conf, found /etc/resolv.conf$",
+    ):
+        checks.resolver(kept, entry)
+    with pytest.raises(
+        pytest.fail.Exception, match=r"^systemd-resolved.service: state expected active, found unknown$"
+    ):
+        checks.resolver(_machine(), entry)

@@ -302,6 +302,49 @@ def d5_link_matches_the_coming_name(kvmnet: ini.Units, network: Network) -> ini.
     return out
 
 
+def d6_dhcp_asks_with_the_mac(kvmnet: ini.Units, network: Network) -> ini.Units:
+    """D6: kvmnet asks DHCPv4 with `ClientIdentifier=mac`; netplan leaves networkd's DUID.
+
+    Drops kvmnet's `ClientIdentifier=mac` from [DHCP] (kvmnet has no `dhcp-identifier:`,
+    so netplan's input never asks for it).
+    """
+
+    def change(unit: ini.Unit, section: ini.Section) -> ini.Section:
+        if (
+            unit.kind is ini.Kind.NETWORK
+            and section.name == "DHCP"
+            and section.get("ClientIdentifier") == "mac"
+        ):
+            return section.without("ClientIdentifier")
+        return section
+
+    return each_section(kvmnet, change)
+
+
+def d7_dhcp_bridge_takes_the_port_mac(kvmnet: ini.Units, network: Network) -> ini.Units:
+    """D7: a bridge running DHCPv4 without `macaddress:` gets `MACAddress=none` from kvmnet.
+
+    Drops exactly that line from the .netdev of bridges the profile gives dhcp4 and no MAC.
+    """
+    bridges = {
+        str(ident)
+        for ident, spec in (network.get("bridges") or {}).items()
+        if isinstance(spec, Mapping) and spec.get("dhcp4") and spec.get("macaddress") is None
+    }
+
+    def change(unit: ini.Unit, section: ini.Section) -> ini.Section:
+        if (
+            unit.kind is ini.Kind.NETDEV
+            and unit.identity in bridges
+            and section.name == "NetDev"
+            and section.get("MACAddress") == "none"
+        ):
+            return section.without("MACAddress")
+        return section
+
+    return each_section(kvmnet, change)
+
+
 Step = Callable[[ini.Units, Network], ini.Units]
 NETPLAN_ONLY: tuple[Step, ...] = (
     n1_netplan_doubled_nameservers,
@@ -312,6 +355,8 @@ KVMNET_ONLY: tuple[Step, ...] = (
     d1_default_link_policies,
     d3_onlink_false_is_written,
     d5_link_matches_the_coming_name,
+    d6_dhcp_asks_with_the_mac,
+    d7_dhcp_bridge_takes_the_port_mac,
 )
 BOTH: tuple[Step, ...] = (e1_route_scope_defaults, e2_onlink_no_with_static_address)
 
@@ -583,6 +628,8 @@ PREMISES: tuple[tuple[Step, str, str], ...] = (
     (d3_onlink_false_is_written, "kvmnet", "routes-on-link-false-dhcp"),
     (d4_bridge_mtu_in_network_only, "netplan", "bridge-mtu"),
     (d5_link_matches_the_coming_name, "kvmnet", "ethernet-match-glob-offloads"),
+    (d6_dhcp_asks_with_the_mac, "kvmnet", "ethernet-dhcp4"),
+    (d7_dhcp_bridge_takes_the_port_mac, "kvmnet", "bridge-dhcp"),
 )
 
 

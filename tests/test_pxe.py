@@ -18,6 +18,7 @@ profile of the nastiest values the validators still accept:
 from __future__ import annotations
 
 import base64
+import os
 import random
 import re
 import stat
@@ -43,6 +44,7 @@ from generator.renderers.bundle import host_members
 from tests.support.cli import kvmnet
 from tests.support.pxe import (
     AUTOINSTALL_SCHEMA,
+    INSTALLER_RESOLV_CONF,
     Target,
     debconf_values,
     heredoc,
@@ -62,6 +64,14 @@ hosts:
     distro: el9
     install: {disk: sdb, timezone: Europe/Berlin}
     kernel: {cmdline: [intel_iommu=on]}
+  el-dns:
+    distro: el9
+    kernel: {cmdline: [iommu=pt]}
+    network:
+      ethernets:
+        eno1:
+          addresses: [192.0.2.10/24]
+          nameservers: {addresses: [192.0.2.53], search: [example.net]}
   deb-https:
     distro: debian12
     install: {mirror: "https://mirror.example.net:8443/debian/", disk: nvme0n1, timezone: America/New_York}
@@ -71,7 +81,7 @@ hosts:
     kernel: {cmdline: [iommu=pt], ipv6: removed}
     network:
       ethernets:
-        ens1: {dhcp4: true}
+        ens1: {dhcp4: true, nameservers: {addresses: [192.0.2.53]}}
 """
 
 #: What the validators still accept, at its nastiest: every character the mirror-URL rule
@@ -148,6 +158,32 @@ def test_every_distro_and_branch_is_covered() -> None:
         assert any(h.install.disk for h in mine) and any(not h.install.disk for h in mine), distro
         assert any(h.kernel.cmdline for h in mine), distro
         assert any(h.interfaces for h in mine) and any(not h.interfaces for h in mine), distro
+
+
+def test_hosts_with_nameservers_get_systemd_resolved() -> None:
+    """Only systemd-resolved reads networkd's DNS=: each installer installs its package for a
+    host with nameservers (none on Ubuntu 22.04, whose systemd has it), and only then."""
+    seen = set()
+    for name, host_name in CASES:
+        host, _, answer = _case(name, host_name)
+        text = answer.content.decode()
+        package = host.resolver.package if host.resolver else None
+        if host.install.distro == "el9":
+            packages = text[text.index("%packages") :]
+            listed = "\nsystemd-resolved\n" in packages[: packages.index("%end")]
+        elif host.install.distro == "debian12":
+            listed = (
+                re.search(r"^d-i pkgsel/include string .*\bsystemd-resolved\b", text, re.MULTILINE)
+                is not None
+            )
+        else:
+            config = _autoinstall(answer)["autoinstall"]
+            assert isinstance(config, dict)
+            listed = "systemd-resolved" in config.get("packages", [])
+        assert listed == (package is not None), f"{name}-{host_name}"
+        seen.add((host.install.distro, host.resolver is not None, package is not None))
+    assert {("el9", True, True), ("debian12", True, True), ("ubuntu2204", True, False)} <= seen
+    assert {("el9", False, False), ("debian12", False, False)} <= seen
 
 
 def test_only_installer_files_are_added() -> None:
@@ -311,7 +347,8 @@ def test_installer_commands_install_the_bundle(name: str, host_name: str, tmp_pa
     host, artifacts, artifact = _case(name, host_name)
     distro = host.install.distro
     target = Target(tmp_path / "target")
-    target.prepare(distro)
+    package = host.resolver.package if host.resolver else None
+    target.prepare(distro, (package,) if package else ())
     for kind, command in _installer_commands(host, artifact, tmp_path):
         if kind == "chroot":
             target.add(command, chrooted=True)
@@ -365,6 +402,13 @@ def test_installer_commands_install_the_bundle(name: str, host_name: str, tmp_pa
         assert (root / from_root(layout.INSTALLER_NETWORK) / "00-installer-config.yaml").exists()
         cloud_cfg = (root / from_root(layout.CLOUD_NETWORK_OFF)).read_text()
         assert yaml.safe_load(cloud_cfg) == {"network": {"config": "disabled"}}
+    # A host with nameservers resolves through systemd-resolved from the first boot on.
+    resolv = root / from_root(layout.RESOLV_CONF)
+    if host.resolver:
+        assert os.readlink(resolv) == host.resolver.stub
+        assert (units / "multi-user.target.wants" / layout.RESOLVED_UNIT).is_symlink()
+    else:
+        assert resolv.read_text() == INSTALLER_RESOLV_CONF
     if host.interfaces:
         assert (units / "multi-user.target.wants/systemd-networkd.service").is_symlink()
     if distro == "el9":

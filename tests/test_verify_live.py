@@ -347,7 +347,8 @@ def broken_host(lab: Lab, kernel: Kernel, tmp_path: Path) -> tuple[Bench, Machin
 
 
 def test_broken_host_fails(lab: Lab, kernel: Kernel, tmp_path: Path) -> None:
-    """MTU changed, tbf rate changed, a device deleted: exit 1, each named with both values."""
+    """MTU changed, tbf rate changed, a device deleted, the default route moved: exit 1,
+    each named with both values."""
     bench, machine = broken_host(lab, kernel, tmp_path)
     run("ip", "-n", machine.ns, "link", "set", "eno1", "mtu", "1500")
     run(
@@ -355,6 +356,7 @@ def test_broken_host_fails(lab: Lab, kernel: Kernel, tmp_path: Path) -> None:
         *("tbf", "rate", "100mbit", "burst", "256kb", "latency", "50ms"),
     )
     run("ip", "-n", machine.ns, "link", "delete", "br-tenant")
+    run("ip", "-n", machine.ns, "route", "replace", "default", "via", "192.0.2.254", "dev", "eno1")
     junit, report = tmp_path / "hv1.xml", tmp_path / "hv1.json"
     result = kvmnet_in(
         machine.ns,
@@ -366,6 +368,9 @@ def test_broken_host_fails(lab: Lab, kernel: Kernel, tmp_path: Path) -> None:
         "test_mtu[eno1]": "eno1: MTU expected 9000, found 1500",
         "test_shaping_rate[eno2]": "eno2: root qdisc rate expected 200Mbit, found 100Mbit",
         "test_link_exists[br-tenant]": "br-tenant: expected a bridge device, found none",
+        "test_routes[eno1]": (
+            "eno1: routes missing: 0.0.0.0/0 via 192.0.2.1 (found: 0.0.0.0/0 via 192.0.2.254 dev eno1 metric 0)"
+        ),
         # the deleted bridge took its port with it
         "test_master[vx10010]": "vx10010: master expected br-tenant, found none",
     }

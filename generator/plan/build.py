@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from generator.errors import Diagnostic, PlanError
@@ -33,6 +33,7 @@ from generator.plan.types import (
     OverlayMember,
     OverlayPlan,
     Plan,
+    ResolverPlan,
     Route,
     TunnelSettings,
 )
@@ -144,7 +145,26 @@ def _host(
             timezone=spec.install.timezone,
         ),
         tap_ports=taps,
+        resolver=_resolver(spec.distro, interfaces),
     )
+
+
+#: The package of systemd-resolved by distro: Debian 12 and EL9 ship it apart from
+#: `systemd` (Debian: only Suggested), Ubuntu 24.04 too; Ubuntu 22.04's `systemd` has it.
+RESOLVED_PACKAGE = {
+    "debian12": "systemd-resolved",
+    "el9": "systemd-resolved",
+    "ubuntu2204": None,
+    "ubuntu2404": "systemd-resolved",
+}
+
+
+def _resolver(distro: str, interfaces: Sequence[Interface]) -> ResolverPlan | None:
+    """systemd-resolved when some device has nameservers (networkd's DNS=/Domains= reach
+    nothing else); without any, the host keeps the resolver it has (docs/hypervisor.md)."""
+    if not any(i.dns or i.domains for i in interfaces):
+        return None
+    return ResolverPlan(RESOLVED_PACKAGE[distro])
 
 
 def _unique_vnis(table: HostDevices, problems: list[Diagnostic]) -> None:
@@ -308,6 +328,7 @@ def _interface(
         dns=spec.nameservers.addresses if spec and spec.nameservers else (),
         domains=spec.nameservers.search if spec and spec.nameservers else (),
         dhcp=_dhcp(dev),
+        dhcp4_client_id="mac" if spec and spec.dhcp4 else None,
         link_local=_link_local(dev, ipv6, problems),
         accept_ra=_accept_ra(dev, ipv6, problems),
         required_for_online=not (spec.optional if spec else False),
@@ -397,6 +418,7 @@ def _bridge(dev: Dev) -> BridgeSettings | None:
         priority=p.priority if p else None,
         vlan_filtering=bool(ext and ext.vlan_filtering),
         default_pvid=ext.default_pvid if ext else None,
+        mac_from_ports=bool(spec.dhcp4) and spec.macaddress is None,
     )
 
 

@@ -135,6 +135,10 @@ class BridgeSettings:
     priority: int | None = None
     vlan_filtering: bool = False
     default_pvid: int | str | None = None  # a VLAN id or "none"
+    #: `[NetDev] MACAddress=none`: the kernel gives the bridge its (lowest) port's MAC
+    #: instead of networkd's machine-id-derived one, so that DHCP on the bridge asks with
+    #: the NIC's MAC, as the installer did (docs/hypervisor.md, "DHCP on a bridge").
+    mac_from_ports: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +218,9 @@ class Interface:
     dns: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
     dhcp: Dhcp | None = None
+    #: DHCPv4 `ClientIdentifier=`: "mac" (type 1 + the link's MAC, as installers ask),
+    #: not networkd's default DUID; None without a DHCPv4 client.
+    dhcp4_client_id: str | None = None
     link_local: str = "ipv6"  # networkd LinkLocalAddressing=
     accept_ra: bool | None = None
     required_for_online: bool = True
@@ -435,6 +442,16 @@ class InstallPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolverPlan:
+    """systemd-resolved on a host: the only reader of networkd's `DNS=`/`Domains=`."""
+
+    #: The distro's package, or None where the `systemd` package carries it (Ubuntu 22.04).
+    package: str | None
+    #: Where /etc/resolv.conf points once the host uses it (relative, as Debian's postinst).
+    stub: str = "../run/systemd/resolve/stub-resolv.conf"
+
+
+@dataclass(frozen=True, slots=True)
 class HostPlan:
     name: str
     interfaces: tuple[Interface, ...]  # sorted by id
@@ -444,6 +461,8 @@ class HostPlan:
     install: InstallPlan = InstallPlan("debian12", None, None, None, "UTC")
     #: Guest taps that are VLAN-aware bridge ports (`kvmnet.ports` naming a guest's `target`).
     tap_ports: tuple[Interface, ...] = ()
+    #: systemd-resolved, when some device has nameservers: None keeps the host's resolver.
+    resolver: ResolverPlan | None = None
 
     def get(self, ident: str) -> Interface:
         # Binary search: interfaces are sorted by id, and renderers look devices up once

@@ -54,6 +54,8 @@ class Paths:
     tc_batch: str
     tc_unit_prefix: str
     tc_unit_suffix: str
+    resolv_conf: str
+    resolved_unit: str
 
     def patterns(self) -> tuple[str, ...]:
         """Every pattern that sorts a rootfs file into what to apply."""
@@ -97,6 +99,8 @@ PATHS = Paths(
     tc_batch=_in(layout.TC_DIR, f"*{layout.TC_SUFFIX}"),
     tc_unit_prefix=layout.TC_UNIT_PREFIX,
     tc_unit_suffix=layout.TC_UNIT_SUFFIX,
+    resolv_conf=from_root(layout.RESOLV_CONF),
+    resolved_unit=layout.RESOLVED_UNIT,
 )
 
 

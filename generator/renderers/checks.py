@@ -78,6 +78,9 @@ def _host_sections(state: HostState) -> set[str]:
         "sysctls": bool(state["sysctls"]),
         "modules": bool(state["modules"]),
         "cmdline": bool(state["cmdline"]),
+        "routes": any("routes" in link for link in links),
+        "dns": any("dns" in link for link in links),
+        "resolver": state["resolver"] is not None,
     }
     return {name for name, present in found.items() if present}
 

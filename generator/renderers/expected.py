@@ -15,6 +15,7 @@ plain install of the generator does not have.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import TYPE_CHECKING, Final
 
@@ -44,11 +45,13 @@ if TYPE_CHECKING:
         LinkBridge,
         LinkGre,
         LinkMatch,
+        LinkRoute,
         LinkVxlan,
         Module,
         Nic,
         Qdisc,
         QdiscRate,
+        Resolver,
         Scope,
         Sysctl,
     )
@@ -135,6 +138,26 @@ def _gre(tunnel: TunnelSettings) -> LinkGre:
     return gre
 
 
+def _routes(iface: Interface) -> list[LinkRoute]:
+    """The routes networkd adds for the device: `Gateway=` (a default route), then `[Route]`s."""
+    routes: list[LinkRoute] = [
+        {"destination": "::/0" if ":" in gateway else "0.0.0.0/0", "gateway": gateway}
+        for gateway in iface.gateways
+    ]
+    for route in iface.routes:
+        entry: LinkRoute = {"destination": route.destination}
+        if route.gateway is not None:
+            entry["gateway"] = route.gateway
+        if route.metric is not None:
+            entry["metric"] = route.metric
+        if route.table is not None:
+            entry["table"] = route.table
+        if route.type is not None:
+            entry["type"] = route.type
+        routes.append(entry)
+    return routes
+
+
 def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> Link:
     entry: Link = {"id": iface.id, "name": iface.name, "kind": iface.kind.value, "mtu": iface.mtu}
     if iface.name is None:  # networkd finds it by [Match]: so does the check
@@ -154,6 +177,10 @@ def link_entry(host: HostPlan, iface: Interface, guest: str | None = None) -> Li
         }
     if iface.addresses:
         entry["addresses"] = list(iface.addresses)
+    if routes := _routes(iface):
+        entry["routes"] = routes
+    if iface.dns or iface.domains:
+        entry["dns"] = {"servers": list(iface.dns), "domains": list(iface.domains)}
     if iface.kind is Kind.VLAN and iface.vlan_id is not None and iface.lower:
         entry["vlan"] = {"id": iface.vlan_id, "link": host.get(iface.lower).netdev_name}
     tunnel = iface.tunnel
@@ -232,6 +259,13 @@ def _sysctl(key: str, value: str, optional: bool = False) -> Sysctl:
     return entry
 
 
+def _resolver(host: HostPlan) -> Resolver | None:
+    if host.resolver is None:
+        return None
+    stub = posixpath.normpath(posixpath.join(posixpath.dirname(layout.RESOLV_CONF), host.resolver.stub))
+    return {"unit": layout.RESOLVED_UNIT, "resolv_conf": layout.RESOLV_CONF, "stub": stub}
+
+
 def host_state(plan: Plan, host: HostPlan, generated: str) -> HostState:
     taps = _tap_guests(plan, host)
     kernel = host.kernel
@@ -248,6 +282,7 @@ def host_state(plan: Plan, host: HostPlan, generated: str) -> HostState:
         "modules": modules,
         "cmdline": cmdline,
         "reboot_marker": layout.REBOOT_MARKER,
+        "resolver": _resolver(host),
     }
 
 

@@ -25,6 +25,8 @@ import io
 import tarfile
 from collections.abc import Sequence
 
+import yaml
+
 from generator import layout
 from generator.plan.types import GuestPlan, HostPlan, NicTuningUnit, Plan
 from generator.renderers import guestfiles, yamltext
@@ -49,6 +51,23 @@ HOST_DATA = "kvmnet-host-bundle"
 IN_TARGET = "/tmp/in_target.d"
 GUEST_TARBALL = "files.tar.gz"
 HOST_TARBALL = "bundle.tar.gz"
+HOST_CLOUD_CFG = "cloud.cfg"
+
+
+def host_cloud_cfg() -> str:
+    """cloud-init's settings in a host image (CLOUD_HOST_IMAGE, after the
+    cloud-init-datasources element's 91-dib-*.cfg, whose list ends in `None`).
+
+    - NoCloud only: with `None` last, a host booted without a seed still runs every
+      per-instance module as a new, empty instance.
+    - network off: kvmnet's networkd files own the NICs. Without this, a host booted
+      without a seed gets cloud-init's fallback `10-cloud-init-<nic>.network` (DHCP), which
+      sorts before kvmnet's `10-kvmnet-*` files and takes the NIC. cloud-init 22.4 reads
+      this before the datasource's network-config (system_cfg comes first in
+      `network_config_sources`), so a seed cannot turn it back on.
+    """
+    data = {"datasource_list": ["NoCloud"], "network": {"config": "disabled"}}
+    return f"# {GENERATED}\n" + yaml.safe_dump(data, sort_keys=False)
 
 
 def guest_files(guest: GuestPlan) -> list[tuple[str, int, bytes]]:
@@ -58,6 +77,13 @@ def guest_files(guest: GuestPlan) -> list[tuple[str, int, bytes]]:
     extra write_files are the instance's, not the image's: they stay in the seed.
     """
     return sorted((file.path, file.mode, text.encode("utf-8")) for file, text in guestfiles.rendered(guest))
+
+
+def host_packages(host: HostPlan) -> tuple[str, ...]:
+    """HOST_PACKAGES, and systemd-resolved when the host has nameservers (only it reads them;
+    the host's bootstrap enables it and points /etc/resolv.conf at its stub)."""
+    resolver = host.resolver.package if host.resolver is not None else None
+    return (*HOST_PACKAGES, resolver) if resolver else HOST_PACKAGES
 
 
 def _tarball(files: Sequence[tuple[str, int, bytes]]) -> bytes:
@@ -117,10 +143,14 @@ def host_element(host: HostPlan, artifacts: Sequence[Artifact]) -> list[Artifact
         reboot_marker=layout.REBOOT_MARKER,
         networkd_dir=layout.NETWORKD_DIR,
         vagrant_network=layout.VAGRANT_DHCP_NETWORK,
+        cloud_cfg=HOST_CLOUD_CFG,
+        cloud_cfg_dir=layout.CLOUD_CFG_DIR,
+        cloud_cfg_path=layout.CLOUD_HOST_IMAGE,
     )
     return [
-        *_common(base, layout.HOST_ELEMENT, host.name, "host", HOST_PACKAGES),
+        *_common(base, layout.HOST_ELEMENT, host.name, "host", host_packages(host)),
         Artifact(f"{base}/{HOST_DATA}/{HOST_TARBALL}", tarball(host.name, artifacts), MODE_FILE),
+        Artifact.text(f"{base}/{HOST_DATA}/{HOST_CLOUD_CFG}", host_cloud_cfg()),
         # finalise.d 60: after the bootloader element's grub.cfg (finalise.d 50).
         Artifact.text(f"{base}/finalise.d/60-{layout.HOST_ELEMENT}", finalise, MODE_SCRIPT),
     ]

@@ -173,6 +173,9 @@ def autoinstall(host: HostPlan, bundle: bytes, step: str) -> str:
     }
     if install.mirror:
         config["apt"] = {"primary": [{"arches": ["default"], "uri": install.mirror}]}
+    if host.resolver is not None and host.resolver.package:
+        # The host has nameservers, which only systemd-resolved reads.
+        config["packages"] = [host.resolver.package]
     config["late-commands"] = [
         write,
         f"curtin in-target --target=/target -- sh -c '{unpack}'",

@@ -8,8 +8,11 @@ makes one: the host image on a virtio disk, and
   ethernet's planned MTU, all on one wire bridge in libvirtd's namespace that carries the
   host's gateways' addresses (the bootstrap's probe);
 - a management NIC on a bridge of its own (198.18.0.0/24, RFC 2544's benchmarking
-  range, seen nowhere else), configured by the seed's network-config, so SSH keeps
-  working while the bootstrap rebuilds the host's network;
+  range, seen nowhere else), so SSH keeps working while the bootstrap rebuilds the host's
+  network. Host images turn cloud-init's network handling off (kvmnet's files own the
+  NICs; cloud-init 22.4 then ignores a seed's network-config too), so the seed's
+  `bootcmd` writes a networkd file for it (first in sort order, matched by MAC) and
+  reloads networkd; the network-config stays for images made before that;
 - a seed (label cidata) whose user-data gives root the test's SSH key: the host suite
   reads what root reads (tc, bridge VLANs, /proc/cmdline).
 
@@ -39,6 +42,8 @@ WIRE = "kvwire"  # the bridge the host's ethernets are cabled to
 MGMT = "kvmgmt"  # the management bridge
 MGMT_NET = ipaddress.ip_network("198.18.0.0/24")
 MGMT_MTU = 1500
+#: The management NIC's networkd file in the host VM: sorts before every kvmnet file.
+MGMT_NETWORK = "/etc/systemd/network/05-kvmnet-vm-mgmt.network"
 
 
 @dataclass(frozen=True)
@@ -150,8 +155,16 @@ def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memo
     ET.indent(domain)
     xml = ET.tostring(domain, encoding="unicode") + "\n"
 
+    mgmt_network = (
+        "# Written by the kvmnet VM tier's seed: the management NIC (SSH).\n"
+        f"[Match]\nMACAddress={mgmt_mac}\n\n"
+        f"[Network]\nAddress={address}/{MGMT_NET.prefixlen}\nLinkLocalAddressing=no\n"
+    )
+    write_mgmt = f'printf %s "$1" >{MGMT_NETWORK} && networkctl reload'
     user_data = "#cloud-config\n" + yaml.safe_dump(
         {
+            # cloud-init.service runs bootcmd while networkd runs already: hence the reload.
+            "bootcmd": [["sh", "-c", write_mgmt, "sh", mgmt_network]],
             # root's key as given: with disable_root cloud-init would prefix "please login as".
             "disable_root": False,
             "ssh_pwauth": False,

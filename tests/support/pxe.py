@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +223,10 @@ exit "$status"
 """
 
 
+#: /etc/resolv.conf as the installers leave it (their DHCP client wrote it).
+INSTALLER_RESOLV_CONF = "nameserver 198.51.100.53\n"
+
+
 @dataclass
 class Target:
     """A directory that becomes the installed system's root for one installation."""
@@ -236,7 +241,9 @@ class Target:
     def canary(self) -> Path:
         return self.base / "canary"
 
-    def prepare(self, distro: str) -> None:
+    def prepare(self, distro: str, packages: Sequence[str] = ()) -> None:
+        """The target as the installer leaves it; `packages`: what its answer file had the
+        installer add (systemd-resolved: its files; Ubuntu always has them)."""
         root = self.root
         for sub in ("usr", "dev", "proc", "run", "root", "var/log", "etc/systemd/system", "kvmnet-stubs"):
             (root / sub).mkdir(parents=True, exist_ok=True)
@@ -273,6 +280,13 @@ class Target:
             (root / "etc/netplan").mkdir()
             (root / "etc/netplan/00-installer-config.yaml").write_text("network: {ethernets: {ens1: {}}}\n")
             (root / "etc/cloud/cloud.cfg.d").mkdir(parents=True)
+        (root / "etc/resolv.conf").write_text(INSTALLER_RESOLV_CONF)
+        if "systemd-resolved" in packages or distro.startswith("ubuntu"):
+            # Its unit stands for the package (the bootstrap looks for the unit); in /etc,
+            # since the target's /usr is this machine's, read-only.
+            (root / "etc/systemd/system/systemd-resolved.service").write_text(
+                "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+            )
 
     def add(self, command: str, *, chrooted: bool = False) -> None:
         """A command the installer runs: a shell string, or a script run chrooted."""

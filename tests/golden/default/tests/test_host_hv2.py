@@ -110,6 +110,37 @@ def test_port_vlans(machine: checks.Machine, link: checks.Link) -> None:
 
 
 @pytest.mark.netns
+@pytest.mark.parametrize("link", checks.having("routes", LINKS), ids=checks.label)
+def test_routes(machine: checks.Machine, link: checks.Link) -> None:
+    """Every planned route of the device (destination, gateway, metric, table), and its
+    default gateways, are in the kernel."""
+    checks.link_routes(machine, link)
+
+
+@pytest.mark.machine
+def test_resolver(machine: checks.Machine) -> None:
+    """systemd-resolved is active and /etc/resolv.conf is its stub: the only way the
+    devices' DNS servers are used (docs/hypervisor.md, "DNS")."""
+    resolver = EXPECTED["resolver"]
+    assert resolver is not None
+    checks.resolver(machine, resolver)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("link", checks.having("dns", LINKS), ids=checks.label)
+def test_dns_servers(machine: checks.Machine, link: checks.Link) -> None:
+    """systemd-resolved has the device's DNS servers and search domains."""
+    checks.dns_servers(machine, link)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("link", checks.having("dns", LINKS), ids=checks.label)
+def test_dns_resolves(machine: checks.Machine, link: checks.Link) -> None:
+    """The device's DNS servers answer for its first search domain (SOA), through resolved."""
+    checks.dns_resolves(machine, link)
+
+
+@pytest.mark.netns
 @pytest.mark.parametrize("qdisc", checks.having("root", QDISCS), ids=checks.label)
 def test_root_qdisc(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
     """The device's root qdisc is of the planned kind, under kvmnet's handle."""

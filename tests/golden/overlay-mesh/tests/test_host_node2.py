@@ -86,6 +86,14 @@ def test_port_vlans(machine: checks.Machine, link: checks.Link) -> None:
     checks.port_vlans(machine, link)
 
 
+@pytest.mark.netns
+@pytest.mark.parametrize("link", checks.having("routes", LINKS), ids=checks.label)
+def test_routes(machine: checks.Machine, link: checks.Link) -> None:
+    """Every planned route of the device (destination, gateway, metric, table), and its
+    default gateways, are in the kernel."""
+    checks.link_routes(machine, link)
+
+
 @pytest.mark.parametrize("entry", checks.scoped(EXPECTED["sysctls"]))
 def test_sysctl(machine: checks.Machine, entry: checks.Sysctl) -> None:
     """The sysctl has its planned value (per-namespace keys are `netns`, global ones `machine`)."""

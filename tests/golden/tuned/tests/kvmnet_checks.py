@@ -109,6 +109,34 @@ class FdbEntry(TypedDict):
     dst: str
 
 
+class _LinkRoute(TypedDict):
+    destination: str  # a network, `0.0.0.0/0` / `::/0` for a default route
+
+
+class LinkRoute(_LinkRoute, total=False):
+    """A route networkd adds for the device: a `[Route]`, or `Gateway=` (a default route)."""
+
+    gateway: str
+    metric: int
+    table: int
+    type: str  # only when not unicast (blackhole, unreachable...): such routes have no device
+
+
+class LinkDns(TypedDict):
+    """The device's `DNS=` and `Domains=`, which only systemd-resolved reads."""
+
+    servers: list[str]
+    domains: list[str]
+
+
+class Resolver(TypedDict):
+    """systemd-resolved serves the host (it has nameservers): active, resolv.conf its stub."""
+
+    unit: str
+    resolv_conf: str
+    stub: str  # where resolv_conf leads (`readlink -f`)
+
+
 class _Link(TypedDict):
     id: str
     name: str | None
@@ -132,6 +160,8 @@ class Link(_Link, total=False):
     port_vlans: PortVlans
     offloads: list[Offload]
     fdb: list[FdbEntry]
+    routes: list[LinkRoute]
+    dns: LinkDns
 
 
 class QdiscHandle(TypedDict):
@@ -204,6 +234,7 @@ class HostState(TypedDict):
     modules: list[Module]
     cmdline: list[Argument]
     reboot_marker: str
+    resolver: Resolver | None
 
 
 class _Nic(TypedDict):
@@ -453,6 +484,117 @@ def fdb_in(text: str) -> set[tuple[str, str]]:
     return {(e["mac"].lower(), ip(e["dst"])) for e in entries if "dst" in e}
 
 
+# --- routes and resolvectl --------------------------------------------------------------
+
+
+class KernelRoute(NamedTuple):
+    destination: str  # a network in ipaddress's spelling
+    gateway: str | None
+    device: str | None  # None for blackhole, unreachable, prohibit
+    metric: int
+    table: str  # "main", "local" or the number, as ip prints it
+    type: str  # "unicast", "blackhole", "local"...
+
+
+def routes_in(entries: list[Entry], version: int) -> list[KernelRoute]:
+    """The routes of `ip -j -4|-6 route show table all` (iproute2 6.1): `dst` is `default`
+    or a prefix (a host route without /32), `table` and `type` are left out for main and
+    unicast, and an IPv4 `metric` of 0."""
+    out = []
+    for entry in entries:
+        dst = entry.get("dst", "default")
+        destination = (
+            ("0.0.0.0/0" if version == 4 else "::/0")
+            if dst == "default"
+            else str(ipaddress.ip_network(dst, strict=False))
+        )
+        gateway = entry.get("gateway")
+        out.append(
+            KernelRoute(
+                destination,
+                ip(gateway) if gateway else None,
+                entry.get("dev"),
+                int(entry.get("metric", 0)),
+                str(entry.get("table", "main")),
+                str(entry.get("type", "unicast")),
+            )
+        )
+    return out
+
+
+#: The kernel's reserved route tables, as ip names them.
+TABLE_NAMES = {253: "default", 254: "main", 255: "local"}
+
+
+def route_text(route: LinkRoute) -> str:
+    """A planned route as ip would write it: `10.0.0.0/8 via 192.0.2.254 metric 200 table 100`."""
+    words = [route.get("type", ""), route["destination"]]
+    if "gateway" in route:
+        words += ["via", route["gateway"]]
+    if "metric" in route:
+        words += ["metric", str(route["metric"])]
+    if "table" in route:
+        words += ["table", TABLE_NAMES.get(route["table"], str(route["table"]))]
+    return " ".join(w for w in words if w)
+
+
+def kernel_route_text(route: KernelRoute) -> str:
+    words = [route.type if route.type != "unicast" else "", route.destination]
+    if route.gateway:
+        words += ["via", route.gateway]
+    if route.device:
+        words += ["dev", route.device]
+    words += ["metric", str(route.metric)]
+    if route.table != "main":
+        words += ["table", route.table]
+    return " ".join(w for w in words if w)
+
+
+def matching_routes(found: list[KernelRoute], route: LinkRoute, device: str) -> list[KernelRoute]:
+    """The kernel routes that are `route` on `device` (a typed route has no device)."""
+    destination = str(ipaddress.ip_network(route["destination"]))
+    kind = route.get("type", "unicast")
+    table = TABLE_NAMES.get(route.get("table", 254), str(route.get("table")))
+    return [
+        r
+        for r in found
+        if r.destination == destination
+        and r.table == table
+        and r.type == kind
+        and (kind != "unicast" or r.device == device)
+        and ("gateway" not in route or r.gateway == ip(route["gateway"]))
+        and ("metric" not in route or r.metric == route["metric"])
+    ]
+
+
+def resolvectl_items(text: str) -> list[str]:
+    """The values of `resolvectl dns|domain LINK` (systemd 252): `Link 2 (eno1): a b`, long
+    lists wrapped onto lines indented by 8 spaces; a link with none prints `Link 2 (eno1):`."""
+    items: list[str] = []
+    started = False
+    for line in text.splitlines():
+        head = re.match(r"^Link \d+ \([^)]*\):(.*)$", line)
+        if head:
+            started = True
+            items += head.group(1).split()
+        elif started and line.startswith(" "):
+            items += line.split()
+        elif started:
+            break
+    return items
+
+
+def server_address(text: str) -> str:
+    """A DNS server as the profile or resolvectl spells it (`192.0.2.53`, `[2001:db8::53]:53`,
+    `192.0.2.53#dns.example`), reduced to the address in ipaddress's spelling."""
+    bare = text.split("#", 1)[0].split("%", 1)[0]
+    if bare.startswith("["):
+        bare = bare[1 : bare.index("]")]
+    elif bare.count(":") == 1:
+        bare = bare.split(":", 1)[0]
+    return ip(bare)
+
+
 class Machine:
     """One machine, read through a testinfra host. Each listing is read once per module."""
 
@@ -527,6 +669,19 @@ class Machine:
         }
 
     # traffic control
+
+    def routes(self, version: int) -> list[KernelRoute]:
+        return self._routes[version]
+
+    @cached_property
+    def _routes(self) -> dict[int, list[KernelRoute]]:
+        found = {4: routes_in(json.loads(self.output("ip -j -4 route show table all") or "[]"), 4)}
+        # Without an IPv6 stack (ipv6.disable=1) `ip -6` fails: there are no IPv6 routes then.
+        ipv6 = self.exists("/proc/net/if_inet6")
+        found[6] = []
+        if ipv6:
+            found[6] = routes_in(json.loads(self.output("ip -j -6 route show table all") or "[]"), 6)
+        return found
 
     def qdiscs(self, device: str) -> list[Entry]:
         data: list[Entry] = json.loads(self.output("tc -j qdisc show dev %s", device) or "[]")
@@ -1001,3 +1156,64 @@ def nic_rx_ring(machine: Machine, nic: Nic) -> None:
     current = text.split("Current hardware settings:")[-1]
     match = re.search(r"^RX:\s+(\d+)", current, re.MULTILINE)
     expect(name, "RX ring size", nic["rx_ring"], int(match.group(1)) if match else "none")
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+def link_routes(machine: Machine, link: Link) -> None:
+    """Every route networkd should have added for the device is in the kernel."""
+    found = device(machine, link)
+    missing = []
+    for route in link["routes"]:
+        version = ipaddress.ip_network(route["destination"]).version
+        routes = machine.routes(version)
+        if not matching_routes(routes, route, found["ifname"]):
+            destination = str(ipaddress.ip_network(route["destination"]))
+            near = [kernel_route_text(r) for r in routes if r.destination == destination]
+            missing.append(f"{route_text(route)} (found: {'; '.join(near) or 'no route to it'})")
+    if missing:
+        pytest.fail(f"{label(link)}: routes missing: {', '.join(missing)}", pytrace=False)
+
+
+# --- DNS -------------------------------------------------------------------------------
+
+
+def resolver(machine: Machine, entry: Resolver) -> None:
+    """systemd-resolved is active and /etc/resolv.conf leads to its stub (127.0.0.53)."""
+    state = machine.host.run("systemctl is-active %s", entry["unit"]).stdout.strip() or "unknown"
+    expect(entry["unit"], "state", "active", state)
+    target = machine.host.run("readlink -f %s", entry["resolv_conf"]).stdout.strip()
+    expect(entry["resolv_conf"], "target", entry["stub"], target or "none")
+
+
+def dns_servers(machine: Machine, link: Link) -> None:
+    """resolved knows the device's planned DNS servers and search domains, in order."""
+    found = device(machine, link)
+    dns = link["dns"]
+    servers = resolvectl_items(machine.output("resolvectl dns %s", found["ifname"]))
+    expect(label(link), "DNS servers", [ip(s) for s in dns["servers"]], [server_address(s) for s in servers])
+    domains = resolvectl_items(machine.output("resolvectl domain %s", found["ifname"]))
+    expect(label(link), "search domains", dns["domains"], domains)
+
+
+def dns_resolves(machine: Machine, link: Link) -> None:
+    """The device's DNS servers answer for its first search domain (its SOA record), asked
+    through resolved on that device only, with DNS only and no cache: a server that is
+    unreachable, or does not know the site's domain, fails it."""
+    found = device(machine, link)
+    dns = link["dns"]
+    zones = [d.lstrip("~") for d in dns["domains"] if d.lstrip("~")]
+    if not zones:
+        skip(label(link), "no search domain in the profile: no name the servers must know")
+    zone = zones[0]
+    result = machine.host.run(
+        SBIN + "resolvectl query --interface=%s --protocol=dns --cache=no --legend=no --type=SOA %s",
+        found["ifname"],
+        zone,
+    )
+    answered = result.rc == 0 and re.search(rf"(^|\s){re.escape(zone)}\.?\s+IN\s+SOA\s", result.stdout, re.M)
+    if not answered:
+        servers = ", ".join(dns["servers"])
+        why = (result.stderr or result.stdout).strip() or f"exit {result.rc}"
+        pytest.fail(f"{label(link)}: {zone} SOA through {servers}: {why}", pytrace=False)

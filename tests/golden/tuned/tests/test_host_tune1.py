@@ -75,6 +75,14 @@ def test_vlan_filtering(machine: checks.Machine, link: checks.Link) -> None:
 
 
 @pytest.mark.netns
+@pytest.mark.parametrize("link", checks.having("routes", LINKS), ids=checks.label)
+def test_routes(machine: checks.Machine, link: checks.Link) -> None:
+    """Every planned route of the device (destination, gateway, metric, table), and its
+    default gateways, are in the kernel."""
+    checks.link_routes(machine, link)
+
+
+@pytest.mark.netns
 @pytest.mark.parametrize("qdisc", checks.having("root", QDISCS), ids=checks.label)
 def test_root_qdisc(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
     """The device's root qdisc is of the planned kind, under kvmnet's handle."""

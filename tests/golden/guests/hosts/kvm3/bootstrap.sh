@@ -73,6 +73,8 @@ readonly -a TC_UNITS=(
 # Kernel arguments kvmnet adds (EL: given to grubby; Debian/Ubuntu: in the GRUB drop-in).
 readonly -a CMDLINE=(
 )
+# No device has nameservers: the host keeps the resolver it has (docs/hypervisor.md, "DNS").
+readonly RESOLVER=0 RESOLVER_PACKAGE="" RESOLV_STUB=""
 
 
 readonly STATE_REL=var/lib/kvmnet
@@ -266,7 +268,43 @@ if ((!DRY_RUN)); then
   fi
 fi
 
-# --- 2. what changed ----------------------------------------------------------------
+# --- 2. systemd-resolved, when the host needs it -------------------------------------
+
+unit_file() { # the file a unit (or its template) comes from, in the root
+  local name=$1 dir
+  [[ $name == *@*.service ]] && name=${name%%@*}@.service
+  for dir in etc/systemd/system usr/lib/systemd/system lib/systemd/system; do
+    [[ -e $(target "$dir/$name") ]] && return 0
+  done
+  [[ -e $SOURCE/rootfs/etc/systemd/system/$name ]]
+}
+resolved_missing() { ! unit_file systemd-resolved.service; }
+if ((RESOLVER)) && resolved_missing; then
+  if [[ -z $RESOLVER_PACKAGE ]]; then
+    fail "$EXIT_FAILED" "systemd-resolved is missing, and on $DISTRO it comes with the systemd package"
+  elif [[ $ROOT != / ]]; then
+    say "note: systemd-resolved is not installed in $ROOT; install $RESOLVER_PACKAGE there"
+  else
+    # Before any network change, while the host still resolves as it did (the package
+    # comes from its mirror). Debian's postinst points /etc/resolv.conf at the stub on a
+    # first install, before the links carry the profile's servers: the file is put back
+    # as it was, and switched only once the network change is kept (step 4).
+    kept=$STATE/resolv.conf.before-install
+    if ((!DRY_RUN)); then
+      rm -f -- "$kept"
+      if [[ -e /etc/resolv.conf || -L /etc/resolv.conf ]]; then cp -a -- /etc/resolv.conf "$kept"; fi
+    fi
+    if [[ $DISTRO == el9 ]]; then
+      act dnf install -y -q "$RESOLVER_PACKAGE"
+    elif ! act env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$RESOLVER_PACKAGE"; then
+      act apt-get update -q
+      act env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$RESOLVER_PACKAGE"
+    fi
+    if ((!DRY_RUN)) && [[ -e $kept || -L $kept ]]; then mv -fT -- "$kept" /etc/resolv.conf; fi
+  fi
+fi
+
+# --- 3. what changed ----------------------------------------------------------------
 
 added=() changed=() removed=() remode=()
 for entry in "${FILES[@]}"; do
@@ -290,18 +328,18 @@ fi
 # Units must be enabled whether or not a file changed (a run may have stopped early).
 SYSTEMCTL=(systemctl)
 [[ $MODE == offline ]] && SYSTEMCTL=(systemctl "--root=$ROOT")
-unit_file() { # the file a unit (or its template) comes from, in the root
-  local name=$1 dir
-  [[ $name == *@*.service ]] && name=${name%%@*}@.service
-  for dir in etc/systemd/system usr/lib/systemd/system lib/systemd/system; do
-    [[ -e $(target "$dir/$name") ]] && return 0
-  done
-  [[ -e $SOURCE/rootfs/etc/systemd/system/$name ]]
-}
 to_enable=()
 wanted_units=()
 for entry in "${TC_UNITS[@]}"; do wanted_units+=("${entry#* }"); done
 if ((${#NETDEVS[@]} + ${#LINKS[@]})); then wanted_units+=(systemd-networkd.service); fi
+resolv_switch=0
+if ((RESOLVER)); then
+  wanted_units+=(systemd-resolved.service)
+  stub=$(readlink -- "$(target etc/resolv.conf)" || true)
+  if ! resolved_missing && [[ $stub != "$RESOLV_STUB" && $stub != "/${RESOLV_STUB#../}" ]]; then
+    resolv_switch=1
+  fi
+fi
 for unit in "${wanted_units[@]}"; do
   if ! unit_file "$unit"; then
     say "note: $unit is not installed in $ROOT; enable it where it is"
@@ -310,7 +348,7 @@ for unit in "${wanted_units[@]}"; do
   fi
 done
 
-if ((${#added[@]} + ${#changed[@]} + ${#removed[@]} + ${#remode[@]} + ${#to_enable[@]} == 0)); then
+if ((${#added[@]} + ${#changed[@]} + ${#removed[@]} + ${#remode[@]} + ${#to_enable[@]} + resolv_switch == 0)); then
   say "$HOST: no changes"
   exit 0
 fi
@@ -357,7 +395,7 @@ touched 'etc/systemd/system/*' && unit_changes=1
 boot_changes=0
 touched 'etc/kvmnet/kernel-cmdline' 'etc/default/grub.d/*' && boot_changes=1
 
-# --- 3. apply -----------------------------------------------------------------------
+# --- 4. apply -----------------------------------------------------------------------
 
 say "$HOST: ${#added[@]} new, ${#changed[@]} changed, ${#removed[@]} removed, ${#remode[@]} mode-only ($MODE)"
 # Nanoseconds, so that names sort in the order the runs happened (two runs in one second
@@ -383,6 +421,12 @@ install_file() { # install_file PATH MODE: atomically, by rename in the same dir
   mkdir -p -- "$(dirname -- "$dst")"
   install -m "$mode" -- "$SOURCE/rootfs/$path" "$tmp"
   mv -f -- "$tmp" "$dst"
+}
+
+# shellcheck disable=SC2317 # called through act
+point_resolver() { # point_resolver FILE: a symlink to the stub, by rename (never missing)
+  ln -sfn -- "$RESOLV_STUB" "$1.kvmnet-$$"
+  mv -fT -- "$1.kvmnet-$$" "$1"
 }
 
 mode_for() {
@@ -498,6 +542,17 @@ if [[ $MODE == online ]]; then
       act systemctl restart "$unit"
     fi
   done
+fi
+# The resolver last, once the network change is kept (a rolled-back run exited above, and
+# never touched it): the previous file (or link) stays beside the backup, outside files/,
+# which a rollback restores.
+if ((resolv_switch)); then
+  if [[ $MODE == online ]] && ! systemctl is-active --quiet systemd-resolved.service; then
+    act systemctl start systemd-resolved.service
+  fi
+  resolv=$(target etc/resolv.conf)
+  if ((!DRY_RUN)) && [[ -e $resolv || -L $resolv ]]; then cp -a -- "$resolv" "$BACKUP/resolv.conf"; fi
+  act point_resolver "$resolv"
 fi
 for path in "${removed[@]}"; do
   if [[ $path == etc/kvmnet/tc/*.tc ]]; then
