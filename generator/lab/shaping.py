@@ -112,8 +112,11 @@ class Probes:
         run("ip", "-n", ns, "link", "set", "dev", "lo", "up")
         return ns, number
 
-    def plug(self, ns: str, bridge: str, mtu: int, address: str, pvid: int | None = None) -> str:
-        """A namespace with one NIC `t0` at `address`, its peer a port of `bridge` in `ns`."""
+    def plug(
+        self, ns: str, bridge: str, mtu: int, address: str, pvid: int | None = None, tag: int | None = None
+    ) -> str:
+        """A namespace with one NIC `t0` at `address`, its peer a port of `bridge` in `ns`;
+        with `tag`, the address is on a VLAN device `t0.<tag>` (a receiver of tagged frames)."""
         probe, number = self._new()
         port = f"kvl-t{number}"
         run(
@@ -124,8 +127,13 @@ class Probes:
         run("ip", "-n", ns, "link", "set", "dev", port, "master", bridge, "up")
         if pvid is not None:
             run("bridge", "-n", ns, "vlan", "add", "dev", port, "vid", str(pvid), "pvid", "untagged")
-        run("ip", "-n", probe, "address", "add", address, "dev", "t0")
+        nic = "t0"
+        if tag is not None:
+            nic = f"t0.{tag}"
+            run("ip", "-n", probe, "link", "add", "link", "t0", "name", nic, "type", "vlan", "id", str(tag))
         run("ip", "-n", probe, "link", "set", "dev", "t0", "up")
+        run("ip", "-n", probe, "address", "add", address, "dev", nic)
+        run("ip", "-n", probe, "link", "set", "dev", nic, "up")
         return probe
 
     def close(self) -> None:
@@ -155,7 +163,7 @@ def _route(
         return Route(host_ns, str(ipv4[0].ip), receiver, free, iface.mtu)
     if iface.kind is Kind.ETHERNET and iface.master_kind is Kind.BRIDGE and iface.master:
         bridge = host.get(iface.master)
-        pvid = None
+        pvid = tag = None
         if (
             bridge.bridge is not None
             and bridge.bridge.vlan_filtering
@@ -163,15 +171,20 @@ def _route(
         ):
             vlans = iface.port_vlans
             untagged = {v for lo, hi in (vlans.untagged if vlans else ()) for v in range(lo, hi + 1)}
+            carried = sorted({v for lo, hi in (vlans.vlans if vlans else ()) for v in range(lo, hi + 1)})
             pvid = next((v for v in sorted(untagged)), None)
-            if pvid is None:
-                return (
-                    f"{kernel_name(iface)} carries only tagged VLANs: the receiver would need a VLAN device"
-                )
+            if pvid is None and carried:
+                # Only tagged VLANs leave by the port: the sender joins the first one
+                # untagged, and the receiver on the wire takes its frames on a VLAN device.
+                if "vlan" in probes.missing:
+                    return f"{kernel_name(iface)} carries only tagged VLANs: {probes.missing['vlan']}"
+                pvid = tag = carried[0]
+            elif pvid is None:
+                return f"{kernel_name(iface)} carries no VLAN: nothing leaves by it"
         net = ipaddress.IPv4Network(list(BENCH_NET.subnets(new_prefix=24))[number])
         a, b = str(net[1]), str(net[2])
         sender = probes.plug(host_ns, bridge.netdev_name, iface.mtu, f"{a}/24", pvid)
-        receiver = probes.plug(switch, kernel_name(iface), iface.mtu, f"{b}/24")
+        receiver = probes.plug(switch, kernel_name(iface), iface.mtu, f"{b}/24", tag=tag)
         return Route(sender, a, receiver, b, iface.mtu)
     # (A bridge has no tc: the plan refuses it, since bridged frames queue on the port.)
     return f"no lab traffic path through a {iface.kind.value} device (NICs and bridge ports are measured)"
