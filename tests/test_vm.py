@@ -659,15 +659,17 @@ LAB_PROFILES = {
 }
 #: What the lab skips for a reason of its own, never the kernel's: global sysctls it will
 #: not write from a namespace, libvirt's <bandwidth> (the lab has no libvirt), virtio
-#: queues and rings (veths stand in for the NICs), DHCP (the lab has no server).
+#: queues and rings (veths stand in for the NICs), DHCP (the lab has no server), and
+#: net.bridge.* while br_netfilter is not loaded (written to be skipped then).
 LAB_NOT_KERNEL = (
     "is the whole machine's, not the namespace's",
     "the lab has no libvirt",
     "a veth device stands in for the virtio NIC",
     "no DHCP server",
+    "written with systemd-sysctl's '-' prefix: skipped when missing",
 )
-#: Debian's packages the lab needs beyond the host image: iperf3 and its libraries.
-LAB_DEBS = ("iperf3", "libiperf0", "libsctp1")
+#: Debian's packages the lab needs beyond the host image: iperf3 and its libraries, ping.
+LAB_DEBS = ("iperf3", "libiperf0", "libsctp1", "iputils-ping")
 
 
 def _lab_stage(work: Path) -> Path:

@@ -61,7 +61,7 @@ from generator.live.vms import (
 from generator.plan.types import GuestPlan, HostPlan, Plan
 from generator.verify.runner import CheckResult, Report
 from generator.vm.errors import VmTierError
-from generator.vm.hosts import MGMT, MGMT_MTU, MGMT_NET, WIRE, host_vm
+from generator.vm.hosts import MGMT, MGMT_MTU, MGMT_NET, WIRE, NameServer, host_vm, name_servers
 
 VERIFY_TIMEOUT = 600.0
 
@@ -132,6 +132,7 @@ class Fleet:
     _bridges: set[str] = field(default_factory=set)
     _networks: set[str] = field(default_factory=set)
     _hosts: int = 0
+    _servers: list[subprocess.Popen[bytes]] = field(default_factory=list)  # DNS on the wire
     _control_dir: Path | None = None  # ssh's master sockets (work/cm, or a short one in /tmp)
     boot_timeout: float = BOOT_TIMEOUT  # per boot, from `start` to SSH and cloud-init done
 
@@ -150,6 +151,14 @@ class Fleet:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for server in self._servers:
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=5)
+            if server.poll() is None:
+                server.kill()
+                server.wait(timeout=5)
+        self._servers.clear()
         if self._conn is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 self._conn.close()
@@ -292,6 +301,8 @@ class Fleet:
             for address in vm.wire_addresses:
                 if f" {address} " not in present:
                     self.daemon.run("ip", "address", "add", address, "dev", WIRE)
+        for server in name_servers(plan):
+            self._serve_dns(server)
         disk = self.daemon.host_path(vm.disk)
         cdrom = self.daemon.host_path(vm.cdrom)
         cdrom.write_bytes(vm.seed)
@@ -303,6 +314,29 @@ class Fleet:
         )
         with self._booted(name, ssh, vm.xml, disk, cdrom, image) as booted:
             yield booted
+
+    def _serve_dns(self, server: NameServer) -> None:
+        """dnsmasq on the wire at the host's nameserver, authoritative for its search
+        domains, so that the host's DNS check has a server to ask (the real program, not a
+        stub: it answers SOA and refuses what it is not authoritative for)."""
+        present = self.daemon.run("ip", "-o", "address", "show", "dev", WIRE).stdout
+        if f" {server.address} " not in present:
+            self.daemon.run("ip", "address", "add", server.address, "dev", WIRE)
+        address = server.address.split("/")[0]
+        argv = [
+            *("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"),
+            *("--bind-interfaces", f"--listen-address={address}", "--pid-file=", "--log-facility=-"),
+        ]
+        for zone in server.zones:
+            argv += [f"--auth-server=ns1.{zone},{address}", f"--auth-zone={zone}"]
+        log = (self.work / f"dnsmasq-{address}.log").open("ab")
+        with log:
+            process = subprocess.Popen(self.daemon.command(*argv), stdout=log, stderr=log)
+        self._servers.append(process)
+        time.sleep(0.5)
+        if process.poll() is not None:
+            said = (self.work / f"dnsmasq-{address}.log").read_text(errors="replace")[-500:]
+            raise VmTierError.of(f"dnsmasq for {address} on the wire exited {process.returncode}: {said}")
 
     def bootstrap(self, booted: Booted, *args: str) -> subprocess.CompletedProcess[str]:
         """Copy `hosts/<host>/` into the host and run its bootstrap.sh there (as root)."""

@@ -104,6 +104,29 @@ def _gateways(host: HostPlan) -> tuple[str, ...]:
     return tuple(found)
 
 
+@dataclass(frozen=True)
+class NameServer:
+    """A nameserver of the host that the tier answers for on the wire."""
+
+    address: str  # with the prefix of the host's subnet it is in, for the wire bridge
+    zones: tuple[str, ...]  # the host's search domains: the DNS check asks for their SOA
+
+
+def name_servers(host: HostPlan) -> tuple[NameServer, ...]:
+    """The host's IPv4 nameservers in a subnet of its own, with its search domains: the
+    tier runs a server there, authoritative for those domains (`test_dns_resolves` asks
+    for the SOA of the first one through systemd-resolved). None without a domain."""
+    found: dict[str, set[str]] = {}
+    for device in host.interfaces:
+        for server in device.dns:
+            address = ipaddress.ip_address(server)
+            for own in device.addresses:
+                net = ipaddress.ip_interface(own).network
+                if address.version == 4 and address in net and device.domains:
+                    found.setdefault(f"{address}/{net.prefixlen}", set()).update(device.domains)
+    return tuple(NameServer(a, tuple(sorted(z))) for a, z in sorted(found.items()))
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
     element = ET.SubElement(parent, tag, attrs)
     if text is not None:
