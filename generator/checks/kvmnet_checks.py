@@ -759,8 +759,13 @@ def per_queue_qdiscs(machine: Machine, qdisc: Qdisc) -> None:
     device = shaped_device(machine, qdisc)
     want = qdisc["per_queue"]
     queues = machine.tx_queues(device)
-    if queues <= 1:
-        skip(device, f"has {queues} TX queue: {want['kind']} is its root (checked by test_root_qdisc)")
+    if queues <= 1:  # one queue: the unit sets the qdisc at the root, which is its one queue's
+        root = machine.root_qdisc(device)
+        kind = root["kind"] if root else "none"
+        if kind != want["kind"] and (lack := lacks(machine, want["module"])):
+            skip(device, f"{want['kind']} cannot be set on this machine: {lack}")
+        expect(device, "qdisc of its one TX queue (the root)", want["kind"], kind)
+        return
     by_parent = {q.get("parent"): q.get("kind", "none") for q in machine.qdiscs(device)}
     parents = [f"{want['mq']}{n:x}" for n in range(1, queues + 1)]
     found = [by_parent.get(parent, "none") for parent in parents]

@@ -53,7 +53,9 @@ def differences(ns: str, tc: TcPlan) -> list[str]:
         if leaf is None or leaf.get("kind") != tc.qdisc:
             out.append(f"leaf qdisc {leaf.get('kind') if leaf else 'none'} applied, {tc.qdisc} configured")
         elif leaf.get("parent") != tc.qdisc_parent:
-            out.append(f"leaf qdisc {tc.qdisc} under {leaf.get('parent')}, configured under {tc.qdisc_parent}")
+            out.append(
+                f"leaf qdisc {tc.qdisc} under {leaf.get('parent')}, configured under {tc.qdisc_parent}"
+            )
     if tc.police is not None:
         policers = policers_in(_tc_text(ns, "filter", "show", "dev", tc.device, "ingress"))
         rates = [p.rate for p in policers]

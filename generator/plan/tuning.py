@@ -14,8 +14,8 @@ from generator.model import sysctls
 from generator.model.host import Bootstrap, HtbShaping, Kernel, TbfShaping, TrafficControl
 from generator.model.profile import Host
 from generator.plan.types import (
-    IPV6_OFF,
     DEFAULT_LEAF,
+    IPV6_OFF,
     KIND_MODULES,
     POLICE_MODULES,
     QDISC_MODULES,
@@ -166,10 +166,10 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
     if tc.engine == "networkd" and shape is None and tc.qdisc is not None and iface.kind in _MAYBE_MULTIQUEUE:
         problems.append(
             Diagnostic(
-                f"{iface.id} is {_article(iface.kind.word)} {iface.kind.word}, which may have several TX queues: "
-                f"networkd 252 can only put {tc.qdisc} at the root, in place of the kernel's mq (one queue "
-                "and one lock for every CPU), and cannot know the queue count; use engine: service (its "
-                f"unit keeps mq and puts {tc.qdisc} under each TX queue), or shape the device",
+                f"{iface.id} is {_article(iface.kind.word)} {iface.kind.word}, which may have several TX "
+                f"queues: networkd 252 can only put {tc.qdisc} at the root, in place of the kernel's mq "
+                "(one queue and one lock for every CPU), and cannot know the queue count; use engine: "
+                f"service (its unit keeps mq and puts {tc.qdisc} under each TX queue), or shape the device",
                 (*path, "qdisc"),
             )
         )
