@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,9 @@ def test_unit_keeps_mq_and_puts_the_qdisc_under_each_tx_queue(
 ) -> None:
     """The generated unit's own command lines (run as systemd would: generator/lab/tcunit.py)
     on a veth with 4 TX queues, then on one with 1: mq stays the root with the qdisc under
-    each queue; a single queue gets the qdisc at the root. Twice each: idempotent."""
+    each queue; a single queue gets the qdisc at the root. Twice each: idempotent. Then
+    traffic: 64 UDP flows leave by several queues, each through its own qdisc (seen here:
+    19, 14, 12 and 20 packets on the four)."""
     tc = tc_of(profile, host, device)
     missing = needs(tc, {k: v for k, v in kernel_lacks.items() if k != "police"})
     if missing:
@@ -301,10 +304,10 @@ def test_unit_keeps_mq_and_puts_the_qdisc_under_each_tx_queue(
             target.write_bytes(content)
     unit = (rootfs / layout.TC_UNIT.lstrip("/")).read_text()
     for queues in (4, 1):
-        ns = lab.namespace(f"mq{queues}-{device}")
+        ns, far = lab.namespace(f"mq{queues}-{device}"), lab.namespace(f"mq{queues}-{device}-far")
         run(
             *("ip", "-n", ns, "link", "add", tc.device, "numtxqueues", str(queues), "numrxqueues", "1"),
-            *("type", "veth", "peer", "name", "peer0"),
+            *("type", "veth", "peer", "name", "peer0", "netns", far),
         )
         for attempt in (1, 2):
             started = tcunit.start(ns, host, unit, tc.device, tc.device, rootfs)
@@ -318,6 +321,34 @@ def test_unit_keeps_mq_and_puts_the_qdisc_under_each_tx_queue(
         assert (root["kind"], root["handle"]) == ("mq", tc.mq_id)
         children = {q["parent"]: q["kind"] for q in found if q.get("parent", "").startswith(f"{tc.mq_id}")}
         assert children == {f"{tc.mq_id}{n}": tc.qdisc for n in range(1, queues + 1)}
+        sent = _send_udp_flows(ns, far, tc.device, flows=64)
+        counted = {q["parent"]: q["packets"] for q in _stats(ns, tc.device) if q.get("parent") in children}
+        # Every datagram (and the ARP before them) went through one of the per-queue qdiscs,
+        # and the flows spread over queues: what the one root qdisc of before could not do.
+        assert sum(counted.values()) >= sent, counted
+        assert sum(1 for n in counted.values() if n) >= 2, counted
+
+
+def _send_udp_flows(ns: str, far: str, device: str, flows: int) -> int:
+    """`flows` datagrams from as many sockets (each its own flow hash) out of `device`."""
+    run("ip", "-n", ns, "address", "add", "198.51.100.1/24", "dev", device)
+    run("ip", "-n", far, "address", "add", "198.51.100.2/24", "dev", "peer0")
+    run("ip", "-n", far, "link", "set", "peer0", "up")
+    run("ip", "-n", ns, "link", "set", device, "up")
+    script = (
+        "import socket\n"
+        f"for _ in range({flows}):\n"
+        "    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+        "        s.sendto(b'x', ('198.51.100.2', 9))\n"
+    )
+    run("ip", "netns", "exec", ns, sys.executable, "-c", script)
+    return flows
+
+
+def _stats(ns: str, device: str) -> list[dict[str, Any]]:
+    out = run("tc", "-n", ns, "-s", "-j", "qdisc", "show", "dev", device).stdout
+    data: list[dict[str, Any]] = json.loads(out)
+    return data
 
 
 def assert_root_as_planned(ns: str, tc: TcPlan, root: Mapping[str, Any], handle: int) -> None:
