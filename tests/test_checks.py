@@ -146,10 +146,14 @@ _HV = {  # default.yaml's hv1 and hv2 are alike (a YAML anchor shares tc and ker
     "test_port_vlans": 2,  # br-guest itself (vlans: [100]) and its port eno2
     "test_root_qdisc": 2,  # eno1 fq, eno2 tbf
     "test_shaping_rate": 1,  # eno2
+    "test_leaf_qdisc": 1,  # eno2: kvmnet's default fq_codel under its tbf
+    "test_per_queue_qdiscs": 1,  # eno1's fq, under mq when it has several TX queues
     "test_sysctl": 6,  # three net.core.*, and bridge-nf-call-* because the host has bridges
-    "test_module_loaded": 12,  # 5 for libvirt <bandwidth>, vhost_net, bridge, 8021q, vxlan, ip_gre, sch_fq, sch_tbf
+    # 5 for libvirt <bandwidth>, vhost_net, bridge, 8021q, vxlan, ip_gre, sch_fq, sch_tbf, sch_fq_codel
+    "test_module_loaded": 13,
     "test_kernel_argument": 2,
     "test_tc_unit_enabled": 2,
+    "test_tc_unit_active": 2,
 }
 _WEB = {  # one NIC on br-tenant with an address and rx-ring; ipv6: disabled
     "test_nic_exists": 1,
@@ -180,14 +184,17 @@ CHECK_GROUPS = {
             "test_routes": 1,  # ens1: default via 192.0.2.1
             "test_stp": 1,
             "test_vlan_filtering": 1,
-            "test_root_qdisc": 4,  # ens1 fq_codel, ens2 and ens4 htb, ens3 tbf (br-guests' port)
+            "test_root_qdisc": 4,  # ens1 fq_codel, ens2, ens4 and ens3 (br-guests' port) htb
             "test_shaping_rate": 3,  # all but ens1
-            "test_leaf_qdisc": 1,  # ens2's fq_codel under its htb (ens4 has none)
+            # fq_codel under each htb: ens2's asked for, ens4's and ens3's kvmnet's default
+            "test_leaf_qdisc": 3,
+            "test_per_queue_qdiscs": 1,  # ens1's fq_codel (no shaper, service engine)
             "test_ingress_policing": 1,  # ens1
             "test_tc_unit_enabled": 3,  # ens3 has engine: networkd, no unit
+            "test_tc_unit_active": 3,
             # 4 of the profile's, 2 of ipv6: disabled, 3 bridge-nf-call-*
             "test_sysctl": 9,
-            "test_module_loaded": 11,  # the 6 libvirt/vhost ones, bridge, cls_matchall, sch_fq_codel, sch_tbf, tcp_bbr
+            "test_module_loaded": 10,  # the 6 libvirt/vhost ones, bridge, cls_matchall, sch_fq_codel, tcp_bbr
         }
     },
 }

@@ -695,3 +695,109 @@ def test_resolver_is_active_and_resolv_conf_its_stub() -> None:
         pytest.fail.Exception, match=r"^systemd-resolved.service: state expected active, found unknown$"
     ):
         checks.resolver(_machine(), entry)
+
+
+# --- traffic control: leaves, per-queue qdiscs, the unit ------------------------------------
+
+#: `tc -j qdisc show dev eno1` (iproute2 6.1) after kvmnet's batch on a tbf with a pfifo leaf,
+#: and after its unit on a veth with 4 TX queues (mq kept, a pfifo under each; the kernel
+#: numbers handles it allocates from 8001:), both as printed here.
+TC_TBF_LEAF = (
+    '[{"kind":"tbf","handle":"10:","root":true,"refcnt":3,"options":{"rate":12500000,"burst":65525,'
+    '"lat":50000}},{"kind":"pfifo","handle":"160:","parent":"10:1","options":{"limit":1000}}]'
+)
+TC_MQ = (
+    '[{"kind":"mq","handle":"80:","root":true,"options":{}},'
+    '{"kind":"pfifo","handle":"8005:","parent":"80:4","options":{"limit":1000}},'
+    '{"kind":"pfifo","handle":"8003:","parent":"80:2","options":{"limit":1000}},'
+    '{"kind":"pfifo","handle":"8002:","parent":"80:1","options":{"limit":1000}},'
+    '{"kind":"pfifo","handle":"8004:","parent":"80:3","options":{"limit":1000}},'
+    '{"kind":"ingress","handle":"ffff:","parent":"ffff:fff1","options":{}}]'
+)
+QUEUES_4 = "rx-0\nrx-1\nrx-2\nrx-3\ntx-0\ntx-1\ntx-2\ntx-3\n"
+ENO1 = [{"ifname": "eno1", "mtu": 1500}]
+
+
+def _tc_machine(qdiscs: str, queues: str = "rx-0\ntx-0\n", **more: str) -> checks.Machine:
+    return _machine(
+        links=ENO1,
+        **{"tc -j qdisc show dev eno1": qdiscs, "ls /sys/class/net/eno1/queues": queues, **more},
+    )
+
+
+def _plain(kind: str) -> checks.Qdisc:
+    return {
+        "device": "eno1",
+        "engine": "service",
+        "root": {"kind": kind, "handle": "60:", "module": None},
+        "per_queue": {"kind": kind, "mq": "80:", "module": None},
+        "unit": "kvmnet-tc@eno1.service",
+    }
+
+
+def test_leaf_qdisc_is_checked_by_kind_and_by_the_class_it_hangs_under() -> None:
+    leaf: checks.QdiscLeaf = {"kind": "pfifo", "handle": "160:", "module": None, "parent": "10:1"}
+    qdisc: checks.Qdisc = {"device": "eno1", "engine": "service", "leaf": leaf}
+    checks.leaf_qdisc(_tc_machine(TC_TBF_LEAF), qdisc)
+    # The same qdisc grafted by `parent 10:` (the tbf itself) reads back with that parent.
+    elsewhere = _tc_machine(TC_TBF_LEAF.replace('"parent":"10:1"', '"parent":"10:"'))
+    with pytest.raises(pytest.fail.Exception, match=r"^eno1: qdisc 160: parent expected 10:1, found 10:$"):
+        checks.leaf_qdisc(elsewhere, qdisc)
+    # The kernel's own FIFO under the shaper (no handle of kvmnet's): the planned leaf is missing.
+    kernels = _tc_machine(TC_TBF_LEAF.replace('"handle":"160:"', '"handle":"0:"'))
+    with pytest.raises(pytest.fail.Exception, match=r"^eno1: qdisc 160: expected pfifo, found none$"):
+        checks.leaf_qdisc(kernels, qdisc)
+
+
+def test_a_plain_qdisc_on_a_multiqueue_device_is_under_each_tx_queue() -> None:
+    machine = _tc_machine(TC_MQ, QUEUES_4)
+    checks.root_qdisc(machine, _plain("pfifo"))  # mq 80:, not pfifo 60:
+    checks.per_queue_qdiscs(machine, _plain("pfifo"))
+    # One queue's child left as something else, and a fifth queue with none.
+    one_off = TC_MQ.replace('"kind":"pfifo","handle":"8003:"', '"kind":"pfifo_fast","handle":"0:"')
+    five = QUEUES_4 + "tx-4\n"
+    with pytest.raises(
+        pytest.fail.Exception,
+        match=r"^eno1: qdisc under each of 5 TX queues expected pfifo, found 80:2 pfifo_fast, 80:5 none$",
+    ):
+        checks.per_queue_qdiscs(_tc_machine(one_off, five), _plain("pfifo"))
+    # A root pfifo on the multiqueue device (what `qdisc:` did before): the root check fails.
+    root = '[{"kind":"pfifo","handle":"60:","root":true,"refcnt":5,"options":{"limit":1000}}]'
+    with pytest.raises(pytest.fail.Exception, match=r"^eno1: root qdisc expected mq 80:, found pfifo 60:$"):
+        checks.root_qdisc(_tc_machine(root, QUEUES_4), _plain("pfifo"))
+
+
+def test_a_plain_qdisc_on_a_single_queue_device_is_the_root() -> None:
+    root = '[{"kind":"pfifo","handle":"60:","root":true,"refcnt":2,"options":{"limit":1000}}]'
+    machine = _tc_machine(root)
+    checks.root_qdisc(machine, _plain("pfifo"))
+    checks.per_queue_qdiscs(machine, _plain("pfifo"))
+    # The device's one queue kept what the kernel gave it: both checks say so.
+    kernels = _tc_machine('[{"kind":"noqueue","handle":"0:","root":true,"refcnt":2,"options":{}}]')
+    with pytest.raises(
+        pytest.fail.Exception, match=r"^eno1: root qdisc expected pfifo 60:, found noqueue 0:$"
+    ):
+        checks.root_qdisc(kernels, _plain("pfifo"))
+    with pytest.raises(
+        pytest.fail.Exception,
+        match=r"^eno1: qdisc of its one TX queue \(the root\) expected pfifo, found noqueue$",
+    ):
+        checks.per_queue_qdiscs(kernels, _plain("pfifo"))
+
+
+def test_the_tc_unit_must_be_active_not_only_enabled() -> None:
+    answers = {
+        "command -v systemctl": "/usr/bin/systemctl\n",
+        "systemctl is-enabled kvmnet-tc@eno1.service": "enabled\n",
+    }
+    machine = _machine(**answers, **{"systemctl is-active kvmnet-tc@eno1.service": "active\n"})
+    checks.unit_enabled(machine, _plain("pfifo"))
+    checks.unit_active(machine, _plain("pfifo"))
+    # A batch that failed: enabled still, the oneshot unit `failed` (systemctl exits 3 then).
+    failed = checks.Machine(_Host(answers))
+    failed.host.answers["systemctl is-active kvmnet-tc@eno1.service"] = "failed\n"
+    checks.unit_enabled(failed, _plain("pfifo"))
+    with pytest.raises(
+        pytest.fail.Exception, match=r"^kvmnet-tc@eno1.service: unit expected active, found failed$"
+    ):
+        checks.unit_active(failed, _plain("pfifo"))

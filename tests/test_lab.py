@@ -138,7 +138,12 @@ def test_default_lab(tmp_path: Path) -> None:
         assert "sch_fq" in skips["hv1/eno1"]  # tc: fq on the underlay
         assert "VLAN" in skips["hv1/br-guest"]
         assert all(r["message"] for r in found if r["outcome"] == "skipped")
-        assert by_area(found, "tc", "passed"), "the tbf on eno2 is applied and read back"
+        # The tbf on eno2, with kvmnet's default fq_codel under it: read back as planned where
+        # the kernel has fq_codel (the lab inside the VM tier's Debian), skipped so here.
+        eno2 = next(r for r in by_area(found, "tc") if r["subject"] == "hv1/eno2")
+        assert eno2["outcome"] == "passed" or (
+            eno2["outcome"] == "skipped" and "sch_fq_codel" in eno2["message"]
+        ), eno2
         suites = by_area(found, "suite")
         assert suites and by_area(found, "suite", "passed")
         assert {r["subject"].split(":")[0] for r in suites} >= {"hv1", "hv2", "web1", "web2"}

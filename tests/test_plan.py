@@ -365,3 +365,35 @@ def test_every_host_loads_what_libvirts_bandwidth_uses() -> None:
     plan = plan_of("hosts:\n  hv1:\n    network:\n      ethernets:\n        eno1: {}\n")
     modules = {module for module, _ in plan.hosts[0].kernel.modules}
     assert {"sch_htb", "sch_sfq", "sch_ingress", "cls_u32", "act_police"} <= modules
+
+
+TC = """
+hosts:
+  hv1:
+    network:
+      ethernets:
+        eno1: {mtu: 9000}
+        eno2: {}
+        eno3: {addresses: [192.0.2.1/24]}
+      tunnels:
+        vx1: {mode: vxlan, id: 5, local: 192.0.2.1, remote: 192.0.2.2, link: eno3, mtu: auto}
+    tc:
+      eno1: {shape: {kind: tbf, rate: 100Mbit, burst: 64KiB}, qdisc: bfifo}
+      eno2: {shape: {kind: htb, rate: 100Mbit}}
+      vx1: {engine: networkd, qdisc: pfifo}
+"""
+
+
+def test_every_shaper_gets_a_leaf_and_a_fifo_its_kernel_sized_limit() -> None:
+    host = plan_of(TC).hosts[0]
+    tc = {t.device_id: t for t in host.tc}
+    # No qdisc under eno2's htb: fq_codel, kvmnet's default, under its class 20:10.
+    assert (tc["eno2"].qdisc, tc["eno2"].default_leaf, tc["eno2"].leaf_id) == ("fq_codel", True, "230:")
+    assert tc["eno2"].fifo_limit is None
+    # bfifo asked for on a 9000-MTU NIC: 1000 frames of 9000 + 14 bytes = 9,014,000 bytes.
+    assert (tc["eno1"].qdisc, tc["eno1"].default_leaf, tc["eno1"].fifo_limit) == ("bfifo", False, 9_014_000)
+    # pfifo on a VXLAN device (one TX queue) through networkd: 1000 packets, at the root.
+    assert (tc["vx1"].fifo_limit, tc["vx1"].qdisc_parent, tc["vx1"].per_queue) == (1000, "root", False)
+    # fq_codel's module is loaded; the FIFOs are built into every kernel (no module to load).
+    modules = {name for name, _ in host.kernel.modules}
+    assert "sch_fq_codel" in modules and not {"sch_fifo", "sch_pfifo", "sch_bfifo"} & modules

@@ -30,7 +30,9 @@ def _tc(qdisc: str | None, shape: str | None, police: bool = False) -> TcPlan:
         ("fq", "tbf", "10:", "10:1", "10:1", "140:"),
         # a plain qdisc is the root itself
         ("cake", None, "50:", None, "root", None),
-        # a shaper with no leaf named
+        # a FIFO asked for under htb: pfifo (60): 20*16+60 = 0x260
+        ("pfifo", "htb", "20:", "20:10", "20:10", "260:"),
+        # a TcPlan with no leaf (the plan never makes one under a shaper: see below)
         (None, "htb", "20:", "20:10", None, None),
         # policing only: the root is not kvmnet's
         (None, None, None, None, None, None),
@@ -46,3 +48,10 @@ def test_handles_and_parents(
 ) -> None:
     tc = _tc(qdisc, shape, police=qdisc is None and shape is None)
     assert (tc.root_id, tc.shaper_class, tc.qdisc_parent, tc.leaf_id) == (root, cls, parent, leaf)
+
+
+def test_a_plain_qdisc_of_the_service_engine_goes_under_mq_80() -> None:
+    tc = _tc("fq", None)
+    assert (tc.per_queue, tc.mq_id, tc.root_id) == (True, "80:", "40:")  # 40: on one queue
+    assert (_tc("fq", "tbf").per_queue, _tc("fq", "tbf").mq_id) == (False, None)  # shapers: root
+    assert (_tc(None, None, police=True).per_queue, _tc(None, None, police=True).mq_id) == (False, None)

@@ -308,11 +308,16 @@ def test_hypervisor_runs_its_bootstrap_and_passes_its_suite(work: Path, key: Pat
     # generated files: the VLAN on the VLAN-aware bridge, the GRE tunnel, the overlay.
     for device in ("mgmt100", "gre-peer", "br-guest", "vx10010"):
         _all_passed(outcomes, device)
-    # fq on eno1 (no sch_fq here), tbf on eno2, and the kernel arguments on /proc/cmdline
+    # fq on eno1 (no sch_fq here; under each TX queue if it has several), tbf on eno2 with
+    # kvmnet's default fq_codel under it, both units active, and the kernel arguments
     for check in (
         "test_root_qdisc[eno1]",
+        "test_per_queue_qdiscs[eno1]",
         "test_root_qdisc[eno2]",
         "test_shaping_rate[eno2]",
+        "test_leaf_qdisc[eno2]",
+        "test_tc_unit_active[eno1]",
+        "test_tc_unit_active[eno2]",
         "test_kernel_argument[intel_iommu=on]",
         "test_kernel_argument[iommu=pt]",
     ):
@@ -323,9 +328,10 @@ def test_hypervisor_runs_its_bootstrap_and_passes_its_suite(work: Path, key: Pat
 @boots_vms
 def test_tuned_hypervisor_applies_what_the_sandbox_kernel_cannot(work: Path, key: Path) -> None:
     """tests/vm/tuned-host.yaml's tune2: fq_codel, ingress policing and htb with fq_codel
-    under it (kvmnet-tc@), tbf through networkd, bbr, IPv6 off: none of it can be applied
-    by the sandbox kernel (tests/test_tc.py skips them), all of it by Debian's. Then a
-    reboot: the link settings of eno4, matched by its onboard name, are still applied."""
+    under it (kvmnet-tc@), htb with the default fq_codel through networkd, bbr, IPv6 off:
+    none of it can be applied by the sandbox kernel (tests/test_tc.py skips them), all of
+    it by Debian's. Then a reboot: the link settings of eno4, matched by its onboard name,
+    are still applied."""
     started = time.monotonic()
     image = images.host_image(TUNED_HOST_PROFILE, "tune2")
     TIMINGS["tuned host image"] = {
@@ -341,12 +347,16 @@ def test_tuned_hypervisor_applies_what_the_sandbox_kernel_cannot(work: Path, key
         _all_passed(outcomes, device)
     for check in (
         "test_root_qdisc[ens1]",
+        "test_per_queue_qdiscs[ens1]",
         "test_ingress_policing[ens1]",
+        "test_tc_unit_active[ens1]",
         "test_root_qdisc[ens2]",
         "test_shaping_rate[ens2]",
         "test_leaf_qdisc[ens2]",
+        "test_tc_unit_active[ens2]",
         "test_root_qdisc[ens3]",
         "test_shaping_rate[ens3]",
+        "test_leaf_qdisc[ens3]",
         "test_module_loaded[tcp_bbr]",
         "test_sysctl[net.ipv4.tcp_congestion_control]",
     ):

@@ -38,7 +38,13 @@ def differences(ns: str, tc: TcPlan) -> list[str]:
         top = root(ns, tc.device)
         if top is None:
             return [f"no root qdisc on {tc.device}"]
-        if top.get("kind") != tc.root_kind or top.get("handle") != tc.root_id:
+        if tc.mq_id is not None and top.get("kind") == "mq" and top.get("handle") == tc.mq_id:
+            # A multiqueue device: the unit kept mq, with the qdisc under each TX queue.
+            children = [q for q in qdiscs(ns, tc.device) if str(q.get("parent", "")).startswith(tc.mq_id)]
+            if not children or any(q.get("kind") != tc.qdisc for q in children):
+                applied = ", ".join(sorted({str(q.get("kind")) for q in children})) or "none"
+                out.append(f"per-queue qdisc {applied} under mq applied, {tc.qdisc} configured")
+        elif top.get("kind") != tc.root_kind or top.get("handle") != tc.root_id:
             applied = f"{top.get('kind')} {top.get('handle')}"
             return [f"root qdisc {applied} applied, {tc.root_kind} {tc.root_id} configured"]
         out += _shaper_differences(ns, tc, top)
@@ -46,6 +52,10 @@ def differences(ns: str, tc: TcPlan) -> list[str]:
         leaf = next((q for q in qdiscs(ns, tc.device) if q.get("handle") == tc.leaf_id), None)
         if leaf is None or leaf.get("kind") != tc.qdisc:
             out.append(f"leaf qdisc {leaf.get('kind') if leaf else 'none'} applied, {tc.qdisc} configured")
+        elif leaf.get("parent") != tc.qdisc_parent:
+            out.append(
+                f"leaf qdisc {tc.qdisc} under {leaf.get('parent')}, configured under {tc.qdisc_parent}"
+            )
     if tc.police is not None:
         policers = policers_in(_tc_text(ns, "filter", "show", "dev", tc.device, "ingress"))
         rates = [p.rate for p in policers]

@@ -10,6 +10,7 @@ machine's own.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,10 @@ class Command:
 
 
 def _lines(text: str, section: str, key: str) -> list[str]:
-    """Every `key=` line of `section`, in order (systemd allows a key many times)."""
+    """Every `key=` line of `section`, in order (systemd allows a key many times). A line
+    ending in a backslash goes on in the next, the backslash read as a space."""
     out, current = [], None
-    for raw in text.splitlines():
+    for raw in re.sub(r"\\\n", " ", text).splitlines():
         line = raw.strip()
         if line.startswith("[") and line.endswith("]"):
             current = line[1:-1]
@@ -40,7 +42,9 @@ def commands(text: str, device: str, instance: str, rootfs: Path) -> tuple[Comma
     """The commands one instance runs on start, in order."""
 
     def fill(word: str) -> str:
-        word = word.replace("%I", device).replace("%i", instance)
+        # Specifiers, then systemd's escapes: `%%` is a `%`, `$$` a `$`.
+        word = re.sub(r"%([%Ii])", lambda m: {"%": "%", "I": device, "i": instance}[m.group(1)], word)
+        word = word.replace("$$", "$")
         local = rootfs / word.lstrip("/")
         return str(local) if word.startswith("/") and local.exists() else word
 

@@ -58,8 +58,10 @@ class TrafficControl(StrictModel):
     #: `service` (default): a kvmnet-tc@ unit runs `tc -batch`; `networkd`: the qdisc
     #: sections of the device's .network, for what systemd-networkd 252 can express.
     engine: Literal["service", "networkd"] = "service"
-    #: The root qdisc, or with `shape:` the qdisc under the shaper.
-    qdisc: Literal["fq_codel", "fq", "cake"] | None = None
+    #: The root qdisc (on a multiqueue device, the service engine puts it under each TX
+    #: queue of mq), or with `shape:` the qdisc under the shaper (default: fq_codel).
+    #: pfifo and bfifo are plain FIFOs: only on request (a baseline to compare against).
+    qdisc: Literal["fq_codel", "fq", "cake", "pfifo", "bfifo"] | None = None
     shape: Shaping | None = None
     police: Policing | None = None
 

@@ -14,6 +14,7 @@ from generator.model import sysctls
 from generator.model.host import Bootstrap, HtbShaping, Kernel, TbfShaping, TrafficControl
 from generator.model.profile import Host
 from generator.plan.types import (
+    DEFAULT_LEAF,
     IPV6_OFF,
     KIND_MODULES,
     POLICE_MODULES,
@@ -35,6 +36,8 @@ ETHERNET_HEADER = 14
 HTB_R2Q = 10
 HTB_MAX_QUANTUM = 200_000
 DEFAULT_TBF_LATENCY_US = 50_000
+#: A device's default transmit queue length (packets): what the kernel sizes a FIFO by.
+DEFAULT_TXQUEUELEN = 1000
 
 #: Modules a KVM host always loads, and why.
 BASE_MODULES = (
@@ -150,16 +153,58 @@ def _tc(tc: TrafficControl, iface: Interface, path: KeyPath, problems: list[Diag
             )
         _burst_fits(tc.police.burst, frame, iface, (*path, "police", "burst"), problems)
         police = Police(tc.police.rate, tc.police.burst)
+    if tc.engine == "networkd" and shape is not None and shape.kind is Shaper.TBF:
+        problems.append(
+            Diagnostic(
+                "systemd-networkd 252 cannot put a qdisc under tbf (its Parent= takes only a class "
+                "networkd made itself, and tbf's class is the kernel's: the link waits in 'configuring' "
+                "for ever), so tbf there would queue in a plain FIFO; use kind: htb (networkd puts "
+                f"{tc.qdisc or DEFAULT_LEAF} under its class) or engine: service",
+                (*path, "shape", "kind"),
+            )
+        )
+    if tc.engine == "networkd" and shape is None and tc.qdisc is not None and iface.kind in _MAYBE_MULTIQUEUE:
+        problems.append(
+            Diagnostic(
+                f"{iface.id} is {_article(iface.kind.word)} {iface.kind.word}, which may have several TX "
+                f"queues: networkd 252 can only put {tc.qdisc} at the root, in place of the kernel's mq "
+                "(one queue and one lock for every CPU), and cannot know the queue count; use engine: "
+                f"service (its unit keeps mq and puts {tc.qdisc} under each TX queue), or shape the device",
+                (*path, "qdisc"),
+            )
+        )
+    qdisc = tc.qdisc or (DEFAULT_LEAF if shape is not None else None)
     return TcPlan(
         device_id=iface.id,
         device=iface.netdev_name,
         unit=layout.tc_unit(systemd_escape(iface.netdev_name)),
         engine=TcEngine(tc.engine),
-        qdisc=tc.qdisc,
+        qdisc=qdisc,
         shape=shape,
         police=police,
         mtu=iface.mtu,
+        default_leaf=shape is not None and tc.qdisc is None,
+        fifo_limit=_fifo_limit(qdisc, frame),
     )
+
+
+def _fifo_limit(qdisc: str | None, frame: int) -> int | None:
+    """What the kernel gives a FIFO created without options: txqueuelen packets (pfifo),
+    or txqueuelen full frames in bytes (bfifo)."""
+    if qdisc == "pfifo":
+        return DEFAULT_TXQUEUELEN
+    if qdisc == "bfifo":
+        return DEFAULT_TXQUEUELEN * frame
+    return None
+
+
+#: Devices that can have several TX queues (NICs, bonds, and VLANs, which take their
+#: parent's count); VXLAN and GRE devices are created with one.
+_MAYBE_MULTIQUEUE = (Kind.ETHERNET, Kind.BOND, Kind.VLAN)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def _quantum(rate: int, frame: int) -> int:
@@ -272,7 +317,8 @@ def _modules(
             found.setdefault(module, why)
     for t in tc:
         for kind in filter(None, (t.shape.kind if t.shape else None, t.qdisc)):
-            found.setdefault(QDISC_MODULES[kind], f"tc on {t.device}")
+            if (qdisc_module := QDISC_MODULES[kind]) is not None:  # None: built into every kernel
+                found.setdefault(qdisc_module, f"tc on {t.device}")
         if t.police is not None:
             for module in POLICE_MODULES:
                 found.setdefault(module, f"ingress policing on {t.device}")

@@ -267,7 +267,16 @@ class OverlayPlan:
 #: The qdisc handles kvmnet uses, one per kind. The kernel refuses to `replace` a qdisc
 #: with one of another kind under the same handle ("Invalid qdisc name: must match
 #: existing qdisc"), so each kind gets its own.
-HANDLES = {"tbf": 0x10, "htb": 0x20, "fq_codel": 0x30, "fq": 0x40, "cake": 0x50}
+HANDLES = {
+    "tbf": 0x10,
+    "htb": 0x20,
+    "fq_codel": 0x30,
+    "fq": 0x40,
+    "cake": 0x50,
+    "pfifo": 0x60,
+    "bfifo": 0x70,
+    "mq": 0x80,
+}
 HTB_CLASS = 0x10  # the one class of an htb shaper, and its default
 #: The parent of ingress filters: the ingress qdisc's fixed handle.
 INGRESS_PARENT = "ffff:"
@@ -283,14 +292,24 @@ KIND_MODULES: Mapping[Kind, tuple[str, str]] = {
     Kind.GRETAP: ("ip_gre", "gretap tunnels"),
     Kind.BOND: ("bonding", "bonds"),
 }
-#: The kernel module of each qdisc kvmnet sets (the kinds of HANDLES).
-QDISC_MODULES: Mapping[str, str] = {
+#: The kernel module of each qdisc kvmnet sets (the kinds of HANDLES); None for those
+#: always built into the kernel (sch_fifo and sch_mq are not tristate: no module to load).
+QDISC_MODULES: Mapping[str, str | None] = {
     "tbf": "sch_tbf",
     "htb": "sch_htb",
     "fq_codel": "sch_fq_codel",
     "fq": "sch_fq",
     "cake": "sch_cake",
+    "pfifo": None,
+    "bfifo": None,
+    "mq": None,
 }
+#: The qdisc under a shaper when the profile names none. A shaper's own queue is a FIFO
+#: (htb's default child is a pfifo of txqueuelen packets, tbf's a bfifo of `latency`):
+#: every flow waits behind a standing queue. fq_codel is the usual AQM: upstream
+#: systemd's net.core.default_qdisc (its 50-default.conf) and OpenWrt SQM's leaf under
+#: a shaper; docs/hypervisor.md says why not fq or cake.
+DEFAULT_LEAF = "fq_codel"
 #: What ingress policing takes: the ingress qdisc, a match-all filter and the police action.
 POLICE_MODULES = ("sch_ingress", "cls_matchall", "act_police")
 
@@ -337,10 +356,16 @@ class TcPlan:
     device: str  # kernel name
     unit: str  # systemd unit instance: kvmnet-tc@<escaped>.service
     engine: TcEngine
+    #: The root qdisc, or under a shaper the leaf: the profile's, else DEFAULT_LEAF.
     qdisc: str | None
     shape: Shape | None
     police: Police | None
     mtu: int
+    #: The leaf is kvmnet's default (the profile named no qdisc under its shaper).
+    default_leaf: bool = False
+    #: pfifo's limit in packets, bfifo's in bytes; None for the other kinds. Written
+    #: always: networkd 252 sends a limit of 0 when none is given (every packet dropped).
+    fifo_limit: int | None = None
 
     @property
     def root_kind(self) -> str | None:
@@ -378,6 +403,20 @@ class TcPlan:
             return None
         minor = HTB_CLASS if self.shape.kind == "htb" else 1
         return f"{self.root_handle:x}:{minor:x}"
+
+    @property
+    def per_queue(self) -> bool:
+        """A plain qdisc (no shaper) that the service engine sets: on a multiqueue device
+        the unit keeps an mq root (`mq_id`) and puts the qdisc under each of its TX
+        queues, so that every CPU keeps its own queue and lock; on a single-queue device
+        the qdisc is the root (`root_id`). Shapers are one queue by nature: always root."""
+        return self.engine is TcEngine.SERVICE and self.shape is None and self.qdisc is not None
+
+    @property
+    def mq_id(self) -> str | None:
+        """The handle of the mq root a per-queue qdisc hangs under, by TX queue N (1-based,
+        in hex): `<mq_id>N`."""
+        return f"{HANDLES['mq']:x}:" if self.per_queue else None
 
     @property
     def qdisc_parent(self) -> str | None:

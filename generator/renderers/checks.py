@@ -73,6 +73,7 @@ def _host_sections(state: HostState) -> set[str]:
         "roots": any("root" in q for q in state["qdiscs"]),
         "rates": any("rate" in q for q in state["qdiscs"]),
         "leaves": any("leaf" in q for q in state["qdiscs"]),
+        "per_queue": any("per_queue" in q for q in state["qdiscs"]),
         "police": any("police" in q for q in state["qdiscs"]),
         "units": any("unit" in q for q in state["qdiscs"]),
         "sysctls": bool(state["sysctls"]),

@@ -224,11 +224,14 @@ def qdisc_entry(tc: TcPlan) -> Qdisc:
             rate["class"] = shaper_class
             rate["ceil"] = tc.shape.ceil or tc.shape.rate
         entry["rate"] = rate
-    if tc.leaf_id is not None and tc.qdisc is not None:
+    if tc.mq_id is not None and tc.qdisc is not None:
+        entry["per_queue"] = {"kind": tc.qdisc, "mq": tc.mq_id, "module": QDISC_MODULES[tc.qdisc]}
+    if tc.leaf_id is not None and tc.qdisc is not None and tc.qdisc_parent is not None:
         entry["leaf"] = {
             "kind": tc.qdisc,
             "handle": tc.leaf_id,
             "module": QDISC_MODULES[tc.qdisc],
+            "parent": tc.qdisc_parent,
         }
     if tc.police is not None:
         entry["police"] = {

@@ -11,14 +11,28 @@ from generator.renderers.artifact import Artifact
 from generator.templating import render as render_template
 
 #: networkd's section for each qdisc kvmnet offers (systemd.network(5), v252).
-QDISC_SECTIONS = {"fq_codel": "FairQueueingControlledDelay", "fq": "FairQueueing", "cake": "CAKE"}
+QDISC_SECTIONS = {
+    "fq_codel": "FairQueueingControlledDelay",
+    "fq": "FairQueueing",
+    "cake": "CAKE",
+    "pfifo": "PFIFO",
+    "bfifo": "BFIFO",
+}
+
+#: The key of a FIFO section that takes `TcPlan.fifo_limit` (packets, bytes).
+FIFO_LIMIT_KEYS = {"pfifo": "PacketLimit", "bfifo": "LimitBytes"}
 
 
 def _tc_context(tc: TcPlan | None) -> dict[str, object]:
     """The networkd engine's tc for one device (None when the tc unit applies it)."""
     if tc is None or tc.engine is not TcEngine.NETWORKD:
-        return {"tc": None, "qdisc_section": None, "HTB_CLASS": HTB_CLASS}
-    return {"tc": tc, "qdisc_section": QDISC_SECTIONS.get(tc.qdisc or ""), "HTB_CLASS": HTB_CLASS}
+        return {"tc": None, "qdisc_section": None, "fifo_limit_key": None, "HTB_CLASS": HTB_CLASS}
+    return {
+        "tc": tc,
+        "qdisc_section": QDISC_SECTIONS.get(tc.qdisc or ""),
+        "fifo_limit_key": FIFO_LIMIT_KEYS.get(tc.qdisc or ""),
+        "HTB_CLASS": HTB_CLASS,
+    }
 
 
 def files_for(host: HostPlan, iface: Interface) -> list[Artifact]:

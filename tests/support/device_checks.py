@@ -13,7 +13,7 @@ from typing import Any
 
 from generator.lab.layout import kernel_name
 from generator.layout import NETWORKD_PREFIX as PREFIX
-from generator.plan.types import HostPlan, Interface, Kind
+from generator.plan.types import HostPlan, Interface, Kind, TcEngine
 from tests.support.networkd import (
     MISSING,
     RUN_NETWORK,
@@ -60,18 +60,29 @@ def absence(host: HostPlan, iface: Interface, kernel: Kernel) -> str | None:
         lower = host.get(iface.lower)
         if (why := absence(host, lower, kernel)) is not None:
             return f"it rides on {kernel_name(lower)}, which cannot exist here ({why})"
-        if (why := giving_up(lower, kernel)) is not None:
+        if (why := giving_up(host, lower, kernel)) is not None:
             return f"it rides on {kernel_name(lower)}, which networkd gives up on before stacking ({why})"
     return None
 
 
-def giving_up(iface: Interface, kernel: Kernel) -> str | None:
+def giving_up(host: HostPlan, iface: Interface, kernel: Kernel) -> str | None:
     if iface.port_vlans is not None and kernel.bridge_vlans:
         return f"networkd stops configuring {kernel_name(iface)} when its [BridgeVLAN] fails: {kernel.bridge_vlans}"
+    if lacking := _qdiscs_lacking(host, iface, kernel):
+        return f"networkd stops configuring {kernel_name(iface)} when its qdisc fails: {'; '.join(lacking)}"
     return None
 
 
-def tolerances(iface: Interface, kernel: Kernel) -> tuple[Tolerance, ...]:
+def _qdiscs_lacking(host: HostPlan, iface: Interface, kernel: Kernel) -> list[str]:
+    """Why this kernel refuses a qdisc that networkd's own tc sections set on `iface`."""
+    for tc in host.tc:
+        if tc.device_id == iface.id and tc.engine is TcEngine.NETWORKD:
+            kinds = (tc.shape.kind if tc.shape else None, tc.qdisc)
+            return [kernel.cannot_queue[k] for k in kinds if k is not None and k in kernel.cannot_queue]
+    return []
+
+
+def tolerances(host: HostPlan, iface: Interface, kernel: Kernel) -> tuple[Tolerance, ...]:
     name = kernel_name(iface)
     out = []
     if iface.kind.value in kernel.cannot_create:
@@ -81,8 +92,11 @@ def tolerances(iface: Interface, kernel: Kernel) -> tuple[Tolerance, ...]:
         # networkd sets all IFLA_BR_* in one message; the kernel applies them in order and
         # stops at VLAN filtering (so STP and forward delay, which come first, still apply).
         out.append(Tolerance(name, "Bridge parameters could not be set: Operation not supported"))
-    if giving_up(iface, kernel):
+    if iface.port_vlans is not None and kernel.bridge_vlans:
         out.append(Tolerance(name, "Failed to set bridge VLAN configurations: Operation not supported"))
+    if _qdiscs_lacking(host, iface, kernel):
+        out.append(Tolerance(name, r"Could not set QDisc: Specified qdisc kind is unknown\. .*"))
+    if giving_up(host, iface, kernel):
         out.append(Tolerance(name, "Failed"))
     return tuple(out)
 
@@ -94,9 +108,9 @@ def expand(spans: Sequence[tuple[int, int]]) -> frozenset[int]:
 def device_case(host: HostPlan, iface: Interface, kernel: Kernel, files: Mapping[str, bytes]) -> DeviceCase:
     name = kernel_name(iface)
     mine = sorted(f"{RUN_NETWORK}/{f}" for f in files if f.rsplit(".", 1)[0] == f"{PREFIX}{iface.id}")
-    tolerated = tolerances(iface, kernel)
+    tolerated = tolerances(host, iface, kernel)
     absent = absence(host, iface, kernel)
-    gives_up = giving_up(iface, kernel)
+    gives_up = giving_up(host, iface, kernel)
     master = host.get(iface.master) if iface.master else None
     master_absent = absence(host, master, kernel) if master else None
     # A bond sets its ports' MTU, so a port's planned MTU shows only once the bond exists.

@@ -154,6 +154,20 @@ def test_shaping_rate(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
     checks.shaping_rate(machine, qdisc)
 
 
+@pytest.mark.netns
+@pytest.mark.parametrize("qdisc", checks.having("leaf", QDISCS), ids=checks.label)
+def test_leaf_qdisc(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
+    """The qdisc under the shaper is of the planned kind, under the shaper's class."""
+    checks.leaf_qdisc(machine, qdisc)
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("qdisc", checks.having("per_queue", QDISCS), ids=checks.label)
+def test_per_queue_qdiscs(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
+    """With several TX queues, mq stays the root and each queue has the qdisc; with one, the root."""
+    checks.per_queue_qdiscs(machine, qdisc)
+
+
 @pytest.mark.parametrize("entry", checks.scoped(EXPECTED["sysctls"]))
 def test_sysctl(machine: checks.Machine, entry: checks.Sysctl) -> None:
     """The sysctl has its planned value (per-namespace keys are `netns`, global ones `machine`)."""
@@ -179,3 +193,10 @@ def test_kernel_argument(machine: checks.Machine, argument: checks.Argument) -> 
 def test_tc_unit_enabled(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
     """The kvmnet-tc@ unit that applies the device's tc batch is enabled."""
     checks.unit_enabled(machine, qdisc)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("qdisc", checks.having("unit", QDISCS), ids=checks.label)
+def test_tc_unit_active(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
+    """The kvmnet-tc@ unit has run its batch without error (active, not failed)."""
+    checks.unit_active(machine, qdisc)

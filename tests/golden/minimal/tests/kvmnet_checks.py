@@ -167,7 +167,20 @@ class Link(_Link, total=False):
 class QdiscHandle(TypedDict):
     kind: str
     handle: str
-    module: str
+    module: str | None  # None: built into every kernel (pfifo, bfifo)
+
+
+class QdiscLeaf(QdiscHandle):
+    parent: str  # the shaper's class it hangs under ("10:1", "20:10")
+
+
+class QdiscPerQueue(TypedDict):
+    """A plain qdisc on a multiqueue device: one under each TX queue N of the mq root
+    (parent `<mq>N`, N in hex); a device with one TX queue has it at the root instead."""
+
+    kind: str
+    mq: str
+    module: str | None
 
 
 class _QdiscRate(TypedDict):
@@ -199,8 +212,9 @@ class Qdisc(_Qdisc, total=False):
     """The traffic control kvmnet sets on one device of a host."""
 
     root: QdiscHandle
+    per_queue: QdiscPerQueue
     rate: QdiscRate
-    leaf: QdiscHandle
+    leaf: QdiscLeaf
     police: QdiscPolice
     unit: str
 
@@ -690,6 +704,11 @@ class Machine:
     def root_qdisc(self, device: str) -> Entry | None:
         return next((q for q in self.qdiscs(device) if q.get("root")), None)
 
+    def tx_queues(self, device: str) -> int:
+        """How many TX queues the device has now (/sys/class/net/DEV/queues/tx-N)."""
+        names = self.output("ls /sys/class/net/%s/queues", device).split()
+        return sum(1 for name in names if name.startswith("tx-"))
+
     def htb_class(self, device: str, classid: str) -> dict[str, str]:
         return htb_class_in(self.output("tc class show dev %s", device), classid)
 
@@ -959,19 +978,44 @@ def shaped_device(machine: Machine, qdisc: Qdisc) -> str:
     return str(device)
 
 
+def lacks(machine: Machine, module: str | None) -> str | None:
+    """Why this machine cannot have a qdisc of `module` (None: built in, or it can)."""
+    return None if module is None else machine.kernel_lacks(module)
+
+
 def root_qdisc(machine: Machine, qdisc: Qdisc) -> None:
     device = shaped_device(machine, qdisc)
     want = qdisc["root"]
+    planned, handle, module = want["kind"], want["handle"], want["module"]
+    if "per_queue" in qdisc and machine.tx_queues(device) > 1:
+        # Several TX queues: the unit keeps mq at the root (test_per_queue_qdiscs checks under it).
+        planned, handle, module = "mq", qdisc["per_queue"]["mq"], None
     root = machine.root_qdisc(device)
     kind = root["kind"] if root else "none"
-    if kind != want["kind"] and (lack := machine.kernel_lacks(want["module"])):
-        skip(device, f"root qdisc {want['kind']} cannot be set on this machine: {lack}")
-    expect(
-        device,
-        "root qdisc",
-        f"{want['kind']} {want['handle']}",
-        f"{kind} {root['handle'] if root else ''}".strip(),
-    )
+    if kind != planned and (lack := lacks(machine, module)):
+        skip(device, f"root qdisc {planned} cannot be set on this machine: {lack}")
+    expect(device, "root qdisc", f"{planned} {handle}", f"{kind} {root['handle'] if root else ''}".strip())
+
+
+def per_queue_qdiscs(machine: Machine, qdisc: Qdisc) -> None:
+    device = shaped_device(machine, qdisc)
+    want = qdisc["per_queue"]
+    queues = machine.tx_queues(device)
+    if queues <= 1:  # one queue: the unit sets the qdisc at the root, which is its one queue's
+        root = machine.root_qdisc(device)
+        kind = root["kind"] if root else "none"
+        if kind != want["kind"] and (lack := lacks(machine, want["module"])):
+            skip(device, f"{want['kind']} cannot be set on this machine: {lack}")
+        expect(device, "qdisc of its one TX queue (the root)", want["kind"], kind)
+        return
+    by_parent = {q.get("parent"): q.get("kind", "none") for q in machine.qdiscs(device)}
+    parents = [f"{want['mq']}{n:x}" for n in range(1, queues + 1)]
+    found = [by_parent.get(parent, "none") for parent in parents]
+    if any(kind != want["kind"] for kind in found) and (lack := lacks(machine, want["module"])):
+        skip(device, f"{want['kind']} cannot be set on this machine: {lack}")
+    wrong = [f"{parent} {kind}" for parent, kind in zip(parents, found, strict=True) if kind != want["kind"]]
+    if wrong:
+        fail(device, f"qdisc under each of {queues} TX queues", want["kind"], ", ".join(wrong))
 
 
 def shaping_rate(machine: Machine, qdisc: Qdisc) -> None:
@@ -1006,9 +1050,11 @@ def leaf_qdisc(machine: Machine, qdisc: Qdisc) -> None:
     want = qdisc["leaf"]
     leaf = next((q for q in machine.qdiscs(device) if q.get("handle") == want["handle"]), None)
     kind = leaf["kind"] if leaf else "none"
-    if kind != want["kind"] and (lack := machine.kernel_lacks(want["module"])):
+    if kind != want["kind"] and (lack := lacks(machine, want["module"])):
         skip(device, f"qdisc {want['kind']} under the shaper cannot be set on this machine: {lack}")
     expect(device, f"qdisc {want['handle']}", want["kind"], kind)
+    # Under the shaper's class: anywhere else the shaper's own FIFO still queues.
+    expect(device, f"qdisc {want['handle']} parent", want["parent"], (leaf or {}).get("parent", "none"))
 
 
 def ingress_policing(machine: Machine, qdisc: Qdisc) -> None:
@@ -1075,6 +1121,16 @@ def unit_enabled(machine: Machine, qdisc: Qdisc) -> None:
         skip(unit, "systemctl is not installed: this machine has no systemd")
     state = machine.host.run("systemctl is-enabled %s", unit).stdout.strip()
     expect(unit, "unit", "enabled", state or "not found")
+
+
+def unit_active(machine: Machine, qdisc: Qdisc) -> None:
+    """Enabled is not applied: the oneshot unit (RemainAfterExit=yes) stays active only
+    when its tc commands succeeded; a failed run leaves it `failed`."""
+    unit = qdisc["unit"]
+    if not machine.has_command("systemctl"):
+        skip(unit, "systemctl is not installed: this machine has no systemd")
+    state = machine.host.run("systemctl is-active %s", unit).stdout.strip()
+    expect(unit, "unit", "active", state or "not found")
 
 
 # --- guests ----------------------------------------------------------------------------

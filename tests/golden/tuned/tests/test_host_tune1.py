@@ -99,8 +99,15 @@ def test_shaping_rate(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
 @pytest.mark.netns
 @pytest.mark.parametrize("qdisc", checks.having("leaf", QDISCS), ids=checks.label)
 def test_leaf_qdisc(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
-    """The qdisc under the shaper is of the planned kind."""
+    """The qdisc under the shaper is of the planned kind, under the shaper's class."""
     checks.leaf_qdisc(machine, qdisc)
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("qdisc", checks.having("per_queue", QDISCS), ids=checks.label)
+def test_per_queue_qdiscs(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
+    """With several TX queues, mq stays the root and each queue has the qdisc; with one, the root."""
+    checks.per_queue_qdiscs(machine, qdisc)
 
 
 @pytest.mark.netns
@@ -128,3 +135,10 @@ def test_module_loaded(machine: checks.Machine, module: checks.Module) -> None:
 def test_tc_unit_enabled(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
     """The kvmnet-tc@ unit that applies the device's tc batch is enabled."""
     checks.unit_enabled(machine, qdisc)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("qdisc", checks.having("unit", QDISCS), ids=checks.label)
+def test_tc_unit_active(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
+    """The kvmnet-tc@ unit has run its batch without error (active, not failed)."""
+    checks.unit_active(machine, qdisc)

@@ -45,9 +45,9 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 readonly -a FILES=(
   '853144c980c65245f4018ec72e75b3c9bb2fab7714b46f5f69877b6947904c9c 0644 etc/default/grub.d/90-kvmnet.cfg'
   'c8430e96904f0cd0943f4c29998722978d8e9c9c5f26ce5074461c566fef0413 0644 etc/kvmnet/kernel-cmdline'
-  '2f8bf3c48cb0e7aceb6a710120a01404dbfc2dcf5857d3911c983153d90b8b92 0644 etc/kvmnet/tc/eno1.tc'
-  '6c58df169c0db884b2577459f03fa1ecb3030d0f78661ff30a9cce7ef609d3b9 0644 etc/kvmnet/tc/eno2.tc'
-  'f8d7ab5995e3556dbefffddc37c9743cfb77089bd523df975f92bae07c721c35 0644 etc/modules-load.d/kvmnet.conf'
+  '50b4b175d2be716e9c06e964742a36c174bf6d108606dee4d65d42f245474ccc 0644 etc/kvmnet/tc/eno1.tc'
+  '828c5c81e84c14094113299c49b0b98e0da5dbb0476d5efd73f671b9814fe02b 0644 etc/kvmnet/tc/eno2.tc'
+  '4613925e0eb1c69528144446d9c76a98688ea7225142ebe408f93afecdec7023 0644 etc/modules-load.d/kvmnet.conf'
   'd4e158bda8a54c866e5710cbccc6a5e1f34a5f3d06a8a594de882888b01ca29b 0644 etc/sysctl.d/90-kvmnet.conf'
   '37d09ed3397e6fd2c5b9af925ceb86838418c00f0db00854ef986c7f8db71685 0644 etc/systemd/network/10-kvmnet-br-guest.netdev'
   '599428808be249632eff998ffa1b0da88f94b7062f9264a3ac0e2496561270a9 0644 etc/systemd/network/10-kvmnet-br-guest.network'
@@ -63,7 +63,7 @@ readonly -a FILES=(
   '30f50eeacb34037b40b5fd303368df523fc455e95e8ae04296236cdd6d570eb5 0644 etc/systemd/network/10-kvmnet-mgmt100.network'
   '76970a4367bddfeb937ce7efa4919588c6e849dadb76b7ea7b4d80313351be2a 0644 etc/systemd/network/10-kvmnet-vx10010.netdev'
   'f59a9978d709718433a1b5c33f42c6d6db38b7adc503bf75322fe98c7a86c2b9 0644 etc/systemd/network/10-kvmnet-vx10010.network'
-  '0d185449eaedd4337c76b2cbe354b610b46ab6f75c32d04610e5dea517d49fed 0644 etc/systemd/system/kvmnet-tc@.service'
+  '3b072011026da8b04c2e5f076968bf498e06d72d11754051f5846bd6b7898d70 0644 etc/systemd/system/kvmnet-tc@.service'
   'b204ae5f12906a80f11bb6a52b177ef5eed27bcc1a016a2fd11a6c7ce0b59909 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change

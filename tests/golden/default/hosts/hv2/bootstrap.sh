@@ -45,9 +45,9 @@ readonly DEFAULT_ROLLBACK_AFTER=60
 readonly -a FILES=(
   '4f158b7b306d61fab55cff79cfdac7b4d2caa07af3a37fe5c0c79b0a42c23ad4 0644 etc/default/grub.d/90-kvmnet.cfg'
   '3d2fe97e96099a17cb50f0df962ca4548836567058d1d665f4497227378c96ba 0644 etc/kvmnet/kernel-cmdline'
-  'b7ec76752b9a1d6aa5ed96accd0af2e0e27c7101714a77aa0253248de981ef34 0644 etc/kvmnet/tc/eno1.tc'
-  '02dcacaaff2f4ddf93b38de0a15734a8b625ccc90816517eb3a1811d87d58d51 0644 etc/kvmnet/tc/eno2.tc'
-  '0b428a8a98f349d060f4acb3034b562f25159966bc17d52b8dde98f3a6e58f63 0644 etc/modules-load.d/kvmnet.conf'
+  'c788209d0c1dc5ffb7ffcdfdad994d85bcab1e8e58ed9f3ab46402552e5492f6 0644 etc/kvmnet/tc/eno1.tc'
+  '43c7575bf68b69142d8b1af39a845ff21981339e9cf33db27efb82555b607d7e 0644 etc/kvmnet/tc/eno2.tc'
+  '630a98296ecf8598987bd77ef3abb6f5da52eb912a5ba6fcc7695f709803f951 0644 etc/modules-load.d/kvmnet.conf'
   'f1ae1aa52131711abfc9162a857569fe7110f3858e6c6a247242f1bd28255a4e 0644 etc/sysctl.d/90-kvmnet.conf'
   '71cd8b5cc6698d61adc6ab59822311c50a06c9d90a72a9e03ff060253a3d38a5 0644 etc/systemd/network/10-kvmnet-br-guest.netdev'
   '7cab8b437d32c098988bfae713a946fb9625550f8ca73d653a3732aeac980fa4 0644 etc/systemd/network/10-kvmnet-br-guest.network'
@@ -63,7 +63,7 @@ readonly -a FILES=(
   '41f63c99dd20c6fd4bdbd35b069c0c61955a1532e5529f35860ef864d16a9e47 0644 etc/systemd/network/10-kvmnet-mgmt100.network'
   '84f655df2e3069e73b1d21b35a68585b3f364ca0293a38365fb3c8ab77dddcd0 0644 etc/systemd/network/10-kvmnet-vx10010.netdev'
   '2207905327966b654df480a6855ef8b9608bf732ec694c40a9a23662a96c394d 0644 etc/systemd/network/10-kvmnet-vx10010.network'
-  '0d185449eaedd4337c76b2cbe354b610b46ab6f75c32d04610e5dea517d49fed 0644 etc/systemd/system/kvmnet-tc@.service'
+  '3b072011026da8b04c2e5f076968bf498e06d72d11754051f5846bd6b7898d70 0644 etc/systemd/system/kvmnet-tc@.service'
   'e2453b9c010f8f989f83861ef72dfd22001f774bce224560413dd93eb43e0e3c 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change

@@ -43,19 +43,19 @@ readonly DEFAULT_ROLLBACK_AFTER=30
 
 # Every file of rootfs/: sha256, mode, path (relative to the root).
 readonly -a FILES=(
-  '0067b33de71ff21196bbe7e93610b8f8a025b415c6c470c0df83600eef964479 0644 etc/kvmnet/tc/ens1.tc'
-  '16602c677e5ad41740c845880a18bcadd85a99d39190aba64218bc548dd8f2da 0644 etc/kvmnet/tc/ens2.tc'
-  'a7854df499887e3aa6547ca17f9c7eaa3daa3bc161dc75c5efa6265ce098ab66 0644 etc/kvmnet/tc/ens4.tc'
-  'd2fd8c549503fea8c5c1b703d7d27acf50793ae131290e5e362b059ed2e49c84 0644 etc/modules-load.d/kvmnet.conf'
+  '978eae79af7192323892535067529a305c7049aca6c9d4b334cdd77e1edcf154 0644 etc/kvmnet/tc/ens1.tc'
+  'b2e295910788474b22dd5b812283c9c1efd3e3b15e5e0e12a595ef252a802d19 0644 etc/kvmnet/tc/ens2.tc'
+  '0a1b99583803815a16707b281b2433d39b7bfe4502cb93a62eb66f305ff6e103 0644 etc/kvmnet/tc/ens4.tc'
+  '5686c8dcd245128838ce52e97ffa1b3dfae6e0c38420e48656b19d4909fcafe7 0644 etc/modules-load.d/kvmnet.conf'
   '241b58110515a7a521842abada4907747ef80fb2d0f42d1a3202ac9af51265ea 0644 etc/sysctl.d/90-kvmnet.conf'
   '7f57d13753d5681d33d8e98c11011f88e2da2428291f4c4acf2d3d9eeaf4caa3 0644 etc/systemd/network/10-kvmnet-br-guests.netdev'
   'c8a0a00aeb22e3ddcbbf2447d7978824fa3007b934d008919ed3f98de0a5ea6d 0644 etc/systemd/network/10-kvmnet-br-guests.network'
   '106106cfe954e3cc0f7a47b27ac7030d8b42e08eb92c458bb340043b970db858 0644 etc/systemd/network/10-kvmnet-ens1.network'
   '3b289f2aa8598eeea1cabb9494b33a2d718a30578fd90ff3e2e162908f71a1f4 0644 etc/systemd/network/10-kvmnet-ens2.link'
   '86a1959b440cb5d7a081d22d124b7406ed5c92cdd651ce10644196cb6d80b9ee 0644 etc/systemd/network/10-kvmnet-ens2.network'
-  '9e850c8e2191d05c561abb0684a8ee0d2b655e44f91c3ef21ecf3b57e12cb2d4 0644 etc/systemd/network/10-kvmnet-ens3.network'
+  '0e6d9af5baf01aa921852dc88580f51cdc3a1825e9bd8255bd03d611505dcfa4 0644 etc/systemd/network/10-kvmnet-ens3.network'
   'b09c684147df112e0a566997ce28134233aa8abf0dbb2f140211c93615309f4c 0644 etc/systemd/network/10-kvmnet-ens4.network'
-  '0d185449eaedd4337c76b2cbe354b610b46ab6f75c32d04610e5dea517d49fed 0644 etc/systemd/system/kvmnet-tc@.service'
+  '3b072011026da8b04c2e5f076968bf498e06d72d11754051f5846bd6b7898d70 0644 etc/systemd/system/kvmnet-tc@.service'
   'c3b31b816372157abf7cb63e0dba070aade331580c50fb61ed908f616cabaf69 0644 etc/udev/rules.d/90-kvmnet-br-netfilter.rules'
 )
 # Virtual devices by the .netdev file that defines them: networkd 252 does not change
