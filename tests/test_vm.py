@@ -670,13 +670,16 @@ LAB_PROFILES = {
 #: What the lab skips for a reason of its own, never the kernel's: global sysctls it will
 #: not write from a namespace, libvirt's <bandwidth> (the lab has no libvirt), virtio
 #: queues and rings (veths stand in for the NICs), DHCP (the lab has no server), and
-#: net.bridge.* while br_netfilter is not loaded (written to be skipped then).
+#: net.bridge.* while br_netfilter is not loaded (written to be skipped then), and what a
+#: veth cannot be: a NIC with a burnt-in MAC that its bond leaves in place (permaddr).
 LAB_NOT_KERNEL = (
     "is the whole machine's, not the namespace's",
     "the lab has no libvirt",
     "a veth device stands in for the virtio NIC",
     "no DHCP server",
     "written with systemd-sysctl's '-' prefix: skipped when missing",
+    "a veth stands in for the NIC here and has no permanent MAC address",
+    "a bond port without a permanent MAC address (a veth stands in for the NIC here)",
 )
 #: Debian's packages the lab needs beyond the host image: iperf3 and its libraries, ping.
 LAB_DEBS = ("iperf3", "libiperf0", "libsctp1", "iputils-ping")

@@ -19,7 +19,7 @@ from generator.lab.state import State
 from generator.live.networkd import SYNTAX_COMPLAINT, link_state
 from generator.live.processes import alive
 from generator.live.snapshot import Snapshot
-from generator.plan.types import HostPlan, Interface, Plan
+from generator.plan.types import HostPlan, Interface, Kind, Plan
 
 
 def _log(state: State, host: str) -> list[str]:
@@ -103,6 +103,18 @@ def _device(
         # What is left is IPv6 router discovery, waiting for routers the lab does not have.
         return passed("devices", subject, f"{iface.kind.value}, configured by networkd (no IPv6 router here)")
     said = [line for line in log if re.search(rf"\b{re.escape(name)}: ", line)][-3:]
+    master = snapshot.link(iface.master) if iface.master else None
+    if state == "unmanaged" and iface.master_kind is Kind.BOND and master and link.master == master.name:
+        # A bond gives its ports its MAC; a veth has no permanent address, so networkd's
+        # PermanentMACAddress= match then falls back to the new MAC and lets it go. A
+        # real NIC keeps its burnt-in address and stays matched.
+        return skipped(
+            "devices",
+            subject,
+            f"a port of {master.name}, as planned; then networkd left it unmanaged: a veth stands in for "
+            "the NIC here and has no permanent MAC address, so once its bond gives it its MAC, the "
+            ".network's PermanentMACAddress= no longer matches it (a NIC's burnt-in address does)",
+        )
     if _needs_filtering(iface) and FILTERING in missing:
         return skipped(
             "devices",

@@ -57,9 +57,10 @@ def _offer(
         ["iperf3", "--server", "--one-off", "--bind", destination, "--port", str(PORT)],
     )
     try:
+        # iperf3's control connection is TCP, for a UDP test too
         listening = wait_for(
             lambda: bool(
-                run("ip", "netns", "exec", host_ns, "ss", "-Hlun", f"sport = :{PORT}").stdout.strip()
+                run("ip", "netns", "exec", host_ns, "ss", "-Hltn", f"sport = :{PORT}").stdout.strip()
             ),
             5,
         )
