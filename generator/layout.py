@@ -129,6 +129,8 @@ CLOUD_NETWORK_OFF = f"{CLOUD_CFG_DIR}/99-kvmnet-network.cfg"
 CLOUD_HOST_IMAGE = f"{CLOUD_CFG_DIR}/99-kvmnet-host.cfg"
 #: The resolver file; a host with nameservers points it at systemd-resolved's stub.
 RESOLV_CONF = "/etc/resolv.conf"
+#: Where Debian's systemd-resolved postinst keeps the resolv.conf it replaces (first install).
+RESOLVED_BACKUP = "/etc/.resolv.conf.systemd-resolved.bak"
 RESOLVED_UNIT = "systemd-resolved.service"
 #: libvirt's default storage pool: guests' disks and seeds (the domain XML names them).
 LIBVIRT_IMAGES = "/var/lib/libvirt/images"

@@ -55,7 +55,7 @@ PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 BIN = Path(sys.executable).parent
 #: dib-run-parts runs only names of this form (a dot, e.g. `50-x.sh`, is skipped silently).
 HOOK_NAME = re.compile(r"^[0-9]{2}-[A-Za-z0-9_-]+$")
-HOOK_DIRS = {"install.d", "finalise.d", "cleanup.d"}
+HOOK_DIRS = {"install.d", "post-install.d", "finalise.d", "cleanup.d"}
 
 #: A guest with extra write_files of its own: they belong to the instance, not the image.
 EXTRA_FILES = """
@@ -141,6 +141,11 @@ def test_every_profile_machine_has_its_element() -> None:
             assert f"{layout.element_dir(guest.name, 'guest')}/README.rst" in paths
 
 
+#: Host elements with the post-install.d hook that gives the build its resolver back once
+#: systemd-resolved is installed: the hosts with nameservers, default.yaml's hv1 and hv2.
+RESOLVER_HOSTS = 2
+
+
 @pytest.mark.consumer
 def test_dib_lint_passes_and_checks_every_file(tmp_path: Path) -> None:
     """All elements of all bundled profiles: dib-lint names each file it checked."""
@@ -158,9 +163,10 @@ def test_dib_lint_passes_and_checks_every_file(tmp_path: Path) -> None:
         assert expected <= seen, f"{name}: dib-lint did not check {sorted(expected - seen)}"
         assert "Skipping" not in result.stdout
         checked_total += len(seen)
-    # every file but README.rst, in every element: six, and a host's cloud.cfg
+    # every file but README.rst, in every element: six, and a host's cloud.cfg; and the
+    # resolver hook of each host with nameservers (default.yaml's hv1 and hv2)
     hosts = sum(1 for name in ELEMENTS if name.endswith("/kvmnet-host"))
-    assert checked_total == 6 * len(ELEMENTS) + hosts
+    assert checked_total == 6 * len(ELEMENTS) + hosts + RESOLVER_HOSTS
 
 
 @pytest.mark.consumer
@@ -195,6 +201,8 @@ def test_element_structure(name: str) -> None:
     )
     hook = "install.d/60-kvmnet-guest" if element == "kvmnet-guest" else "finalise.d/60-kvmnet-host"
     host_only = {"kvmnet-host-bundle/cloud.cfg"} if element == "kvmnet-host" else set()
+    if element == "kvmnet-host" and name.startswith("default:"):  # hosts with nameservers
+        host_only.add("post-install.d/10-kvmnet-host-resolver")
     assert set(rel) == {
         "README.rst",
         "element-deps",
@@ -420,7 +428,7 @@ def test_shellcheck_passes_on_hooks_and_shims(tmp_path: Path) -> None:
         ["shellcheck", "--severity=style", *scripts], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout
-    assert len(scripts) == 2 * len(ELEMENTS) + len(shims.SHIMS)
+    assert len(scripts) == 2 * len(ELEMENTS) + RESOLVER_HOSTS + len(shims.SHIMS)
 
 
 # --- the mirror, device-mapper, the command -------------------------------------------

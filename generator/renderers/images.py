@@ -147,13 +147,22 @@ def host_element(host: HostPlan, artifacts: Sequence[Artifact]) -> list[Artifact
         cloud_cfg_dir=layout.CLOUD_CFG_DIR,
         cloud_cfg_path=layout.CLOUD_HOST_IMAGE,
     )
-    return [
+    made = [
         *_common(base, layout.HOST_ELEMENT, host.name, "host", host_packages(host)),
         Artifact(f"{base}/{HOST_DATA}/{HOST_TARBALL}", tarball(host.name, artifacts), MODE_FILE),
         Artifact.text(f"{base}/{HOST_DATA}/{HOST_CLOUD_CFG}", host_cloud_cfg()),
         # finalise.d 60: after the bootloader element's grub.cfg (finalise.d 50).
         Artifact.text(f"{base}/finalise.d/60-{layout.HOST_ELEMENT}", finalise, MODE_SCRIPT),
     ]
+    if host.resolver is not None:
+        # post-install.d: after package-installs (install.d), before the bootloader's packages.
+        resolver = render_template(
+            "images/host-resolver.j2", resolv_conf=layout.RESOLV_CONF, backup=layout.RESOLVED_BACKUP
+        )
+        made.append(
+            Artifact.text(f"{base}/post-install.d/10-{layout.HOST_ELEMENT}-resolver", resolver, MODE_SCRIPT)
+        )
+    return made
 
 
 def render(plan: Plan, artifacts: Sequence[Artifact]) -> list[Artifact]:
