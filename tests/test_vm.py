@@ -661,10 +661,11 @@ def test_a_machine_that_never_answers_is_booted_once_more_then_fails_with_its_co
 
 # --- the lab inside Debian's kernel ------------------------------------------------
 
+#: tests/lab/shaped.yaml is not among them: the sandbox lab measures all of it, and its
+#: 300 Mbit/s is more than software emulation sends reliably.
 LAB_PROFILES = {
     "default": HERE.parent / "profiles" / "default.yaml",
     "bonded": HERE.parent / "profiles" / "bonded.yaml",
-    "shaped": HERE / "lab" / "shaped.yaml",
     "debian": HERE / "lab" / "debian.yaml",
 }
 #: What the lab skips for a reason of its own, never the kernel's: global sysctls it will
