@@ -12,7 +12,7 @@ makes one: the host image on a virtio disk, and
   network. Host images turn cloud-init's network handling off (kvmnet's files own the
   NICs; cloud-init 22.4 then ignores a seed's network-config too), so the seed's
   `bootcmd` writes a networkd file for it (first in sort order, matched by MAC) and
-  reloads networkd; the network-config stays for images made before that;
+  restarts networkd; the network-config stays for images made before that;
 - a seed (label cidata) whose user-data gives root the test's SSH key: the host suite
   reads what root reads (tc, bridge VLANs, /proc/cmdline).
 
@@ -183,10 +183,13 @@ def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memo
         f"[Match]\nMACAddress={mgmt_mac}\n\n"
         f"[Network]\nAddress={address}/{MGMT_NET.prefixlen}\nLinkLocalAddressing=no\n"
     )
-    write_mgmt = f'printf %s "$1" >{MGMT_NETWORK} && networkctl reload'
+    # Not `networkctl reload`: it asks networkd over D-Bus, which a host image need not have
+    # ("Failed to connect system bus", seen on hv1's console); systemctl reaches systemd
+    # over its own socket. --no-block: cloud-init.service must not wait on networkd's restart.
+    write_mgmt = f'printf %s "$1" >{MGMT_NETWORK} && systemctl restart --no-block systemd-networkd'
     user_data = "#cloud-config\n" + yaml.safe_dump(
         {
-            # cloud-init.service runs bootcmd while networkd runs already: hence the reload.
+            # cloud-init.service runs bootcmd while networkd runs already: hence the restart.
             "bootcmd": [["sh", "-c", write_mgmt, "sh", mgmt_network]],
             # root's key as given: with disable_root cloud-init would prefix "please login as".
             "disable_root": False,
