@@ -33,7 +33,7 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
 
 
 #: diskimage-builder hook scripts of the generated elements (they must be executable)
-HOOK = layout.elements_dir("[^/]+") + r"/[^/]+/(install|finalise|cleanup)\.d/"
+HOOK = layout.elements_dir("[^/]+") + r"/[^/]+/(install|post-install|finalise|cleanup)\.d/"
 
 
 def expected_mode(path: str) -> str:
