@@ -475,6 +475,23 @@ def test_vxlan_fdb_wants_every_planned_peer() -> None:
         checks.vxlan_fdb(_machine(links=links, **{"bridge -j fdb show dev vx100": FDB}), link)
 
 
+def test_vxlan_fdb_of_a_vlan_port_skips_where_the_bridge_cannot_filter() -> None:
+    """networkd stops configuring a VLAN-carrying port before its [BridgeFDB]: on a kernel
+    whose bridge shows no vlan_protocol the entries cannot be there (a skip with the
+    kernel's reason); on one that filters, missing entries still fail."""
+    bridge = {"ifname": "br-v", "mtu": 1500, "linkinfo": {"info_kind": "bridge", "info_data": {}}}
+    port = {"ifname": "vx100", "mtu": 1450, "master": "br-v", "linkinfo": {"info_kind": "vxlan"}}
+    link = _link("vx100", "vxlan", mtu=1450)
+    link["fdb"] = [{"mac": "00:00:00:00:00:00", "dst": "192.0.2.12"}]
+    link["port_vlans"] = {"vlans": ["10-19"], "pvid": None, "untagged": []}
+    none = {"bridge -j fdb show dev vx100": "[]"}
+    with pytest.raises(pytest.skip.Exception, match="no bridge VLAN filtering"):
+        checks.vxlan_fdb(_machine(links=[bridge, port], **none), link)
+    bridge["linkinfo"] = {"info_kind": "bridge", "info_data": {"vlan_protocol": "802.1Q"}}
+    with pytest.raises(pytest.fail.Exception, match="FDB entries expected"):
+        checks.vxlan_fdb(_machine(links=[bridge, port], **none), link)
+
+
 # --- routes and DNS --------------------------------------------------------------------------
 
 #: `ip -j -4 route show table all` and `ip -j -6 ...` of iproute2 6.1, captured in a namespace

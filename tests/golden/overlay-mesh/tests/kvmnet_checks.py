@@ -884,6 +884,11 @@ def vxlan_fdb(machine: Machine, link: Link) -> None:
     found = device(machine, link)
     have = fdb_in(machine.output("bridge -j fdb show dev %s", found["ifname"]))
     want = {(e["mac"].lower(), ip(e["dst"])) for e in link["fdb"]}
+    bridge = machine.links.get(found.get("master", ""))
+    if not want <= have and link.get("port_vlans") and bridge and (why := no_vlan_filtering(bridge)):
+        # networkd stops configuring a bridge port whose VLANs the kernel refuses, before
+        # it adds the port's [BridgeFDB] entries: they cannot be here
+        skip(label(link), why)
     if not want <= have:
 
         def shown(entries: set[tuple[str, str]]) -> str:
