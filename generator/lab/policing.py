@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from generator.lab.layout import Layout, free_address, kernel_name
 from generator.lab.results import Result, failed, passed, skipped
-from generator.lab.shaping import PORT, RUN_S, TOLERANCE, Probes
+from generator.lab.shaping import PORT, RUN_S, TOLERANCE, Probes, used_addresses
 from generator.live.commands import run, wait_for
 from generator.live.processes import named_in, spawn, stop
 from generator.plan.types import HostPlan, Kind, Plan, TcPlan
@@ -103,9 +103,7 @@ def check(
     """Measure every policed device. `missing`: device kinds this kernel lacks;
     `cannot_queue`: what tc cannot set up here ("police"); `blocked`: (host, device) ->
     why it cannot pass traffic."""
-    used = {
-        str(ipaddress.ip_interface(a).ip) for h in plan.hosts for i in h.interfaces for a in i.addresses
-    } | {str(ipaddress.ip_interface(a).ip) for g in plan.guests for n in g.nics for a in n.addresses}
+    used = used_addresses(plan)
     results = []
     probes = Probes(layout.names, missing, first=FIRST_PROBE)
     for host in plan.hosts:

@@ -287,13 +287,18 @@ def _configured(tc: TcPlan) -> int:
     return (tc.shape.ceil or tc.shape.rate) if tc.shape.kind == "htb" else tc.shape.rate
 
 
+def used_addresses(plan: Plan) -> set[str]:
+    """Every address the plan gives a host or a guest: a probe must take none of them."""
+    return {
+        str(ipaddress.ip_interface(a).ip) for h in plan.hosts for i in h.interfaces for a in i.addresses
+    } | {str(ipaddress.ip_interface(a).ip) for g in plan.guests for n in g.nics for a in n.addresses}
+
+
 def check(
     plan: Plan, layout: Layout, missing: Mapping[str, str], blocked: Mapping[tuple[str, str], str]
 ) -> list[Result]:
     """Measure every shaped device; `blocked`: (host, device) -> why it cannot pass traffic."""
-    used = {
-        str(ipaddress.ip_interface(a).ip) for h in plan.hosts for i in h.interfaces for a in i.addresses
-    } | {str(ipaddress.ip_interface(a).ip) for g in plan.guests for n in g.nics for a in n.addresses}
+    used = used_addresses(plan)
     results = []
     number = 0
     probes = Probes(layout.names, missing)
