@@ -24,6 +24,7 @@ from generator.live import graphviz
 from generator.model import Profile
 from generator.pipeline import Built, Planned, artifacts_for, build
 from generator.plan import report
+from generator.pxe import command as pxe_command
 from generator.renderers import topology
 from generator.resources import default_profile
 from generator.session import Exit, Session, consoles
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     vm_command.add_arguments(
         commands.add_parser("vm", help="boot generated guests and hosts in VMs and run their suites (root)")
     )
+    pxe_command.add_arguments(commands.add_parser("pxe", help="run the fleet's PXE boot service (root)"))
     return parser
 
 
@@ -192,6 +194,8 @@ def _run(args: argparse.Namespace, session: Session) -> int:
         return image_command.run(args, session)
     if args.command == "vm":
         return vm_command.run(args, session)
+    if args.command == "pxe":
+        return pxe_command.run(args, session)
     profile = _profile(args)
     planned = session.plan(profile)
     if args.command == "validate":

@@ -22,6 +22,7 @@ guests/<guest>/domain.xml                   domain_xml()
 guests/<guest>/nocloud/*, seed.iso          guest_seed()
 tests/...                                   CHECKS_*, suite(), expected_state()
 images/dib/<machine>/elements/<element>/    element_dir()
+pxe/dnsmasq.conf, pxe/http/...              PXE_DNSMASQ, pxe_http()
 vagrant/Vagrantfile, vagrant/hosts/<host>/  VAGRANTFILE, vagrant_seed()
 ```
 
@@ -51,8 +52,9 @@ GUESTS = "guests"
 TESTS = "tests"
 IMAGES = "images"
 VAGRANT = "vagrant"
-#: Every top-level entry a build may write (`pxe/` and `ansible/` come with their issues).
-TOP_LEVEL = frozenset({MANIFEST, INVENTORY, HOSTS, GUESTS, TESTS, IMAGES, VAGRANT})
+PXE = "pxe"
+#: Every top-level entry a build may write (`ansible/` comes with its issue).
+TOP_LEVEL = frozenset({MANIFEST, INVENTORY, HOSTS, GUESTS, TESTS, IMAGES, VAGRANT, PXE})
 
 
 # --- on a hypervisor: the files of rootfs/ ---------------------------------------------
@@ -218,6 +220,66 @@ def in_bundle(host: str, path: str) -> bool:
     rootfs/ (at their paths under the host's directory), not the vehicles that carry it
     (PXE answer files) nor libvirt's networks."""
     return path == bootstrap(host) or path.startswith(f"{rootfs_dir(host)}/")
+
+
+# --- pxe/: the fleet's boot service ---------------------------------------------------
+#
+# pxe/dnsmasq.conf is the DHCP/TFTP half; pxe/http/ is the HTTP tree any static web
+# server serves at the profile's `pxe.url`. Paths in the tree are spelled twice: as URL
+# paths (relative to `pxe.url`, what iPXE scripts and kernel command lines name) and as
+# output paths (`pxe_http(url_path)`). The tree also names files kvmnet does not build
+# (the installers' kernels, the deploy ramdisk, the hosts' images): a site puts them
+# there, `kvmnet pxe serve --assets DIR` serves them from DIR.
+
+PXE_DNSMASQ = f"{PXE}/dnsmasq.conf"
+#: What `kvmnet pxe serve` reads: the URL, and the files the tree names that kvmnet does
+#: not build (kernels, initrds, the deploy ramdisk, images), which a site provides.
+PXE_SERVICE = f"{PXE}/service.json"
+PXE_HTTP = f"{PXE}/http"
+#: The script every iPXE client is handed by DHCP; it chains its MAC's script.
+BOOT_SCRIPT = "boot.ipxe"
+#: The deploy ramdisk (`kvmnet image --role deploy -o <tree>/deploy/kvmnet-deploy`).
+DEPLOY_PREFIX = "deploy/kvmnet-deploy"
+DEPLOY_KERNEL = f"{DEPLOY_PREFIX}.kernel"
+DEPLOY_INITRD = f"{DEPLOY_PREFIX}.initramfs"
+#: Each distro's installer kernel and initrd, as its netboot files name them.
+INSTALLER_FILES = {
+    "debian12": ("linux", "initrd.gz"),
+    "el9": ("vmlinuz", "initrd.img"),
+    "ubuntu2204": ("vmlinuz", "initrd"),
+    "ubuntu2404": ("vmlinuz", "initrd"),
+}
+#: Ubuntu's live server ISO, which its installer's initrd fetches (`url=`).
+UBUNTU_ISO = "live-server.iso"
+
+
+def pxe_http(url_path: str) -> str:
+    """The output path of URL path `url_path` of the boot service's HTTP tree."""
+    return f"{PXE_HTTP}/{url_path}"
+
+
+def boot_script_named(stem: str) -> str:
+    """URL path of the iPXE script named `stem` (a MAC as iPXE's `${mac:hexhyp}` spells it)."""
+    return f"boot/{stem}.ipxe"
+
+
+def boot_script(mac: str) -> str:
+    """URL path of the iPXE script of the NIC with `mac`."""
+    return boot_script_named(mac.lower().replace(":", "-"))
+
+
+def installer_file(distro: str, name: str) -> str:
+    return f"installers/{distro}/{name}"
+
+
+def boot_host_dir(host: str) -> str:
+    """URL path of the directory serving a host's answer files (and Ubuntu's seed)."""
+    return f"{HOSTS}/{host}/"
+
+
+def host_image(host: str) -> str:
+    """URL path of a host's golden image; `<it>.sha256` beside it (sha256sum's format)."""
+    return f"{IMAGES}/{host}.qcow2"
 
 
 # --- NoCloud seeds: guests/<guest>/ and vagrant/hosts/<host>/ ----------------------------

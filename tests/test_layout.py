@@ -62,6 +62,16 @@ def given(plan: Plan) -> tuple[set[str], set[str]]:
                 on_host.add(layout.HOST_GRUB)
         files |= {layout.rootfs_file(name, path) for path in on_host}
         directories.add(layout.element_dir(name, "host"))
+    if plan.boot is not None:
+        files |= {layout.PXE_DNSMASQ, layout.PXE_SERVICE, layout.pxe_http(layout.BOOT_SCRIPT)}
+        for entry in plan.boot.entries:
+            files.add(layout.pxe_http(layout.boot_script(entry.mac)))
+            if entry.method == "installer":
+                distro = next(h.install.distro for h in plan.hosts if h.name == entry.host)
+                answers = layout.pxe_http(layout.boot_host_dir(entry.host))
+                files.add(f"{answers}{layout.ANSWER_FILES[distro]}")
+                if distro.startswith("ubuntu"):
+                    files |= {f"{answers}user-data", f"{answers}meta-data"}
     for guest in plan.guests:
         name = guest.name
         seed = layout.guest_seed(name)
@@ -129,7 +139,8 @@ def test_only_the_rootfs_renderers_write_rootfs(profile: Path) -> None:
 
 
 def test_a_vehicle_before_what_it_carries_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    reordered = dict(reversed(DELIVERY.items()))  # images and pxe before bootstrap
+    # pxe and images before bootstrap, which they carry
+    reordered = {**{k: v for k, v in DELIVERY.items() if k != "bootstrap"}, "bootstrap": DELIVERY["bootstrap"]}
     monkeypatch.setattr(renderers, "DELIVERY", reordered)
     with pytest.raises(ArtifactOrderError, match="runs before bootstrap"):
         renderers.render_all(plan_profile(REPO / "profiles/minimal.yaml").plan)

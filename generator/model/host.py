@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from generator.model.base import Entries, Items, StrictModel, no_entries
-from generator.model.types import Flag, IPAddress, Parsed, fail
+from generator.model.types import DeviceId, Flag, IPAddress, Parsed, fail
 from generator.model.units import Duration, Rate, Size, parse_time
 
 Distro = Literal["debian12", "ubuntu2204", "ubuntu2404", "el9"]
@@ -200,3 +200,10 @@ class Install(StrictModel):
     #: The disk to install on (default: the installer's first disk).
     disk: DiskName | None = None
     timezone: TimeZone = "UTC"
+    #: How the boot service (`pxe:`) installs the host: `installer` (the distro's, with
+    #: kvmnet's answer file) or `image` (kvmnet's deploy ramdisk writes the host's image,
+    #: `kvmnet image --role host`, to `disk`).
+    method: Literal["installer", "image"] = "installer"
+    #: The ethernet that PXE-boots (matched by `macaddress`); default: the host's first
+    #: ethernet matched by MAC.
+    nic: DeviceId | None = None

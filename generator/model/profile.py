@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from generator.model.base import Entries, ReadOnly, StrictModel, no_entries
+from generator.model.boot import BootService
 from generator.model.guest import Guest, GuestSettings
 from generator.model.host import Bootstrap, Distro, Install, Kernel, TrafficControl
 from generator.model.network import Network
@@ -125,3 +126,5 @@ class Profile(StrictModel):
     hosts: Entries[Label, Host] = Field(default_factory=no_entries)
     guests: Entries[Label, Guest] = Field(default_factory=no_entries)
     overlays: Entries[Label, Overlay] = Field(default_factory=no_entries)
+    #: The fleet's PXE boot service (output/pxe/); none without this section.
+    pxe: BootService | None = None

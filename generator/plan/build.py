@@ -10,6 +10,7 @@ from generator.errors import Diagnostic, PlanError
 from generator.model.network import Bond, Bridge, Ethernet, GretapTunnel, GreTunnel, Vlan, VxlanTunnel
 from generator.model.network import Route as RouteSpec
 from generator.model.profile import Host, Profile
+from generator.plan.boot import plan_boot
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, GuestTap, HostDevices, TapPort, collect, port_options
 from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
@@ -71,10 +72,17 @@ def make_plan(profile: Profile) -> Plan:
         name: spec.libvirt_version or DISTRO_LIBVIRT[spec.distro] for name, spec in profile.hosts.items()
     }
     guests = plan_guests(profile.guests, {h.name: h for h in hosts}, libvirt, problems, warnings)
+    boot = plan_boot(profile, hosts, problems, warnings)
     if problems:
         unique = list(dict.fromkeys(problems))
         raise PlanError(unique)
-    return Plan(hosts=hosts, overlays=overlays, guests=guests, warnings=tuple(dict.fromkeys(warnings)))
+    return Plan(
+        hosts=hosts,
+        overlays=overlays,
+        guests=guests,
+        warnings=tuple(dict.fromkeys(warnings)),
+        boot=boot,
+    )
 
 
 def _guest_taps(profile: Profile) -> dict[str, dict[str, GuestTap]]:
@@ -143,6 +151,7 @@ def _host(
             epel=spec.install.epel,
             disk=spec.install.disk,
             timezone=spec.install.timezone,
+            method=spec.install.method,
         ),
         tap_ports=taps,
         resolver=_resolver(spec.distro, interfaces),

@@ -478,6 +478,8 @@ class InstallPlan:
     epel: str | None
     disk: str | None
     timezone: str
+    #: How the boot service installs the host: "installer" or "image" (plan/boot.py).
+    method: str = "installer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -660,9 +662,38 @@ class GuestPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class BootEntry:
+    """One host's iPXE script: what its provisioning NIC boots."""
+
+    host: str
+    mac: str  # the provisioning NIC's, lower case
+    method: str  # "installer" | "image"
+    kernel: str  # URL
+    initrd: str  # URL
+    args: tuple[str, ...]  # the kernel command line, word by word
+    #: URL paths (relative to the tree's URL) of what the boot needs that kvmnet does not
+    #: build: the kernel, the initrd, the host's image and its checksum, Ubuntu's ISO.
+    assets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BootPlan:
+    """The fleet's PXE boot service (`pxe:`; docs/pxe.md)."""
+
+    url: str  # the HTTP tree's base URL, ending in /
+    subnet: str
+    range: tuple[str, str] | None  # None: proxy-DHCP
+    tftp_root: str
+    entries: tuple[BootEntry, ...]  # by host name
+    gateway: str | None = None  # with a range: handed out with the lease
+    nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     hosts: tuple[HostPlan, ...]
     overlays: tuple[OverlayPlan, ...] = ()
     guests: tuple[GuestPlan, ...] = ()
     #: Things that work but are probably not meant (the CLI prints them, the build goes on).
     warnings: tuple[Diagnostic, ...] = ()
+    boot: BootPlan | None = None

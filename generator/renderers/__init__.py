@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from generator.plan.types import Plan
 from generator.renderers import (
+    bootservice,
     bootstrap,
     checks,
     cloudinit,
@@ -65,6 +66,8 @@ DELIVERY: dict[str, Vehicle] = {
     "pxe": Vehicle(pxe.render, (*ROOTFS_RENDERERS, "bootstrap")),
     # kvmnet-host carries the bundle; kvmnet-guest only the plan's guest files.
     "images": Vehicle(images.render, (*ROOTFS_RENDERERS, "bootstrap")),
+    # The fleet's boot service (output/pxe/) serves the answer files.
+    "boot-service": Vehicle(bootservice.render, ("pxe",)),
 }
 
 

@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", type=Path, metavar="FILE", dest="json_report", help="also write a JSON report"
     )
     parser.add_argument(
+        "--sudo",
+        action="store_true",
+        help="run the checks through sudo on the machine (an SSH login that is not root)",
+    )
+    parser.add_argument(
         "-n", "--workers", type=int, metavar="N", help="run N machines' suites at once (pytest-xdist)"
     )
 
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace, session: Session) -> int:
             junit=args.junit,
             json_report=args.json_report,
             workers=args.workers,
+            sudo=args.sudo,
         )
     print_report(out, report)
     if not report.ok and not any(r.outcome == "failed" for r in report.results):

@@ -117,6 +117,7 @@ def _command(
     junit: Path,
     scope: Scope,
     workers: int | None,
+    sudo: bool = False,
 ) -> list[str]:
     command = [*target.prefix(), sys.executable, "-m", "pytest", *map(str, modules)]
     command += ["-c", str(tests / "pytest.ini"), "--rootdir", str(tests), "-q", "--junitxml", str(junit)]
@@ -126,6 +127,10 @@ def _command(
         command += ["-m", "netns"]
     if workers:
         command += ["-n", str(workers), "--dist", "loadfile"]
+    if sudo:
+        # testinfra's own option: every command on the machine through `sudo`, for a
+        # login that is not root (a host's admin user with `sudo: true`).
+        command += ["--sudo"]
     return command + target.testinfra_args(machines if target.kind == "ansible" else [])
 
 
@@ -171,6 +176,7 @@ def verify(
     junit: Path | None = None,
     json_report: Path | None = None,
     workers: int | None = None,
+    sudo: bool = False,
 ) -> Report:
     """Run the suites of `machines` (all of them for an ansible target if none) on `target`."""
     if scope not in ("all", "netns"):
@@ -185,7 +191,7 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="kvmnet-verify-") as scratch:
         xml = (junit or Path(scratch) / "junit.xml").resolve()
         xml.parent.mkdir(parents=True, exist_ok=True)
-        command = _command(parsed, chosen, modules, tests, xml, scope, workers)
+        command = _command(parsed, chosen, modules, tests, xml, scope, workers, sudo)
         result = subprocess.run(command, capture_output=True, text=True, env=_environment(), check=False)
         if result.returncode not in _RAN or not xml.exists():
             said = "\n".join((result.stdout + result.stderr).strip().splitlines()[-_TAIL:])

@@ -61,7 +61,7 @@ from generator.live.vms import (
 from generator.plan.types import GuestPlan, HostPlan, Plan
 from generator.verify.runner import CheckResult, Report
 from generator.vm.errors import VmTierError
-from generator.vm.hosts import MGMT, MGMT_MTU, MGMT_NET, WIRE, NameServer, host_vm, name_servers
+from generator.vm.hosts import MGMT, MGMT_MTU, MGMT_NET, WIRE, NameServer, bare_vm, host_vm, name_servers
 
 VERIFY_TIMEOUT = 600.0
 
@@ -293,14 +293,7 @@ class Fleet:
         if MGMT not in self._bridges:
             bridge(self.daemon, MGMT, MGMT_MTU, [f"{MGMT_NET[1]}/{MGMT_NET.prefixlen}"])
             self._bridges.add(MGMT)
-        if WIRE not in self._bridges:
-            bridge(self.daemon, WIRE, vm.wire_mtu, vm.wire_addresses)
-            self._bridges.add(WIRE)
-        else:  # hosts share the wire: add this one's gateways the first host did not have
-            present = self.daemon.run("ip", "-o", "address", "show", "dev", WIRE).stdout
-            for address in vm.wire_addresses:
-                if f" {address} " not in present:
-                    self.daemon.run("ip", "address", "add", address, "dev", WIRE)
+        self.wire(vm.wire_mtu, vm.wire_addresses)
         for server in name_servers(plan):
             self._serve_dns(server)
         disk = self.daemon.host_path(vm.disk)
@@ -314,6 +307,51 @@ class Fleet:
         )
         with self._booted(name, ssh, vm.xml, disk, cdrom, image) as booted:
             yield booted
+
+    def wire(self, mtu: int, addresses: tuple[str, ...]) -> None:
+        """The bridge hosts' ethernets are cabled to, with `addresses` on it (gateways,
+        nameservers, the boot service): made by the first host, added to by the others."""
+        if WIRE not in self._bridges:
+            bridge(self.daemon, WIRE, mtu, addresses)
+            self._bridges.add(WIRE)
+            return
+        present = self.daemon.run("ip", "-o", "address", "show", "dev", WIRE).stdout
+        for address in addresses:
+            if f" {address} " not in present:
+                self.daemon.run("ip", "address", "add", address, "dev", WIRE)
+
+    @contextlib.contextmanager
+    def bare_host(
+        self, name: str, mac: str, *, disk_gib: int = 8, memory_mib: int = 2048
+    ) -> Iterator[tuple[libvirt.virDomain, float]]:
+        """Host `name` as an empty machine that PXE-boots from its NIC with `mac`
+        (generator/vm/hosts.py's `bare_vm`), started; destroyed and its disk removed after.
+        Yields the domain and when it started (monotonic)."""
+        plan = self.host_plan(name)
+        vm = bare_vm(plan, self._hosts, mac, memory_mib=memory_mib)
+        self._hosts += 1
+        self.wire(vm.wire_mtu, vm.wire_addresses)
+        disk = self.daemon.host_path(vm.disk)
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", str(disk), f"{disk_gib}G"],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            with running(self.conn, with_console_log(self.daemon, vm.xml)) as (domain, started):
+                yield domain, started
+        finally:
+            disk.unlink(missing_ok=True)
+
+    def ssh(self, name: str, user: str, address: str) -> Ssh:
+        """SSH to a machine of this fleet as `user` with the fleet's identity."""
+        return Ssh(
+            self.daemon,
+            user,
+            address,
+            ssh_config(self.work / f"ssh-{name}.conf", self.identity, self.control_dir),
+        )
 
     def _serve_dns(self, server: NameServer) -> None:
         """dnsmasq on the wire at the host's nameserver, authoritative for its search

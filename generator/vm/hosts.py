@@ -228,3 +228,57 @@ def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memo
     )
     wire_mtu = max((e.mtu for e in ethernets), default=1500)
     return HostVm(host.name, xml, iso, address, disk, cdrom, wire_mtu, _gateways(host))
+
+
+@dataclass(frozen=True)
+class BareVm:
+    """A server with nothing installed, set up to PXE-boot: the PXE tier's machine."""
+
+    name: str
+    xml: str
+    disk: str  # path inside libvirtd's mount namespace: created empty by the tier
+    wire_mtu: int
+    wire_addresses: tuple[str, ...]
+
+
+def bare_vm(host: HostPlan, index: int, mac: str, *, vcpus: int = 2, memory_mib: int = 2048) -> BareVm:
+    """`host` as a machine fresh from the rack: an empty disk, its ethernets cabled to the
+    wire with their MACs, booting its disk first and the NIC with `mac` second (a server's
+    usual boot order for PXE: an empty disk falls through to the network, a written one
+    boots). No seed and no management NIC: what the machine becomes is the boot
+    service's doing, and the tier reaches it at the host's own address on the wire."""
+    ethernets = _ethernets(host, index)
+    if mac not in {e.mac for e in ethernets}:
+        raise VmTierError.of(f"host {host.name}: no ethernet with the provisioning MAC {mac}")
+    disk = f"{layout.LIBVIRT_IMAGES}/kvmnet-bare-{host.name}.qcow2"
+    domain = ET.Element("domain", type="qemu")  # software emulation: see docs/vm.md
+    _sub(domain, "name", host.name)
+    _sub(domain, "memory", str(memory_mib), unit="MiB")
+    _sub(domain, "vcpu", str(vcpus))
+    os_ = _sub(domain, "os")
+    _sub(os_, "type", "hvm", arch="x86_64", machine="q35")
+    features = _sub(domain, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    devices = _sub(domain, "devices")
+    element = _sub(devices, "disk", type="file", device="disk")
+    _sub(element, "driver", name="qemu", type="qcow2")
+    _sub(element, "source", file=disk)
+    _sub(element, "target", dev="vda", bus="virtio")
+    _sub(element, "boot", order="1")
+    for ethernet in ethernets:
+        nic = _sub(devices, "interface", type="bridge")
+        _sub(nic, "mac", address=ethernet.mac)
+        _sub(nic, "source", bridge=WIRE)
+        _sub(nic, "model", type="virtio")
+        _sub(nic, "mtu", size=str(ethernet.mtu))
+        if ethernet.acpi_index is not None:
+            _sub(nic, "acpi", index=str(ethernet.acpi_index))
+        if ethernet.mac == mac:
+            _sub(nic, "boot", order="2")  # its ROM is QEMU's iPXE (Debian's ipxe-qemu)
+    serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "target", port="0")
+    ET.indent(domain)
+    xml = ET.tostring(domain, encoding="unicode") + "\n"
+    wire_mtu = max((e.mtu for e in ethernets), default=1500)
+    return BareVm(host.name, xml, disk, wire_mtu, _gateways(host))
