@@ -158,7 +158,7 @@ def test_installer_path_boots_debian_installer_which_fetches_its_preseed(
     entry = _entry(fleet.plan, "hv2")
     assert entry.method == "installer"
     mac = entry.mac
-    with fleet.bare_host("hv2", mac, memory_mib=1024) as (domain, started):
+    with fleet.bare_host("hv2", mac, memory_mib=1024) as _machine:
         console = (fleet.daemon, "hv2")
         lease = service.wait_for(rf"DHCPACK\({WIRE}\) [0-9.]+ {mac} hv2", 180, console)
         script = service.wait_for(
