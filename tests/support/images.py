@@ -105,6 +105,7 @@ def image(profile: Path, machine: str, role: layout.Role, vagrant: bool = False)
     flavour = f"{role}-vagrant" if vagrant else role
     target = CACHE / f"{flavour}-{machine}-{content}.qcow2"
     if target.is_file():  # complete: a build moves its image in only when done
+        _with_sha256(target)
         _BUILT[content] = target
         return target
     with _locked(CACHE / ".build.lock"):
@@ -128,8 +129,16 @@ def image(profile: Path, machine: str, role: layout.Role, vagrant: bool = False)
                     + "\n".join(done.stderr.splitlines()[-60:])
                 )
             BUILD_SECONDS[target] = time.monotonic() - started
+    _with_sha256(target)
     _BUILT[content] = target
     return target
+
+
+def _with_sha256(image: Path) -> None:
+    """Images cached before `kvmnet image` wrote `<image>.sha256` get it here, from the
+    same function (the content, hence the cache key, is unchanged)."""
+    if not Path(layout.sha256_sidecar(str(image))).is_file():
+        dib.write_sha256(image)
 
 
 def guest_image(profile: Path, guest: str) -> Path:
