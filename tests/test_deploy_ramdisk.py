@@ -12,8 +12,9 @@ by kvmnet's own `write_sha256`.
 - deploy: the console says done, QEMU ends by the reboot (-no-reboot); the 3 GiB target
   disk then holds the image's partition, grown to the disk's end, and its ext4 (e2fsck
   clean, resized to the partition, the marker file's bytes);
-- negative control: a .sha256 that does not match: the console says so, QEMU is still
-  running (no reboot) after the message, and the target disk is still blank.
+- negative controls: a .sha256 that does not match, and an image URL that answers 404:
+  the console says which, QEMU is still running (no reboot) 20 s after the message, and
+  the target disk is still blank.
 
 Both runs are timed and printed.
 """
@@ -208,9 +209,19 @@ def test_deploy_writes_grows_and_reboots(
     print(f"\ndeploy ramdisk timings: {TIMINGS}")
 
 
-def test_wrong_sha256_stops_without_writing_or_rebooting(
-    ramdisk: tuple[Path, Path], served: tuple[str, Path, bytes], tmp_path: Path
+#: The negative controls: (served name, the console's FAILED reason). A digest of
+#: something else; an image whose URL answers 404 (its .sha256 too: nothing is served).
+FAILURES = {
+    "sha256 mismatch": ("bad.qcow2", "FAILED: sha256 mismatch"),
+    "failed download": ("missing.qcow2", "FAILED: cannot download"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_a_failure_stops_without_writing_or_rebooting(
+    case: str, ramdisk: tuple[Path, Path], served: tuple[str, Path, bytes], tmp_path: Path
 ) -> None:
+    name, reason = FAILURES[case]
     base, _root, _marker = served
     target, console = tmp_path / "target.qcow2", tmp_path / "console.log"
     _blank_target(target)
@@ -218,15 +229,15 @@ def test_wrong_sha256_stops_without_writing_or_rebooting(
     _blank_target(reference)
     code, seconds = _boot(
         ramdisk,
-        f"{base}/bad.qcow2",
+        f"{base}/{name}",
         target,
         console,
         until=re.compile(r"kvmnet-deploy: .*staying in the ramdisk"),
     )
-    TIMINGS["sha256 mismatch (boot to message)"] = seconds
+    TIMINGS[f"{case} (boot to message)"] = seconds
     assert code is None, f"QEMU ended ({code}): the ramdisk rebooted; console:\n{_tail(console)}"
     lines = _deploy_lines(console)
-    assert any("FAILED: sha256 mismatch" in line for line in lines), _tail(console)
+    assert any(reason in line for line in lines), _tail(console)
     assert any("the disk was not written" in line for line in lines)
     assert not any("done, rebooting" in line for line in lines)
     # byte for byte the blank disk: nothing was written, not even a wipe
