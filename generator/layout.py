@@ -390,6 +390,32 @@ def element_dir(machine: str, role: Role) -> str:
     return f"{elements_dir(machine)}/{ELEMENTS[role]}"
 
 
+# --- what `kvmnet image` writes beside an image, and the deploy ramdisk ------------------
+
+#: The sidecar of every image `kvmnet image` builds: `<image>.sha256`, in sha256sum's
+#: format; the deploy ramdisk fetches `<image URL>.sha256` and checks the image with it.
+SHA256_SUFFIX = ".sha256"
+#: The deploy ramdisk's element (written from the package's templates for one build: the
+#: ramdisk is the same for every machine, so it is no part of a profile's output tree).
+DEPLOY_ELEMENT = "kvmnet-deploy"
+#: `kvmnet image --role deploy -o PREFIX` writes PREFIX.kernel and PREFIX.initramfs.
+DEPLOY_PREFIX = "kvmnet-deploy"
+DEPLOY_KERNEL_SUFFIX = ".kernel"
+DEPLOY_INITRAMFS_SUFFIX = ".initramfs"
+
+
+def sha256_sidecar(image: str) -> str:
+    return f"{image}{SHA256_SUFFIX}"
+
+
+def deploy_kernel(prefix: str) -> str:
+    return f"{prefix}{DEPLOY_KERNEL_SUFFIX}"
+
+
+def deploy_initramfs(prefix: str) -> str:
+    return f"{prefix}{DEPLOY_INITRAMFS_SUFFIX}"
+
+
 # --- vagrant/ --------------------------------------------------------------------------
 
 VAGRANTFILE = f"{VAGRANT}/Vagrantfile"

@@ -19,28 +19,40 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from generator import layout
 from generator.errors import UsageError
-from generator.image import dib, mirror, shims
+from generator.image import deploy, dib, mirror, shims
 from generator.image.errors import ImageError
 from generator.layout import elements_dir
 from generator.pipeline import Planned, build
 from generator.resources import default_profile
 from generator.session import Exit, Session
 
-ROLES = ("guest", "host")
+ROLES = ("guest", "host", "deploy")
+#: Options that name a machine of the profile: the deploy ramdisk has none.
+MACHINE_OPTIONS = ("profile", "machine", "output_dir", "vagrant", "vagrant_key", "box")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "profile", nargs="?", type=Path, help="profile YAML (default: the bundled default profile)"
     )
-    parser.add_argument("--role", choices=ROLES, required=True, help="a guest image or a hypervisor image")
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        required=True,
+        help="a guest image, a hypervisor image, or the deploy ramdisk (kernel + initramfs; no profile)",
+    )
     parser.add_argument(
         "--machine",
         help="the guest or host of the profile (default: the only one of that role, if there is one)",
     )
     parser.add_argument(
-        "-o", "--output", type=Path, help="the image to write (default: ./kvmnet-<role>-<machine>.qcow2)"
+        "-o",
+        "--output",
+        type=Path,
+        help="the image to write (default: ./kvmnet-<role>-<machine>.qcow2); --role deploy: "
+        "the PREFIX of PREFIX.kernel and PREFIX.initramfs (default: ./kvmnet-deploy)",
     )
     parser.add_argument(
         "--mirror",
@@ -147,6 +159,8 @@ def _vagrant_key(args: argparse.Namespace) -> Path | None:
 def run(args: argparse.Namespace, session: Session, planned: Planned | None = None) -> int:
     """Build the image; `planned`: the profile as a calling command (`kvmnet vm`) planned it."""
     out, err = session.out, session.err
+    if args.role == "deploy":
+        return _run_deploy(args, out, err)
     profile: Path = args.profile if args.profile is not None else default_profile()
     planned = planned or session.plan(profile)
     names = [m.name for m in (planned.plan.guests if args.role == "guest" else planned.plan.hosts)]
@@ -188,8 +202,48 @@ def run(args: argparse.Namespace, session: Session, planned: Planned | None = No
             f"building the {args.role} image of {machine} ({' '.join(rec.elements)}), mirror {mirrors.main}",
         )
         _build(rec, output, program, args.timeout, out, err)
+        sidecar = dib.write_sha256(output)
+        out.print(f"wrote {sidecar}", markup=False, highlight=False)
         if args.box is not None:
             _box(output, args.box, out)
+        return Exit.OK
+
+
+def _run_deploy(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """The deploy ramdisk: the same for every machine, so no profile is read."""
+    given = [name for name in MACHINE_OPTIONS if getattr(args, name, None) not in (None, False)]
+    if given:
+        flags = ", ".join("PROFILE" if n == "profile" else "--" + n.replace("_", "-") for n in given)
+        raise UsageError.single(
+            f"--role deploy builds the one ramdisk of the whole fleet: {flags} "
+            + ("does" if len(given) == 1 else "do")
+            + " not apply"
+        )
+    mirrors = _mirrors(args)
+    needs = shims.detect()
+    prefix: Path = (args.output or Path(layout.DEPLOY_PREFIX)).resolve()
+    with tempfile.TemporaryDirectory(prefix="kvmnet-image-") as scratch:
+        shim_dir = Path(scratch) / "shims" if needs.shims else None
+        elements = Path(scratch) / "elements"
+        rec = deploy.recipe(elements, mirrors, _cache(args), shim_dir)
+        if args.dry_run:
+            _dry_run(out, rec, prefix, needs, mirrors)
+            return Exit.OK
+        problem = _check_machine(needs)
+        program = dib.program()
+        if not problem and program is None:
+            problem = (
+                "disk-image-create is not installed: needs the 'images' extra: "
+                "pip install 'kvmnet[images]' (diskimage-builder)"
+            )
+        if problem or program is None:
+            raise UsageError.single(problem)
+        deploy.write_element(elements)
+        if shim_dir is not None:
+            shims.write(shim_dir, needs.shims)
+            _say(err, f"this machine lacks {_lacks(needs)}: using kvmnet's {', '.join(needs.shims)} shims")
+        _say(err, f"building the deploy ramdisk ({' '.join(rec.elements)}), mirror {mirrors.main}")
+        _build(rec, prefix, program, args.timeout, out, err)
         return Exit.OK
 
 
@@ -234,7 +288,8 @@ def _dry_run(
         out.print(f"# shims first on PATH: {', '.join(needs.shims)} (lacks {_lacks(needs)})", markup=False)
     for key in sorted(rec.env):
         out.print(f"{key}={shlex.quote(rec.env[key])}", markup=False, highlight=False)
-    out.print(shlex.join(rec.argv(output.with_suffix(""))), markup=False, highlight=False)
+    base = output if rec.outputs else output.with_suffix("")
+    out.print(shlex.join(rec.argv(base)), markup=False, highlight=False)
 
 
 def _build(rec: dib.Recipe, output: Path, program: str, timeout: float, out: Console, err: Console) -> None:
@@ -257,5 +312,7 @@ def _build(rec: dib.Recipe, output: Path, program: str, timeout: float, out: Con
     for name, seconds in result.phases:
         table.add_row(name, f"{seconds:.1f}")
     err.print(table)
-    size = output.stat().st_size / (1 << 20)
-    out.print(f"wrote {output} ({size:.0f} MiB) in {result.seconds:.0f} s; log: {result.log}", markup=False)
+    for target in rec.targets(output).values():
+        size = target.stat().st_size / (1 << 20)
+        out.print(f"wrote {target} ({size:.0f} MiB) in {result.seconds:.0f} s", markup=False, highlight=False)
+    out.print(f"log: {result.log}", markup=False, highlight=False)

@@ -10,6 +10,7 @@ the build succeeded.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -57,9 +58,34 @@ class Recipe:
     elements: tuple[str, ...]
     env: dict[str, str] = field(hash=False)  # only what kvmnet sets, on top of the caller's
     path_prefix: tuple[str, ...]  # directories put first on PATH (shims, DIB's scripts)
+    #: What the build leaves beside its `-o` name, as suffixes: empty for a qcow2 disk
+    #: image (which goes to the destination itself); the deploy ramdisk's elements copy
+    #: out `.kernel` and `.initramfs` (each goes to the destination prefix + suffix).
+    outputs: tuple[str, ...] = ()
 
     def argv(self, output_base: Path, program: str = "disk-image-create") -> list[str]:
-        return [program, "-t", "qcow2", "-o", str(output_base), *self.elements]
+        types = [] if self.outputs else ["-t", "qcow2"]
+        return [program, *types, "-o", str(output_base), *self.elements]
+
+    def targets(self, destination: Path) -> dict[str, Path]:
+        """Each file the build writes (its name in the build directory) → where it goes."""
+        if not self.outputs:
+            return {"image.qcow2": destination}
+        return {f"image{suffix}": destination.with_name(destination.name + suffix) for suffix in self.outputs}
+
+
+def write_sha256(image: Path) -> Path:
+    """`<image>.sha256` in sha256sum's format (`<hex>  <name>`): what the deploy ramdisk
+    fetches beside the image's URL and checks the download with."""
+    digest = hashlib.sha256()
+    with image.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    sidecar = image.with_name(layout.sha256_sidecar(image.name))
+    partial = sidecar.with_name(f".{sidecar.name}.partial")
+    partial.write_text(f"{digest.hexdigest()}  {image.name}\n")
+    os.replace(partial, sidecar)
+    return sidecar
 
 
 def vagrant_key() -> Path | None:
@@ -167,7 +193,8 @@ def run(
     on_phase: Callable[[str, float], None],
     on_hook: Callable[[str], None] = lambda _hook: None,
 ) -> Result:
-    """Build into a private directory beside `destination`, then move the image there.
+    """Build into a private directory beside `destination`, then move the image there
+    (or, for a recipe with `outputs`, each output to `destination` + its suffix).
 
     A failed, interrupted or timed-out build leaves nothing at `destination`; its log
     stays at `<destination>.log`.
@@ -212,15 +239,17 @@ def run(
                     _stop(proc)
                     break
             code = proc.wait()
-        built = work / "image.qcow2"
+        targets = rec.targets(destination)
         if not reason and code != 0:
             reason = f"disk-image-create exited with {code}"
-        if not reason and not built.is_file():
-            reason = "disk-image-create reported success but wrote no image"
+        missing = [name for name in targets if not (work / name).is_file()]
+        if not reason and missing:
+            reason = f"disk-image-create reported success but wrote no {', '.join(missing)}"
         seconds = time.monotonic() - phases.started
         if reason:
             return Result(False, seconds, log, tail, phases.durations(time.monotonic()), reason)
-        os.replace(built, destination)
+        for name, target in targets.items():
+            os.replace(work / name, target)
         return Result(True, seconds, log, tail, phases.durations(time.monotonic()))
     finally:
         if proc is not None and proc.poll() is None:  # interrupted (Ctrl-C)

@@ -2,10 +2,12 @@
 
 `guest_image(profile, guest)`, `host_image(profile, host)` and
 `vagrant_image(profile, machine, role)` return the path of a qcow2 built by the real
-`kvmnet image` command. An image is rebuilt only when what goes into it changes: the
+`kvmnet image` command, and `deploy_ramdisk()` the (kernel, initramfs) of
+`kvmnet image --role deploy`. An image is rebuilt only when what goes into it changes: the
 cache key is a hash of the machine's generated element (paths, modes, bytes; not its
 README), the settings `kvmnet image` passes to diskimage-builder (role, release, base
-elements, the mirrors, --vagrant) and diskimage-builder's version. Images live outside
+elements, the mirrors, --vagrant) and diskimage-builder's version (the ramdisk's: its
+element's files, the same settings, DIB's version). Images live outside
 the repository, in $KVMNET_IMAGE_CACHE (default /var/cache/kvmnet-test/images), each
 with its build log beside it, and diskimage-builder's download cache in `dib/`; a lock
 file serialises builds between pytest processes. Old images are not pruned.
@@ -32,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 from generator import layout
-from generator.image import dib, mirror
+from generator.image import deploy, dib, mirror
 from generator.pipeline import artifacts_for, plan_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +105,7 @@ def image(profile: Path, machine: str, role: layout.Role, vagrant: bool = False)
     flavour = f"{role}-vagrant" if vagrant else role
     target = CACHE / f"{flavour}-{machine}-{content}.qcow2"
     if target.is_file():  # complete: a build moves its image in only when done
+        _with_sha256(target)
         _BUILT[content] = target
         return target
     with _locked(CACHE / ".build.lock"):
@@ -126,8 +129,16 @@ def image(profile: Path, machine: str, role: layout.Role, vagrant: bool = False)
                     + "\n".join(done.stderr.splitlines()[-60:])
                 )
             BUILD_SECONDS[target] = time.monotonic() - started
+    _with_sha256(target)
     _BUILT[content] = target
     return target
+
+
+def _with_sha256(image: Path) -> None:
+    """Images cached before `kvmnet image` wrote `<image>.sha256` get it here, from the
+    same function (the content, hence the cache key, is unchanged)."""
+    if not Path(layout.sha256_sidecar(str(image))).is_file():
+        dib.write_sha256(image)
 
 
 def guest_image(profile: Path, guest: str) -> Path:
@@ -141,3 +152,53 @@ def host_image(profile: Path, host: str) -> Path:
 def vagrant_image(profile: Path, machine: str, role: layout.Role = "guest") -> Path:
     """Like the others, plus the `vagrant` user with Vagrant's insecure key (for a box)."""
     return image(profile, machine, role, vagrant=True)
+
+
+def deploy_key() -> str:
+    """The content hash of the deploy ramdisk: its element, the settings, DIB's version."""
+    digest = hashlib.sha256()
+    for rel, (content, mode) in sorted(deploy.files().items()):
+        if rel == "README.rst":  # does not reach the ramdisk
+            continue
+        digest.update(f"{rel}\0{mode:o}\0".encode())
+        digest.update(hashlib.sha256(content.encode()).digest())
+    mirrors = mirror.find(dib.RELEASE)
+    settings = {
+        "role": "deploy",
+        "release": dib.RELEASE,
+        "elements": deploy.ELEMENTS,
+        "mirror": mirrors.main,
+        "security": mirrors.security,
+        "diskimage-builder": metadata.version("diskimage-builder"),
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:20]
+
+
+def deploy_ramdisk() -> tuple[Path, Path]:
+    """(kernel, initramfs) of the deploy ramdisk, built by `kvmnet image --role deploy`
+    when no ramdisk of the same content exists."""
+    prefix = CACHE / f"deploy-{deploy_key()}"
+    kernel, initramfs = (Path(layout.deploy_kernel(str(prefix))), Path(layout.deploy_initramfs(str(prefix))))
+    if kernel.is_file() and initramfs.is_file():  # a build moves them in only when done
+        return kernel, initramfs
+    with _locked(CACHE / ".build.lock"):
+        if not (kernel.is_file() and initramfs.is_file()):
+            lacking = missing()
+            if lacking:
+                raise RuntimeError(f"cannot build {prefix.name}: this machine lacks {', '.join(lacking)}")
+            command = [
+                sys.executable, "-m", "generator", "image", "--role", "deploy",
+                "-o", str(prefix), "--cache", str(CACHE / "dib"),
+            ]  # fmt: skip
+            started = time.monotonic()
+            done = subprocess.run(
+                command, cwd=REPO, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+            )
+            if done.returncode != 0 or not (kernel.is_file() and initramfs.is_file()):
+                raise RuntimeError(
+                    f"kvmnet image --role deploy failed ({done.returncode}):\n"
+                    + "\n".join(done.stderr.splitlines()[-60:])
+                )
+            BUILD_SECONDS[initramfs] = time.monotonic() - started
+    return kernel, initramfs
