@@ -72,6 +72,12 @@ hosts:
         eno1:
           addresses: [192.0.2.10/24]
           nameservers: {addresses: [192.0.2.53], search: [example.net]}
+  el-byid:
+    distro: el9
+    install: {disk: /dev/disk/by-id/wwn-0x5000c500a1b2c3d4}
+  deb-bypath:
+    distro: debian12
+    install: {disk: "/dev/disk/by-path/pci-0000:00:1f.2-ata-1"}
   deb-https:
     distro: debian12
     install: {mirror: "https://mirror.example.net:8443/debian/", disk: nvme0n1, timezone: America/New_York}
@@ -156,6 +162,8 @@ def test_every_distro_and_branch_is_covered() -> None:
         mine = [h for h in hosts if h.install.distro.startswith(distro)]
         assert any(h.install.mirror for h in mine) and any(not h.install.mirror for h in mine), distro
         assert any(h.install.disk for h in mine) and any(not h.install.disk for h in mine), distro
+        if distro != "ubuntu":
+            assert any(h.install.disk_is_link for h in mine), distro
         assert any(h.kernel.cmdline for h in mine), distro
         assert any(h.interfaces for h in mine) and any(not h.interfaces for h in mine), distro
 
@@ -217,7 +225,7 @@ def test_kickstart_passes_ksvalidator_and_reads_back(name: str, host_name: str, 
     assert ks.url.url == install.mirror
     repos = {r.name: r.baseurl for r in ks.repo.dataList()}
     assert repos == ({"epel": install.epel} if install.epel else {})
-    assert ks.bootloader.appendLine == (" ".join(host.kernel.cmdline) or None)
+    assert (ks.bootloader.appendLine or None) == (" ".join(host.kernel.cmdline) or None)
     assert ks.autopart.autopart and ks.zerombr.zerombr
     assert {"iproute-tc", "systemd-networkd", "tar"} <= set(ks.packages.packageList)
     if install.disk:
@@ -263,9 +271,16 @@ def test_preseed_passes_debconf_and_reads_back(name: str, host_name: str, tmp_pa
     )
     assert values["passwd/root-password-crypted"] == "!"
     assert "debian-installer/add-kernel-opts" not in values
-    if install.disk:
-        assert values["partman-auto/disk"] == values["grub-installer/bootdev"] == f"/dev/{install.disk}"
-        assert "partman/early_command" not in values
+    if install.disk_is_link:
+        # partman compares kernel names: the link is resolved in the installer first.
+        assert values["partman-auto/disk"] == values["grub-installer/bootdev"] == install.disk
+        early = values["partman/early_command"]
+        assert early.startswith(f"disk=$(readlink -f {install.disk}) && ")
+        assert 'debconf-set partman-auto/disk "$disk"' in early
+        assert 'debconf-set grub-installer/bootdev "$disk"' in early
+    elif install.disk:
+        assert values["partman-auto/disk"] == values["grub-installer/bootdev"] == install.disk
+        assert install.disk.startswith("/dev/") and "partman/early_command" not in values
     else:
         assert "list-devices disk" in values["partman/early_command"]
     # The commented install step is exactly what the late command carries.
@@ -299,9 +314,7 @@ def test_autoinstall_has_subiquitys_shape_and_reads_back(name: str, host_name: s
     assert config["user-data"] == {"hostname": host.name, "users": []}
     assert "identity" not in config and "network" not in config
     layout = config["storage"]["layout"]
-    assert layout == (
-        {"name": "lvm", "match": {"path": f"/dev/{install.disk}"}} if install.disk else {"name": "lvm"}
-    )
+    assert layout == ({"name": "lvm", "match": {"path": install.disk}} if install.disk else {"name": "lvm"})
     if install.mirror:
         assert config["apt"] == {"primary": [{"arches": ["default"], "uri": install.mirror}]}
     else:
@@ -491,6 +504,14 @@ REFUSED = [
     ("timezone", '"../../etc/passwd"', "install.timezone"),
     ("disk", '"sda;kvmnet-canary"', "install.disk"),
     ("disk", '"/dev/sda"', "install.disk"),
+    ("disk", "sda1", "install.disk"),
+    ("disk", "nvme0n1p2", "install.disk"),
+    ("disk", "mmcblk0p1", "install.disk"),
+    ("disk", "/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001-part1", "install.disk"),
+    ("disk", "/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part2", "install.disk"),
+    ("disk", "/dev/disk/by-uuid/0b8f7c1e-6c1a-4c55-9d9c-1e2f3a4b5c6d", "install.disk"),
+    ("disk", "/dev/disk/by-label/root", "install.disk"),
+    ("disk", '"/dev/disk/by-id/a;kvmnet-canary"', "install.disk"),
 ]
 
 
@@ -504,6 +525,54 @@ def test_refused_values_are_located(key: str, value: str, path: str, tmp_path: P
     assert re.search(rf"^p\.yaml:5:\d+: hosts\.hv1\.{re.escape(path)}: ", result.stderr, re.MULTILINE), (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("disk", "reason"),
+    [
+        ("sda1", "'sda1' is a partition"),
+        ("nvme0n1p2", "'nvme0n1p2' is a partition"),
+        ("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part1", "is a partition"),
+        ("/dev/disk/by-uuid/0b8f7c1e", "by-uuid, by-label, by-partuuid and by-partlabel name filesystems"),
+        ("md0", "'md0' is not a disk"),
+    ],
+)
+def test_a_partition_is_refused_saying_what_is_valid(disk: str, reason: str, tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(f"hosts:\n  hv1:\n    install:\n      disk: {disk}\n")
+    result = kvmnet("validate", "p.yaml", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    valid = "use a whole disk by kernel name (sda, vda, xvda, nvme0n1, mmcblk0) or by a stable link"
+    assert f"p.yaml:4:13: hosts.hv1.install.disk: {disk!r}"[
+        : len("p.yaml:4:13: hosts.hv1.install.disk: ")
+    ] in (result.stderr)
+    assert reason in result.stderr and valid in result.stderr, result.stderr
+
+
+def test_whole_disks_are_accepted_as_device_paths() -> None:
+    for disk, path in [
+        ("sda", "/dev/sda"),
+        ("vdb", "/dev/vdb"),
+        ("xvda", "/dev/xvda"),
+        ("nvme0n1", "/dev/nvme0n1"),
+        ("mmcblk0", "/dev/mmcblk0"),
+        ("/dev/disk/by-id/nvme-Samsung_SSD_970_EVO_1TB_S467NX0M123456", None),
+        ("/dev/disk/by-path/pci-0000:01:00.0-nvme-1", None),
+    ]:
+        plan, _ = _from_text(f"hosts:\n  hv1:\n    install: {{disk: '{disk}'}}\n")
+        (host,) = plan.hosts
+        assert host.install.disk == (path or disk)
+        assert host.install.disk_is_link == (path is None)
+
+
+def test_an_ubuntu_host_refuses_a_stable_link(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "hosts:\n  kvm1:\n    distro: ubuntu2404\n    install:\n      disk: /dev/disk/by-id/wwn-0x5000c500a1b2c3d4\n"
+    )
+    result = kvmnet("validate", "p.yaml", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(
+        r"^p\.yaml:5:13: hosts\.kvm1\.install\.disk: .*by kernel name", result.stderr, re.MULTILINE
+    ), result.stderr
 
 
 @pytest.mark.parametrize("arg", ['a"b', "a'b", "a;b", "$(x)", "a b", "a\\b", "`x`"])

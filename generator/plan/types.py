@@ -471,13 +471,24 @@ class BootstrapPlan:
     rollback_after_s: int
 
 
+#: udev's stable links to a whole disk that `install.disk` accepts (model/host.py).
+DISK_LINKS = ("/dev/disk/by-id/", "/dev/disk/by-path/")
+
+
 @dataclass(frozen=True, slots=True)
 class InstallPlan:
     distro: str
     mirror: str | None
     epel: str | None
+    #: The whole disk to install on, as a device path (`/dev/sda`, `/dev/disk/by-id/...`);
+    #: None: the installer's first disk. What every installer and deploy ramdisk reads.
     disk: str | None
     timezone: str
+
+    @property
+    def disk_is_link(self) -> bool:
+        """A udev stable link (by-id, by-path), resolved to its kernel device at install time."""
+        return self.disk is not None and self.disk.startswith(DISK_LINKS)
 
 
 @dataclass(frozen=True, slots=True)

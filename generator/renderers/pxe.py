@@ -7,7 +7,7 @@
 A delivery renderer: each file embeds the host's bundle (bootstrap.sh and rootfs/ as
 tar.gz, renderers/bundle.py) and kvmnet's install step (templates/pxe/install.sh.j2),
 which the installer runs inside the installed system. The only profile values that
-reach these files are validated: the host name, mirror URLs, a disk name, a time zone
+reach these files are validated: the host name, mirror URLs, a disk path, a time zone
 and kernel arguments. None of them is shell code anywhere: they are kickstart
 arguments, debconf values and YAML data, and the host name appears in the install step
 only in comments and quoted here-documents. See docs/pxe.md.
@@ -129,7 +129,7 @@ def preseed(host: HostPlan, bundle: bytes, step: str) -> str:
         payload=_b64(bundle),
         install_payload=_b64(step.encode("utf-8")),
         install_lines=step.splitlines(),
-        bootdev=f"/dev/{host.install.disk}" if host.install.disk else "default",
+        bootdev=host.install.disk or "default",
     )
     command = text[text.index("d-i preseed/late_command string") :]
     if len(command) >= MAX_ARG_STRLEN:
@@ -166,9 +166,7 @@ def autoinstall(host: HostPlan, bundle: bytes, step: str) -> str:
         "user-data": {"hostname": host.name, "users": []},
         "ssh": {"install-server": True, "allow-pw": False},
         "storage": {
-            "layout": {"name": "lvm", "match": {"path": f"/dev/{install.disk}"}}
-            if install.disk
-            else {"name": "lvm"}
+            "layout": {"name": "lvm", "match": {"path": install.disk}} if install.disk else {"name": "lvm"}
         },
     }
     if install.mirror:
