@@ -18,12 +18,16 @@ profile of the nastiest values the validators still accept:
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
+import json
 import os
 import random
 import re
 import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import jsonschema
@@ -32,15 +36,14 @@ import yaml
 from pykickstart.constants import DISPLAY_MODE_TEXT
 
 from generator import layout
-from generator.errors import PlanError
 from generator.layout import from_root
 from generator.load import parse
 from generator.model import validate, with_defaults
 from generator.pipeline import artifacts_for, plan_profile
 from generator.plan import make_plan
 from generator.plan.types import HostPlan, Plan
-from generator.renderers import Artifact, pxe, render_all
-from generator.renderers.bundle import host_members
+from generator.renderers import DELIVERY, Artifact, pxe, render_all
+from generator.renderers.bundle import host_members, tarball
 from tests.support.cli import kvmnet
 from tests.support.pxe import (
     AUTOINSTALL_SCHEMA,
@@ -49,6 +52,7 @@ from tests.support.pxe import (
     debconf_values,
     heredoc,
     kickstart_scripts,
+    serve,
     shellcheck,
 )
 
@@ -586,17 +590,167 @@ def test_refused_kernel_arguments_are_located(arg: str, tmp_path: Path) -> None:
     )
 
 
-def test_a_preseed_too_large_for_one_argument_is_refused() -> None:
-    plan, artifacts = _from_text("hosts:\n  hv1: {}\n")
+#: One host per installer, each given a rootfs file that gzip cannot shrink, so that no
+#: bundle fits in one exec argument (131071 bytes).
+LARGE = """
+hosts:
+  deb-large: {distro: debian12}
+  ubu-large: {distro: ubuntu2404, network: {ethernets: {ens1: {dhcp4: true}}}}
+  el-large: {distro: el9}
+"""
+
+
+def _large() -> tuple[Plan, list[Artifact]]:
+    plan, artifacts = _from_text(LARGE)
     noise = base64.b64encode(random.Random(0).randbytes(120_000)).decode()  # gzip cannot shrink it
-    big = Artifact.text(
-        layout.rootfs_file("hv1", f"{layout.ETC_DIR}/noise"),
-        "\n".join(noise[i : i + 60] for i in range(0, len(noise), 60)),
+    text = "\n".join(noise[i : i + 60] for i in range(0, len(noise), 60))
+    scripts = {layout.bootstrap(h.name) for h in plan.hosts}
+    rest = [a for a in artifacts if "/pxe/" not in a.path and a.path not in scripts]
+    rest += [Artifact.text(layout.rootfs_file(h.name, f"{layout.ETC_DIR}/noise"), text) for h in plan.hosts]
+    rest += DELIVERY["bootstrap"].render(plan, rest)  # which knows the noise as part of the build
+    return plan, [*rest, *pxe.render(plan, rest)]
+
+
+def test_a_bundle_too_large_to_embed_is_fetched_from_beside_the_answer_file(tmp_path: Path) -> None:
+    plan, artifacts = _large()
+    made = {a.path: a for a in artifacts}
+    for host in plan.hosts:
+        answer = made[layout.pxe_answer(host.name, host.install.distro)]
+        text = answer.content.decode()
+        bundle = tarball(host.name, artifacts)
+        assert len(bundle) > 131072, host.name
+        if host.install.distro == "el9":
+            # Anaconda runs %post from a file: the kickstart still embeds the bundle.
+            assert layout.pxe_bundle(host.name) not in made
+            assert base64.b64encode(bundle[:57]).decode() in text
+            continue
+        # Written beside the answer file, byte for byte the bundle, its sha256 pinned.
+        assert made[layout.pxe_bundle(host.name)].content == bundle
+        assert text.count(hashlib.sha256(bundle).hexdigest()) >= 2
+        assert base64.b64encode(bundle[:57]).decode() not in text
+        if host.install.distro == "debian12":
+            path = _write(answer, tmp_path)
+            check = subprocess.run(
+                ["debconf-set-selections", "-c", str(path)], capture_output=True, text=True, check=False
+            )
+            assert check.returncode == 0 and check.stdout == check.stderr == "", check.stderr
+            late = debconf_values(path, tmp_path / "debconf")["preseed/late_command"]
+            assert late.lstrip().startswith("url=$(debconf-get preseed/url); base=${url%/*};")
+            assert len(late) < 131072
+            assert shellcheck(late, "late_command") == ""
+        else:
+            data = _autoinstall(answer)
+            jsonschema.validate(data, AUTOINSTALL_SCHEMA)
+            config = data["autoinstall"]
+            assert isinstance(config, dict)
+            assert all(len(c.encode()) < 131072 for c in config["late-commands"])
+            assert (
+                "".join(shellcheck(c, f"late-commands[{i}]") for i, c in enumerate(config["late-commands"]))
+                == ""
+            )
+
+
+@pytest.mark.parametrize("tampered", [False, True], ids=["built", "tampered"])
+@pytest.mark.parametrize("host_name", ["deb-large", "ubu-large"])
+def test_a_fetched_bundle_installs_only_with_its_checksum(
+    host_name: str, tampered: bool, tmp_path: Path
+) -> None:
+    """The installer's own commands fetch the bundle from a real HTTP server on loopback,
+    from beside the answer file's URL (preseed/url; ds=nocloud-net;s= on /proc/cmdline)."""
+    plan, artifacts = _large()
+    host = next(h for h in plan.hosts if h.name == host_name)
+    made = {a.path: a for a in artifacts}
+    answer = made[layout.pxe_answer(host.name, host.install.distro)]
+    built = made[layout.pxe_bundle(host.name)].content
+    www = tmp_path / "www"
+    for artifact in (answer, made[layout.pxe_bundle(host.name)]):
+        (www / artifact.path).parent.mkdir(parents=True, exist_ok=True)
+        (www / artifact.path).write_bytes(artifact.content)
+    served = built
+    if tampered:
+        # A well-formed bundle with one more file: only the checksum tells it apart.
+        extra = Artifact.text(layout.rootfs_file(host.name, "/etc/cron.d/planted"), "* * * * * root sh\n")
+        served = tarball(host.name, [*artifacts, extra])
+        (www / layout.pxe_bundle(host.name)).write_bytes(served)
+    target = Target(tmp_path / "target")
+    target.prepare(host.install.distro)
+    with serve(www) as base:
+        cmdline = tmp_path / "cmdline"
+        seed = f"{base}/{layout.pxe_dir(host.name)}/"
+        cmdline.write_text(f"BOOT_IMAGE=/casper/vmlinuz autoinstall ds=nocloud-net;s={seed} ---\n")
+        for kind, command in _installer_commands(host, answer, tmp_path):
+            assert kind == "installer"
+            target.add(_target_paths(command, target.root).replace("/proc/cmdline", str(cmdline)))
+        result = target.run(preseed_url=f"{base}/{answer.path}")
+    log = target.log("run.log")
+    bundle_dir = target.root / from_root(layout.BUNDLE_DIR)
+    if tampered:
+        assert result.returncode != 0, log
+        wanted = hashlib.sha256(built).hexdigest()
+        got = hashlib.sha256(served).hexdigest()
+        assert f"has sha256 {got}, not {wanted} as built: not installing it" in log, log
+        assert not bundle_dir.exists() and not (target.root / "etc/cron.d/planted").exists()
+        return
+    assert result.returncode == 0, log + result.stderr
+    prefix = f"{layout.host_dir(host.name)}/"
+    expected = {a.path.removeprefix(prefix): (a.content, a.mode) for a in host_members(host.name, artifacts)}
+    assert _tree(bundle_dir) == expected
+    assert not (target.root / from_root(layout.FETCHED_BUNDLE)).exists()
+    units = target.root / from_root(layout.UNIT_DIR)
+    assert (units / "multi-user.target.wants" / layout.FIRSTBOOT_UNIT_NAME).is_symlink()
+    assert not target.canary_fired()
+
+
+def test_a_fetch_without_the_answer_files_url_fails_saying_so(tmp_path: Path) -> None:
+    plan, artifacts = _large()
+    for host in plan.hosts:
+        if host.install.distro == "el9":
+            continue
+        answer = next(a for a in artifacts if a.path == layout.pxe_answer(host.name, host.install.distro))
+        target = Target(tmp_path / host.name)
+        target.prepare(host.install.distro)
+        cmdline = tmp_path / f"{host.name}-cmdline"
+        cmdline.write_text("BOOT_IMAGE=/casper/vmlinuz autoinstall ---\n")
+        for _, command in _installer_commands(host, answer, tmp_path / host.name):
+            target.add(_target_paths(command, target.root).replace("/proc/cmdline", str(cmdline)))
+        assert target.run(preseed_url="").returncode != 0
+        reason = "no preseed/url" if host.install.distro == "debian12" else "no ds=nocloud;s=<URL>"
+        assert f"kvmnet: {reason}" in target.log("run.log"), target.log("run.log")
+
+
+def _vlans_bridges_vxlans(count: int) -> str:
+    """A plain netplan host of `count` VLANs, bridges and VXLANs each, distro default (Debian 12)."""
+    lines = ["hosts:", "  big:", "    network:", "      ethernets: {eno1: {addresses: [192.0.2.10/24]}}"]
+    lines.append("      vlans:")
+    lines += [f"        vl{i}: {{id: {i}, link: eno1}}" for i in range(1, count + 1)]
+    lines.append("      bridges:")
+    lines += [f"        br{i}: {{interfaces: [vl{i}]}}" for i in range(1, count + 1)]
+    lines.append("      tunnels:")
+    lines += [
+        f"        vx{i}: {{mode: vxlan, id: {i}, link: eno1, local: 192.0.2.10, remote: 192.0.2.{20 + i % 200}}}"
+        for i in range(1, count + 1)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_3000_vlan_debian_host_builds(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(_vlans_bridges_vxlans(3000))
+    result = kvmnet("build", "p.yaml", "-o", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "out"
+    preseed = out / layout.pxe_answer("big", "debian12")
+    bundle = (out / layout.pxe_bundle("big")).read_bytes()
+    check = subprocess.run(
+        ["debconf-set-selections", "-c", str(preseed)], capture_output=True, text=True, check=False
     )
-    with pytest.raises(PlanError) as info:
-        pxe.render(plan, [*artifacts, big])
-    (diag,) = info.value.diagnostics
-    assert diag.path == ("hosts", "hv1") and "131071 bytes" in diag.message
+    assert check.returncode == 0 and check.stdout == check.stderr == "", check.stderr
+    assert hashlib.sha256(bundle).hexdigest() in preseed.read_text()
+    manifest = json.loads((out / layout.MANIFEST).read_text())
+    assert layout.pxe_bundle("big") in json.dumps(manifest)
+    # The bundle is the host's bootstrap.sh and rootfs/ (3000 x 3 netdevs and more).
+    with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
+        names = tar.getnames()
+    assert layout.BOOTSTRAP in names and sum(n.endswith(".netdev") for n in names) == 9000
 
 
 # --- without a bootstrap, determinism ------------------------------------------------
