@@ -49,6 +49,7 @@ from tests.support.pxe import (
     AUTOINSTALL_SCHEMA,
     INSTALLER_RESOLV_CONF,
     Target,
+    debconf_check,
     debconf_values,
     heredoc,
     kickstart_scripts,
@@ -258,9 +259,7 @@ def _preseed_install_sh(late_command: str) -> str:
 def test_preseed_passes_debconf_and_reads_back(name: str, host_name: str, tmp_path: Path) -> None:
     host, _, artifact = _case(name, host_name)
     path = _write(artifact, tmp_path)
-    check = subprocess.run(
-        ["debconf-set-selections", "-c", str(path)], capture_output=True, text=True, check=False
-    )
+    check = debconf_check(path, tmp_path / "debconf-check")
     assert check.returncode == 0 and check.stdout == check.stderr == "", check.stdout + check.stderr
 
     values = debconf_values(path, tmp_path / "debconf")
@@ -630,9 +629,7 @@ def test_a_bundle_too_large_to_embed_is_fetched_from_beside_the_answer_file(tmp_
         assert base64.b64encode(bundle[:57]).decode() not in text
         if host.install.distro == "debian12":
             path = _write(answer, tmp_path)
-            check = subprocess.run(
-                ["debconf-set-selections", "-c", str(path)], capture_output=True, text=True, check=False
-            )
+            check = debconf_check(path, tmp_path / "debconf-check")
             assert check.returncode == 0 and check.stdout == check.stderr == "", check.stderr
             late = debconf_values(path, tmp_path / "debconf")["preseed/late_command"]
             assert late.lstrip().startswith("url=$(debconf-get preseed/url); base=${url%/*};")
@@ -740,9 +737,7 @@ def test_a_3000_vlan_debian_host_builds(tmp_path: Path) -> None:
     out = tmp_path / "out"
     preseed = out / layout.pxe_answer("big", "debian12")
     bundle = (out / layout.pxe_bundle("big")).read_bytes()
-    check = subprocess.run(
-        ["debconf-set-selections", "-c", str(preseed)], capture_output=True, text=True, check=False
-    )
+    check = debconf_check(preseed, tmp_path / "debconf-check")
     assert check.returncode == 0 and check.stdout == check.stderr == "", check.stderr
     assert hashlib.sha256(bundle).hexdigest() in preseed.read_text()
     manifest = json.loads((out / layout.MANIFEST).read_text())

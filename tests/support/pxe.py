@@ -140,8 +140,9 @@ def kickstart_scripts(path: Path) -> tuple[KickstartParser, dict[str, str]]:
     return parser, scripts
 
 
-def debconf_values(preseed: Path, work: Path) -> dict[str, str]:
-    """What debconf stores for each question of `preseed`, loaded by the real debconf."""
+def _private_debconf(work: Path) -> dict[str, str]:
+    """The environment of a debconf with its own database in `work`: the machine's is
+    locked by any other debconf running (parallel tests fail with exit 1, saying nothing)."""
     work.mkdir(parents=True, exist_ok=True)
     conf = work / "debconf.conf"
     conf.write_text(
@@ -149,7 +150,23 @@ def debconf_values(preseed: Path, work: Path) -> dict[str, str]:
         f"Name: configdb\nDriver: File\nFilename: {work}/config.dat\n\n"
         f"Name: templatedb\nDriver: File\nFilename: {work}/templates.dat\n"
     )
-    env = {**os.environ, "DEBCONF_SYSTEMRC": str(conf), "DEBIAN_FRONTEND": "noninteractive"}
+    return {**os.environ, "DEBCONF_SYSTEMRC": str(conf), "DEBIAN_FRONTEND": "noninteractive"}
+
+
+def debconf_check(preseed: Path, work: Path) -> subprocess.CompletedProcess[str]:
+    """`debconf-set-selections -c` (syntax only) on `preseed`, against a private database."""
+    return subprocess.run(
+        ["debconf-set-selections", "-c", str(preseed)],
+        env=_private_debconf(work),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def debconf_values(preseed: Path, work: Path) -> dict[str, str]:
+    """What debconf stores for each question of `preseed`, loaded by the real debconf."""
+    env = _private_debconf(work)
     result = subprocess.run(
         ["debconf-set-selections", str(preseed)], env=env, capture_output=True, text=True, check=False
     )
