@@ -12,6 +12,7 @@ from generator.model.network import Route as RouteSpec
 from generator.model.profile import Host, Profile
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, GuestTap, HostDevices, TapPort, collect, port_options
+from generator.plan.firewall import plan_firewall
 from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
 from generator.plan.hugepages import unused_hugepages
 from generator.plan.ifnames import concrete_names
@@ -140,6 +141,7 @@ def _host(
         install=_install(name, spec, problems),
         tap_ports=taps,
         resolver=_resolver(spec.distro, interfaces),
+        firewall=plan_firewall(spec.distro, interfaces),
     )
 
 

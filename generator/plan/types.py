@@ -502,6 +502,24 @@ class ResolverPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class FirewallPlan:
+    """What firewalld must let in, permanently, in its default zone (plan/firewall.py)."""
+
+    udp_ports: tuple[int, ...]  # each VXLAN device's destination port, sorted
+    protocols: tuple[str, ...]  # "gre" for GRE and gretap tunnels
+
+    @property
+    def ports(self) -> tuple[str, ...]:
+        """The ports as firewalld writes them: "4789/udp"."""
+        return tuple(f"{port}/udp" for port in self.udp_ports)
+
+    @property
+    def openings(self) -> tuple[tuple[str, str], ...]:
+        """(firewalld option kind, value): ("port", "4789/udp"), ("protocol", "gre")."""
+        return tuple(("port", p) for p in self.ports) + tuple(("protocol", p) for p in self.protocols)
+
+
+@dataclass(frozen=True, slots=True)
 class HostPlan:
     name: str
     interfaces: tuple[Interface, ...]  # sorted by id
@@ -513,6 +531,8 @@ class HostPlan:
     tap_ports: tuple[Interface, ...] = ()
     #: systemd-resolved, when some device has nameservers: None keeps the host's resolver.
     resolver: ResolverPlan | None = None
+    #: EL9's firewalld: what the host's tunnels need let in; None: nothing to open.
+    firewall: FirewallPlan | None = None
 
     def get(self, ident: str) -> Interface:
         # Binary search: interfaces are sorted by id, and renderers look devices up once

@@ -172,6 +172,7 @@ def kickstart(host: HostPlan, bundle: bytes, step: str) -> str:
         install_path=layout.INSTALL_STEP,
         payload=_lines(_b64(bundle)),
         install_sh=step,
+        firewall_ports=",".join(f"{port}:udp" for port in host.firewall.udp_ports) if host.firewall else "",
     )
 
 
