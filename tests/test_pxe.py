@@ -293,6 +293,54 @@ def test_preseed_passes_debconf_and_reads_back(name: str, host_name: str, tmp_pa
     assert commented == _preseed_install_sh(values["preseed/late_command"])
 
 
+@pytest.mark.parametrize("present", [True, False], ids=["link", "no-link"])
+def test_a_stable_link_is_resolved_before_partitioning(present: bool, tmp_path: Path) -> None:
+    """partman/early_command runs in the installer: it resolves the link to the kernel
+    device and gives it to partman and grub-installer (debconf-set, a logging stand-in
+    here); a link that does not exist fails the command before anything is partitioned.
+    /dev is a private copy: one block device (vdb) and the udev link to it."""
+    host, _, artifact = _case("variants", "deb-bypath")
+    assert host.install.disk is not None and host.install.disk_is_link
+    early = debconf_values(_write(artifact, tmp_path), tmp_path / "debconf")["partman/early_command"]
+    dev = tmp_path / "dev"
+    link = dev / host.install.disk.removeprefix("/dev/")
+    link.parent.mkdir(parents=True)
+    os.mknod(dev / "vdb", 0o600 | stat.S_IFBLK, os.makedev(7, 0))
+    os.mknod(dev / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    if present:
+        link.symlink_to("../../vdb")
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "debconf-set").write_text(
+        f'#!/bin/sh\nprintf "%s %s\\n" "$1" "$2" >>{tmp_path}/debconf-set.log\n'
+    )
+    (stubs / "debconf-set").chmod(0o755)
+    result = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f'mount --bind {dev} /dev && sh -c "$1"',
+            "-",
+            early,
+        ],
+        env={"PATH": f"{stubs}:/usr/sbin:/usr/bin:/sbin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    log = tmp_path / "debconf-set.log"
+    if present:
+        assert result.returncode == 0, result.stderr
+        assert log.read_text() == "partman-auto/disk /dev/vdb\ngrub-installer/bootdev /dev/vdb\n"
+    else:
+        assert result.returncode != 0 and not log.exists()
+
+
 # --- autoinstall --------------------------------------------------------------------
 
 
@@ -715,9 +763,10 @@ def test_a_fetch_without_the_answer_files_url_fails_saying_so(tmp_path: Path) ->
         assert f"kvmnet: {reason}" in target.log("run.log"), target.log("run.log")
 
 
-def _vlans_bridges_vxlans(count: int) -> str:
-    """A plain netplan host of `count` VLANs, bridges and VXLANs each, distro default (Debian 12)."""
-    lines = ["hosts:", "  big:", "    network:", "      ethernets: {eno1: {addresses: [192.0.2.10/24]}}"]
+def _vlans_bridges_vxlans(count: int, distro: str | None = None) -> str:
+    """A plain netplan host of `count` VLANs, bridges and VXLANs each (distro default: Debian 12)."""
+    lines = ["hosts:", "  big:", *([f"    distro: {distro}"] if distro else [])]
+    lines += ["    network:", "      ethernets: {eno1: {addresses: [192.0.2.10/24]}}"]
     lines.append("      vlans:")
     lines += [f"        vl{i}: {{id: {i}, link: eno1}}" for i in range(1, count + 1)]
     lines.append("      bridges:")
@@ -746,6 +795,22 @@ def test_a_3000_vlan_debian_host_builds(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
         names = tar.getnames()
     assert layout.BOOTSTRAP in names and sum(n.endswith(".netdev") for n in names) == 9000
+
+
+def test_a_3000_vlan_el9_host_embeds_its_bundle_in_the_kickstart(tmp_path: Path) -> None:
+    """Anaconda writes %post to a file: no exec limit, so the 1 MB bundle stays inline and
+    ksvalidator still reads the kickstart."""
+    (tmp_path / "p.yaml").write_text(_vlans_bridges_vxlans(3000, "el9"))
+    result = kvmnet("build", "p.yaml", "-o", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "out"
+    assert not (out / layout.pxe_bundle("big")).exists()
+    kickstart = out / layout.pxe_answer("big", "el9")
+    assert kickstart.stat().st_size > 1_000_000
+    check = subprocess.run(
+        [str(BIN / "ksvalidator"), "-v", "RHEL9", str(kickstart)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0 and "warning" not in check.stdout.lower(), check.stdout + check.stderr
 
 
 # --- without a bootstrap, determinism ------------------------------------------------
