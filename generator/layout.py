@@ -17,6 +17,7 @@ manifest.json  inventory.yaml
 hosts/<host>/rootfs/...                     HOST_* and the directories below, as they land
 hosts/<host>/bootstrap.sh                   bootstrap()
 hosts/<host>/pxe/<answer file>              pxe_answer()
+hosts/<host>/pxe/bundle.tar.gz              pxe_bundle() (only when the answer file cannot embed it)
 hosts/<host>/libvirt/networks/<net>.xml     libvirt_network()
 guests/<guest>/domain.xml                   domain_xml()
 guests/<guest>/nocloud/*, seed.iso          guest_seed()
@@ -115,6 +116,8 @@ def from_root(path: str) -> str:
 STATE_DIR = "/var/lib/kvmnet"
 #: Where a host's bundle (bootstrap.sh and rootfs/) is unpacked by an installer or image.
 BUNDLE_DIR = f"{STATE_DIR}/bundle"
+#: Where an installer puts a host's bundle it fetched (PXE_BUNDLE), until it is unpacked.
+FETCHED_BUNDLE = f"{STATE_DIR}/bundle.tar.gz"
 #: What bootstrap.sh leaves when the kernel command line changed, until the host reboots.
 REBOOT_MARKER = f"{STATE_DIR}/reboot-required"
 #: The PXE install step, written by the installer and run in the installed system.
@@ -202,6 +205,16 @@ def pxe_dir(host: str) -> str:
 
 def pxe_answer(host: str, distro: str) -> str:
     return f"{pxe_dir(host)}/{ANSWER_FILES[distro]}"
+
+
+#: The bundle beside a host's answer file, when the answer file cannot carry it.
+PXE_BUNDLE = "bundle.tar.gz"
+
+
+def pxe_bundle(host: str) -> str:
+    """The host's bundle as a file next to its answer file: written only for the answer
+    files too small for it (renderers/pxe.py), which fetch it from beside their own URL."""
+    return f"{pxe_dir(host)}/{PXE_BUNDLE}"
 
 
 def libvirt_network(host: str, network: str) -> str:

@@ -60,13 +60,14 @@ def test_build_refuses_what_validate_refuses_and_writes_nothing(profile: Path, t
 def test_validate_refuses_what_only_rendering_can_tell(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """A limit only rendering knows (a preseed's late_command must fit one exec argument)
-    is refused by `validate` as by `build`. The limit is lowered here so that a small host
-    exceeds it: a host that really does needs thousands of devices, seconds to render."""
+    """A limit only rendering knows is refused by `validate` as by `build`: a preseed's
+    late_command must fit one exec argument even once the bundle is fetched instead of
+    embedded (only the install step is left in it). The limit is lowered here so that a
+    small host exceeds it: no real host comes near."""
     from generator import cli
     from generator.renderers import pxe
 
-    monkeypatch.setattr(pxe, "MAX_ARG_STRLEN", 4096)
+    monkeypatch.setattr(pxe, "MAX_ARG_STRLEN", 1024)
     monkeypatch.chdir(tmp_path)
     Path("p.yaml").write_text("hosts:\n  hv1: {}\n")
     reports = []
@@ -79,9 +80,8 @@ def test_validate_refuses_what_only_rendering_can_tell(
     validate, build = reports
     assert validate == build
     assert re.fullmatch(
-        r"p\.yaml:2:8: hosts\.hv1: the preseed late_command would be \d+ bytes; debian-installer runs "
-        r"it as one `sh -c` argument, which Linux limits to 4095 bytes \(use an EL9 kickstart or "
-        r"Ubuntu autoinstall for a host this large, or fewer devices\)\n"
+        r"p\.yaml:2:8: hosts\.hv1: the preseed late_command would be \d+ bytes even without the bundle; "
+        r"debian-installer runs it as one `sh -c` argument, which Linux limits to 1023 bytes\n"
         r"kvmnet: 1 problem; nothing was written\n",
         validate,
     ), validate

@@ -818,3 +818,23 @@ def test_the_tc_unit_must_be_active_not_only_enabled() -> None:
         pytest.fail.Exception, match=r"^kvmnet-tc@eno1.service: unit expected active, found failed$"
     ):
         checks.unit_active(failed, _plain("pfifo"))
+
+
+def test_firewall_opening_asks_firewalld_now_and_permanently() -> None:
+    opening: checks.Opening = {"kind": "port", "value": "4789/udp", "name": "4789/udp"}
+    both = {
+        "systemctl is-active firewalld": "active\n",
+        "firewall-cmd --query-port=4789/udp": "yes\n",
+        "firewall-cmd --permanent --query-port=4789/udp": "yes\n",
+    }
+    checks.firewall_opening(_machine(**both), opening)
+    runtime_only = {k: v for k, v in both.items() if "--permanent" not in k}
+    with pytest.raises(
+        pytest.fail.Exception, match=r"^4789/udp: let in \(permanent\) expected yes, found no answer$"
+    ):
+        checks.firewall_opening(_machine(**runtime_only), opening)
+    gre: checks.Opening = {"kind": "protocol", "value": "gre", "name": "gre"}
+    with pytest.raises(pytest.fail.Exception, match=r"^gre: let in \(runtime\)"):
+        checks.firewall_opening(_machine(**both), gre)
+    with pytest.raises(pytest.skip.Exception, match="firewalld is inactive: nothing drops it"):
+        checks.firewall_opening(_machine(**{"systemctl is-active firewalld": "inactive\n"}), opening)

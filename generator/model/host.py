@@ -173,9 +173,39 @@ def _url(value: Any) -> str:
     return value
 
 
+#: Whole disks by kernel name: SCSI/SATA/USB (sda), virtio (vda), Xen (xvda), IDE (hda),
+#: NVMe namespaces (nvme0n1), MMC (mmcblk0), s390 DASD (dasda).
+_DISK_KERNEL = re.compile(r"(?:[shv]d|xvd|dasd)[a-z]{1,4}|nvme[0-9]{1,3}n[0-9]{1,4}|mmcblk[0-9]{1,3}")
+#: Their partitions: a digit after the letters, or pN after a name ending in a digit.
+_PART_KERNEL = re.compile(r"(?:[shv]d|xvd|dasd)[a-z]{1,4}[0-9]+|(?:nvme[0-9]+n[0-9]+|mmcblk[0-9]+)p[0-9]+")
+#: udev's stable links to a whole disk (60-persistent-storage.rules): by-id names the
+#: disk's serial or WWN, by-path its controller port. Characters: what those names hold
+#: (udev escapes others as \xNN, which kvmnet does not accept), no shell syntax.
+_DISK_LINK = re.compile(r"/dev/disk/(by-id|by-path)/([A-Za-z0-9_.:+-]{1,200})")
+_VALID_DISKS = (
+    "a whole disk by kernel name (sda, vda, xvda, nvme0n1, mmcblk0) or by a stable link "
+    "/dev/disk/by-id/<id> or /dev/disk/by-path/<path>"
+)
+
+
 def _disk(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[a-z][a-z0-9]{1,31}", value):
-        raise fail(f"{value!r} is not a disk name like sda or nvme0n1")
+    """A whole disk to install on, never a partition (the installer partitions it)."""
+    if not isinstance(value, str):
+        raise fail(f"{value!r} is not a disk: use {_VALID_DISKS}")
+    link = _DISK_LINK.fullmatch(value)
+    if link:
+        if re.search(r"-part[0-9]+$", link.group(2)):
+            raise fail(f"{value!r} is a partition; the installer partitions a whole disk: use {_VALID_DISKS}")
+        return value
+    if value.startswith("/dev/disk/"):
+        raise fail(
+            f"{value!r} is not accepted: by-uuid, by-label, by-partuuid and by-partlabel name "
+            f"filesystems and partitions, which the installation wipes; use {_VALID_DISKS}"
+        )
+    if _PART_KERNEL.fullmatch(value):
+        raise fail(f"{value!r} is a partition; the installer partitions a whole disk: use {_VALID_DISKS}")
+    if not _DISK_KERNEL.fullmatch(value):
+        raise fail(f"{value!r} is not a disk: use {_VALID_DISKS}")
     return value
 
 
@@ -197,7 +227,8 @@ class Install(StrictModel):
     mirror: Url | None = None
     #: EL9 only: an EPEL repository (systemd-networkd is packaged there).
     epel: Url | None = None
-    #: The disk to install on (default: the installer's first disk).
+    #: The whole disk to install on: a kernel name (sda, nvme0n1) or a stable link
+    #: (/dev/disk/by-id/..., /dev/disk/by-path/...). Default: the installer's first disk.
     disk: DiskName | None = None
     timezone: TimeZone = "UTC"
     #: How the boot service (`pxe:`) installs the host: `installer` (the distro's, with

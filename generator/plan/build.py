@@ -13,6 +13,7 @@ from generator.model.profile import Host, Profile
 from generator.plan.boot import plan_boot
 from generator.plan.chain import MtuSolver
 from generator.plan.devices import Dev, GuestTap, HostDevices, TapPort, collect, port_options
+from generator.plan.firewall import plan_firewall
 from generator.plan.guests import DISTRO_LIBVIRT, plan_guests
 from generator.plan.hugepages import unused_hugepages
 from generator.plan.ifnames import concrete_names
@@ -145,17 +146,36 @@ def _host(
         tc=tc,
         kernel=plan_kernel(name, spec.kernel, interfaces, tc, problems),
         bootstrap=plan_bootstrap(spec.bootstrap, interfaces),
-        install=InstallPlan(
-            distro=spec.distro,
-            mirror=spec.install.mirror,
-            epel=spec.install.epel,
-            disk=spec.install.disk,
-            timezone=spec.install.timezone,
-            method=spec.install.method,
-        ),
+        install=_install(name, spec, problems),
         tap_ports=taps,
         resolver=_resolver(spec.distro, interfaces),
+        firewall=plan_firewall(spec.distro, interfaces),
     )
+
+
+def _install(name: str, spec: Host, problems: list[Diagnostic]) -> InstallPlan:
+    disk = spec.install.disk
+    path = disk if disk is None or disk.startswith("/") else f"/dev/{disk}"
+    plan = InstallPlan(
+        spec.distro,
+        spec.install.mirror,
+        spec.install.epel,
+        path,
+        spec.install.timezone,
+        method=spec.install.method,
+    )
+    if plan.disk_is_link and spec.distro.startswith("ubuntu"):
+        # Subiquity's storage `match` compares the kernel path (`path: /dev/sda`), udev's
+        # ID_SERIAL or, in newer releases, ID_PATH; a key an older release does not know
+        # matches every disk. kvmnet does not guess a serial from a by-id name.
+        problems.append(
+            Diagnostic(
+                f"{disk} is a stable link, which Subiquity's storage match cannot name on "
+                f"{spec.distro}: give an Ubuntu host's disk by kernel name (sda, vda, nvme0n1)",
+                ("hosts", name, "install", "disk"),
+            )
+        )
+    return plan
 
 
 #: The package of systemd-resolved by distro: Debian 12 and EL9 ship it apart from

@@ -471,15 +471,26 @@ class BootstrapPlan:
     rollback_after_s: int
 
 
+#: udev's stable links to a whole disk that `install.disk` accepts (model/host.py).
+DISK_LINKS = ("/dev/disk/by-id/", "/dev/disk/by-path/")
+
+
 @dataclass(frozen=True, slots=True)
 class InstallPlan:
     distro: str
     mirror: str | None
     epel: str | None
+    #: The whole disk to install on, as a device path (`/dev/sda`, `/dev/disk/by-id/...`);
+    #: None: the installer's first disk. What every installer and deploy ramdisk reads.
     disk: str | None
     timezone: str
     #: How the boot service installs the host: "installer" or "image" (plan/boot.py).
     method: str = "installer"
+
+    @property
+    def disk_is_link(self) -> bool:
+        """A udev stable link (by-id, by-path), resolved to its kernel device at install time."""
+        return self.disk is not None and self.disk.startswith(DISK_LINKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +501,24 @@ class ResolverPlan:
     package: str | None
     #: Where /etc/resolv.conf points once the host uses it (relative, as Debian's postinst).
     stub: str = "../run/systemd/resolve/stub-resolv.conf"
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallPlan:
+    """What firewalld must let in, permanently, in its default zone (plan/firewall.py)."""
+
+    udp_ports: tuple[int, ...]  # each VXLAN device's destination port, sorted
+    protocols: tuple[str, ...]  # "gre" for GRE and gretap tunnels
+
+    @property
+    def ports(self) -> tuple[str, ...]:
+        """The ports as firewalld writes them: "4789/udp"."""
+        return tuple(f"{port}/udp" for port in self.udp_ports)
+
+    @property
+    def openings(self) -> tuple[tuple[str, str], ...]:
+        """(firewalld option kind, value): ("port", "4789/udp"), ("protocol", "gre")."""
+        return tuple(("port", p) for p in self.ports) + tuple(("protocol", p) for p in self.protocols)
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +533,8 @@ class HostPlan:
     tap_ports: tuple[Interface, ...] = ()
     #: systemd-resolved, when some device has nameservers: None keeps the host's resolver.
     resolver: ResolverPlan | None = None
+    #: EL9's firewalld: what the host's tunnels need let in; None: nothing to open.
+    firewall: FirewallPlan | None = None
 
     def get(self, ident: str) -> Interface:
         # Binary search: interfaces are sorted by id, and renderers look devices up once

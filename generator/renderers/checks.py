@@ -82,6 +82,7 @@ def _host_sections(state: HostState) -> set[str]:
         "routes": any("routes" in link for link in links),
         "dns": any("dns" in link for link in links),
         "resolver": state["resolver"] is not None,
+        "firewall": bool(state["firewall"]),
     }
     return {name for name, present in found.items() if present}
 

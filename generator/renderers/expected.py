@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         LinkVxlan,
         Module,
         Nic,
+        Opening,
         Qdisc,
         QdiscRate,
         Resolver,
@@ -269,6 +270,14 @@ def _resolver(host: HostPlan) -> Resolver | None:
     return {"unit": layout.RESOLVED_UNIT, "resolv_conf": layout.RESOLV_CONF, "stub": stub}
 
 
+def _firewall(host: HostPlan) -> list[Opening]:
+    if host.firewall is None:
+        return []
+    openings: list[Opening] = [{"kind": "port", "value": p, "name": p} for p in host.firewall.ports]
+    openings += [{"kind": "protocol", "value": p, "name": p} for p in host.firewall.protocols]
+    return openings
+
+
 def host_state(plan: Plan, host: HostPlan, generated: str) -> HostState:
     taps = _tap_guests(plan, host)
     kernel = host.kernel
@@ -286,6 +295,7 @@ def host_state(plan: Plan, host: HostPlan, generated: str) -> HostState:
         "cmdline": cmdline,
         "reboot_marker": layout.REBOOT_MARKER,
         "resolver": _resolver(host),
+        "firewall": _firewall(host),
     }
 
 

@@ -7,16 +7,23 @@
 - `Target`: an installed system to be, as a chroot: this machine's /usr read-only,
   everything else (etc/, var/, ...) a fresh directory. The installer's commands run
   inside a private mount namespace, with `in-target` and `curtin in-target` played by
-  small stand-ins that chroot into it, so nothing reaches the machine running the tests.
+  small stand-ins that chroot into it, so nothing reaches the machine running the tests;
+  `debconf-get preseed/url` answers the URL the test serves the preseed from;
+- `serve`: a real HTTP server on loopback, serving a directory (the answer files and
+  the bundles they fetch).
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,8 +140,9 @@ def kickstart_scripts(path: Path) -> tuple[KickstartParser, dict[str, str]]:
     return parser, scripts
 
 
-def debconf_values(preseed: Path, work: Path) -> dict[str, str]:
-    """What debconf stores for each question of `preseed`, loaded by the real debconf."""
+def _private_debconf(work: Path) -> dict[str, str]:
+    """The environment of a debconf with its own database in `work`: the machine's is
+    locked by any other debconf running (parallel tests fail with exit 1, saying nothing)."""
     work.mkdir(parents=True, exist_ok=True)
     conf = work / "debconf.conf"
     conf.write_text(
@@ -142,7 +150,23 @@ def debconf_values(preseed: Path, work: Path) -> dict[str, str]:
         f"Name: configdb\nDriver: File\nFilename: {work}/config.dat\n\n"
         f"Name: templatedb\nDriver: File\nFilename: {work}/templates.dat\n"
     )
-    env = {**os.environ, "DEBCONF_SYSTEMRC": str(conf), "DEBIAN_FRONTEND": "noninteractive"}
+    return {**os.environ, "DEBCONF_SYSTEMRC": str(conf), "DEBIAN_FRONTEND": "noninteractive"}
+
+
+def debconf_check(preseed: Path, work: Path) -> subprocess.CompletedProcess[str]:
+    """`debconf-set-selections -c` (syntax only) on `preseed`, against a private database."""
+    return subprocess.run(
+        ["debconf-set-selections", "-c", str(preseed)],
+        env=_private_debconf(work),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def debconf_values(preseed: Path, work: Path) -> dict[str, str]:
+    """What debconf stores for each question of `preseed`, loaded by the real debconf."""
+    env = _private_debconf(work)
     result = subprocess.run(
         ["debconf-set-selections", str(preseed)], env=env, capture_output=True, text=True, check=False
     )
@@ -185,6 +209,13 @@ def shellcheck(script: str, name: str) -> str:
 #: command line it would write.
 STUBS = {
     "in-target": '#!/bin/sh\nexec chroot "$KVMNET_TARGET" "$@"\n',
+    # debian-installer's debconf-get reads its database; the one question asked is
+    # preseed/url, the URL the preseed was fetched from (the test's HTTP server).
+    "debconf-get": (
+        "#!/bin/sh\n"
+        'if [ "$1" != preseed/url ]; then echo "debconf-get stand-in: only preseed/url" >&2; exit 2; fi\n'
+        'printf "%s\\n" "${KVMNET_PRESEED_URL:-}"\n'
+    ),
     "curtin": (
         "#!/bin/sh\n"
         'if [ "$1" != in-target ]; then echo "curtin stand-in: only in-target" >&2; exit 2; fi\n'
@@ -299,9 +330,11 @@ class Target:
         else:
             (commands / f"{index:02d}-sh").write_text(command)
 
-    def run(self) -> subprocess.CompletedProcess[str]:
+    def run(self, preseed_url: str = "") -> subprocess.CompletedProcess[str]:
+        """Run the commands; `preseed_url`: what debconf-get answers for preseed/url."""
         stubs = self.root / "kvmnet-stubs"
         env = {
+            "KVMNET_PRESEED_URL": preseed_url,
             "PATH": f"{stubs}:/kvmnet-stubs:/usr/sbin:/usr/bin:/sbin:/bin",
             "KVMNET_TARGET": str(self.root),
             "KVMNET_CANARY": str(self.canary),
@@ -326,3 +359,23 @@ class Target:
     def canary_fired(self) -> bool:
         inside = self.root / str(self.canary).lstrip("/")
         return self.canary.exists() or inside.exists()
+
+
+@contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 serving `directory`; yields its base URL (no slash)."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -238,6 +238,14 @@ class Argument(TypedDict):
     argument: str
 
 
+class Opening(TypedDict):
+    """What firewalld must let in for the host's tunnels (EL9): a port or a protocol."""
+
+    kind: Literal["port", "protocol"]
+    value: str  # "4789/udp", "gre"
+    name: str  # test id: "4789/udp"
+
+
 class HostState(TypedDict):
     generated: str
     machine: str
@@ -249,6 +257,7 @@ class HostState(TypedDict):
     cmdline: list[Argument]
     reboot_marker: str
     resolver: Resolver | None
+    firewall: list[Opening]
 
 
 class _Nic(TypedDict):
@@ -1255,6 +1264,22 @@ def resolver(machine: Machine, entry: Resolver) -> None:
     expect(entry["unit"], "state", "active", state)
     target = machine.host.run("readlink -f %s", entry["resolv_conf"]).stdout.strip()
     expect(entry["resolv_conf"], "target", entry["stub"], target or "none")
+
+
+# --- firewall --------------------------------------------------------------------------
+
+
+def firewall_opening(machine: Machine, entry: Opening) -> None:
+    """firewalld lets the tunnels' port or protocol in, now and permanently (EL9 enables
+    it by default; its default zone drops VXLAN and GRE). No firewalld running: nothing
+    drops them."""
+    state = machine.host.run("systemctl is-active firewalld").stdout.strip() or "unknown"
+    if state != "active":
+        skip(entry["name"], f"firewalld is {state}: nothing drops it")
+    for scope, option in (("runtime", ""), ("permanent", "--permanent ")):
+        query = f"{SBIN}firewall-cmd {option}--query-{entry['kind']}=%s"
+        answer = machine.host.run(query, entry["value"]).stdout.strip() or "no answer"
+        expect(entry["name"], f"let in ({scope})", "yes", answer)
 
 
 def dns_servers(machine: Machine, link: Link) -> None:
