@@ -8,6 +8,10 @@ from generator.errors import Diagnostic, KeyPath
 from generator.model.users import User
 from generator.plan.types import UserPlan
 
+#: The rule of a user with `sudo: true`, on guests (cloud-init's `sudo:`) and hosts
+#: (the bootstrap's sudoers.d drop-in): what cloud-init users are used to.
+SUDO_RULE = "ALL=(ALL) NOPASSWD:ALL"
+
 
 def plan_users(users: Sequence[User], path: KeyPath, problems: list[Diagnostic]) -> tuple[UserPlan, ...]:
     out = []

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from generator import layout
 from generator.layout import from_root
 from generator.plan.types import HostPlan, Plan, TcEngine
+from generator.plan.users import SUDO_RULE
 from generator.renderers.artifact import MODE_SCRIPT, Artifact
 from generator.renderers.bundle import by_host
 from generator.templating import render as render_template
@@ -147,6 +148,7 @@ def script(host: HostPlan, artifacts: Sequence[Artifact]) -> Artifact:
         tc_units=tc_units,
         networks=networks,
         users=users,
+        sudo_rule=SUDO_RULE,
         paths=PATHS,
     )
     return Artifact.text(layout.bootstrap(host.name), text, MODE_SCRIPT)

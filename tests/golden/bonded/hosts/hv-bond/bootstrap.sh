@@ -390,16 +390,25 @@ fi
 ROOT_OPT=()
 [[ $ROOT == / ]] || ROOT_OPT=(--root "$ROOT")
 field() { # field FILE NAME N: the Nth field of NAME's line in a colon-separated file of the root
-  awk -F: -v name="$2" -v n="$3" '$1 == name { print $n; exit }' "$(target "$1")" 2>/dev/null || true
+  # Plain bash: an installer's chroot may lack awk (Debian's is an alternatives link).
+  local file line
+  local -a parts
+  file=$(target "$1")
+  [[ -r $file ]] || return 0
+  while IFS= read -r line; do
+    if [[ ${line%%:*} == "$2" ]]; then
+      IFS=: read -r -a parts <<<"$line"
+      printf '%s\n' "${parts[$3 - 1]:-}"
+      return 0
+    fi
+  done <"$file"
 }
 member() { # member GROUP USER
-  awk -F: -v group="$1" -v user="$2" '$1 == group {
-    n = split($4, m, ","); for (i = 1; i <= n; i++) if (m[i] == user) found = 1
-  } END { exit !found }' "$(target etc/group)"
+  [[ ",$(field etc/group "$1" 4)," == *",$2,"* ]]
 }
 # shellcheck disable=SC2317 # called through act
-set_password() { # set_password USER HASH: by chpasswd on stdin (never in a process list)
-  printf '%s:%s\n' "$1" "$2" | chpasswd -e "${ROOT_OPT[@]}"
+set_password() { # set_password USER: to $NEW_HASH, by chpasswd on stdin (never in a process list or the log)
+  printf '%s:%s\n' "$1" "$NEW_HASH" | chpasswd -e "${ROOT_OPT[@]}"
 }
 # shellcheck disable=SC2317 # called through act
 write_owned() { # write_owned FILE MODE UID:GID: stdin, atomically by rename in the same directory
@@ -414,7 +423,7 @@ keys_text() {
   printf '%s\n' "# $HOST: kvmnet writes this file from the profile's users (the next bootstrap replaces it)." "$@"
 }
 sudo_text() {
-  printf '# %s: written by the kvmnet bootstrap from the profile (do not edit)\n%s ALL=(ALL) NOPASSWD:ALL\n' "$HOST" "$1"
+  printf '# %s: written by the kvmnet bootstrap from the profile (do not edit)\n%s %s\n' "$HOST" "$1" 'ALL=(ALL) NOPASSWD:ALL'
 }
 # shellcheck disable=SC2317 # called through act
 write_sudoers() { # write_sudoers USER FILE: checked by visudo before it is put in place
@@ -432,7 +441,11 @@ ensure_user() { # ensure_user NAME SHELL SUDOERS HASH GROUPS KEY...: create or u
   local name=$1 shell=$2 sudoers=$3 hash=$4 groups=$5 group home owner file want
   local -a wanted=()
   shift 5
-  if [[ -z $(field etc/passwd "$name" 1) ]]; then
+  if [[ ! -f $(target etc/passwd) ]]; then
+    say "note: $ROOT has no etc/passwd: user $name not made"
+    return 0
+  elif [[ -z $(field etc/passwd "$name" 1) ]]; then
+    [[ $name != root ]] || fail "$EXIT_FAILED" "$ROOT has no root account"
     act useradd "${ROOT_OPT[@]}" --create-home --user-group --shell "$shell" "$name"
     OTHER_CHANGES=1
     ((DRY_RUN)) && return 0
@@ -455,7 +468,8 @@ ensure_user() { # ensure_user NAME SHELL SUDOERS HASH GROUPS KEY...: create or u
     OTHER_CHANGES=1
   fi
   if [[ -n $hash && $(field etc/shadow "$name" 2) != "$hash" ]]; then
-    act set_password "$name" "$hash"
+    NEW_HASH=$hash
+    act set_password "$name"
     OTHER_CHANGES=1
   fi
   owner="$(field etc/passwd "$name" 3):$(field etc/passwd "$name" 4)"
@@ -490,7 +504,7 @@ ensure_user root /bin/bash '' '' '' 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7kvmn
 # --- 2d. libvirt networks (run after the network change, and when nothing else changed)
 
 net_field() { # net_field NAME FIELD: Active/Autostart of `virsh net-info`
-  virsh -c "$VIRT_URI" net-info "$1" 2>/dev/null | awk -F': *' -v f="$2" '$1 == f { print $2 }'
+  timeout 30 virsh -c "$VIRT_URI" net-info "$1" 2>/dev/null | sed -n "s/^$2: *//p"
 }
 NET_STATE=$(target var/lib/kvmnet/libvirt-networks)
 libvirt_networks() {
@@ -502,10 +516,17 @@ libvirt_networks() {
     return 0
   fi
   for unit in "${VIRT_UNITS[@]}"; do
-    if unit_file "$unit" && ! systemctl is-active --quiet "$unit"; then act systemctl start "$unit"; fi
+    if unit_file "$unit" && ! systemctl is-active --quiet "$unit" 2>/dev/null; then
+      act systemctl start "$unit" || say "warning: $unit did not start"
+    fi
   done
-  if ! virsh -c "$VIRT_URI" uri >/dev/null 2>&1; then
-    ((DRY_RUN)) || fail "$EXIT_FAILED" "libvirt does not answer at $VIRT_URI: cannot define the networks"
+  if ! timeout 30 virsh -c "$VIRT_URI" uri >/dev/null 2>&1; then
+    if ((!DRY_RUN)); then
+      # Not fatal: the network change above is made and kept; the host suite's
+      # test_libvirt_answers and test_libvirt_network report it, and a later run defines them.
+      say "warning: libvirt does not answer at $VIRT_URI: libvirt networks not defined; run this again once it does"
+      return 0
+    fi
     for entry in "${NETWORKS[@]}"; do
       read -r sum name path <<<"$entry"
       say "would: virsh -c $VIRT_URI net-define $SOURCE/$path, net-autostart $name, net-start $name"

@@ -382,7 +382,7 @@ fi
 # --- 2d. libvirt networks (run after the network change, and when nothing else changed)
 
 net_field() { # net_field NAME FIELD: Active/Autostart of `virsh net-info`
-  virsh -c "$VIRT_URI" net-info "$1" 2>/dev/null | awk -F': *' -v f="$2" '$1 == f { print $2 }'
+  timeout 30 virsh -c "$VIRT_URI" net-info "$1" 2>/dev/null | sed -n "s/^$2: *//p"
 }
 NET_STATE=$(target var/lib/kvmnet/libvirt-networks)
 libvirt_networks() {
@@ -394,10 +394,17 @@ libvirt_networks() {
     return 0
   fi
   for unit in "${VIRT_UNITS[@]}"; do
-    if unit_file "$unit" && ! systemctl is-active --quiet "$unit"; then act systemctl start "$unit"; fi
+    if unit_file "$unit" && ! systemctl is-active --quiet "$unit" 2>/dev/null; then
+      act systemctl start "$unit" || say "warning: $unit did not start"
+    fi
   done
-  if ! virsh -c "$VIRT_URI" uri >/dev/null 2>&1; then
-    ((DRY_RUN)) || fail "$EXIT_FAILED" "libvirt does not answer at $VIRT_URI: cannot define the networks"
+  if ! timeout 30 virsh -c "$VIRT_URI" uri >/dev/null 2>&1; then
+    if ((!DRY_RUN)); then
+      # Not fatal: the network change above is made and kept; the host suite's
+      # test_libvirt_answers and test_libvirt_network report it, and a later run defines them.
+      say "warning: libvirt does not answer at $VIRT_URI: libvirt networks not defined; run this again once it does"
+      return 0
+    fi
     for entry in "${NETWORKS[@]}"; do
       read -r sum name path <<<"$entry"
       say "would: virsh -c $VIRT_URI net-define $SOURCE/$path, net-autostart $name, net-start $name"
