@@ -90,6 +90,10 @@ def networkd_file(device_id: str, kind: NetworkdKind) -> str:
     return f"{NETWORKD_DIR}/{NETWORKD_PREFIX}{device_id}.{kind}"
 
 
+def sudoers_file(user: str) -> str:
+    return f"{SUDOERS_DIR}/90-kvmnet-{user}"
+
+
 def tc_batch(device: str) -> str:
     """The `tc -batch` file of a device (the unit passes `%I` for the device)."""
     return f"{TC_DIR}/{device}{TC_SUFFIX}"
@@ -122,6 +126,10 @@ FETCHED_BUNDLE = f"{STATE_DIR}/bundle.tar.gz"
 REBOOT_MARKER = f"{STATE_DIR}/reboot-required"
 #: The PXE install step, written by the installer and run in the installed system.
 INSTALL_STEP = f"{STATE_DIR}/install.sh"
+#: The sha256 of each libvirt network definition the bootstrap last defined, by name.
+NETWORK_STATE = f"{STATE_DIR}/libvirt-networks"
+#: A user's sudo rule (sudo skips names with a dot or ending in ~: user names have neither).
+SUDOERS_DIR = "/etc/sudoers.d"
 #: Where the install step keeps the network files the installer wrote.
 INSTALLER_NETWORK = f"{STATE_DIR}/installer-network"
 FIRSTBOOT_DONE = f"{STATE_DIR}/firstboot.done"
@@ -217,8 +225,13 @@ def pxe_bundle(host: str) -> str:
     return f"{pxe_dir(host)}/{PXE_BUNDLE}"
 
 
+#: A host's libvirt networks, relative to its directory (and to an unpacked bundle).
+LIBVIRT_NETWORKS = "libvirt/networks"
+LIBVIRT_NETWORK_SUFFIX = ".xml"
+
+
 def libvirt_network(host: str, network: str) -> str:
-    return f"{host_dir(host)}/libvirt/networks/{network}.xml"
+    return f"{host_dir(host)}/{LIBVIRT_NETWORKS}/{network}{LIBVIRT_NETWORK_SUFFIX}"
 
 
 def host_of(path: str) -> str | None:
@@ -229,10 +242,11 @@ def host_of(path: str) -> str | None:
 
 
 def in_bundle(host: str, path: str) -> bool:
-    """Does the host's bundle carry output path `path`? It carries bootstrap.sh and
-    rootfs/ (at their paths under the host's directory), not the vehicles that carry it
-    (PXE answer files) nor libvirt's networks."""
-    return path == bootstrap(host) or path.startswith(f"{rootfs_dir(host)}/")
+    """Does the host's bundle carry output path `path`? It carries bootstrap.sh, rootfs/
+    and the libvirt networks the bootstrap defines (at their paths under the host's
+    directory), not the vehicles that carry it (PXE answer files)."""
+    carried = (f"{rootfs_dir(host)}/", f"{host_dir(host)}/{LIBVIRT_NETWORKS}/")
+    return path == bootstrap(host) or path.startswith(carried)
 
 
 # --- pxe/: the fleet's boot service ---------------------------------------------------

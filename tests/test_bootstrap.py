@@ -429,3 +429,79 @@ def test_safe_apply_rolls_back_what_cuts_the_probe_and_keeps_what_does_not(
     # Nothing rolls it back later: the guard saw the confirmation and left.
     time.sleep(9)
     assert addresses(sim, "eno1") == {"192.0.2.10/24", "192.0.2.11/24"}
+
+
+# --- host users (hosts.<host>.users) --------------------------------------------------
+
+
+def _account_root(root: Path) -> Path:
+    """A throw-away root with only root's account and a libvirt group (as libvirt's
+    package would leave it): what useradd --root, usermod --root and chpasswd --root edit."""
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\nlibvirt:x:990:\n")
+    (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (root / "etc/gshadow").write_text("root:*::\nlibvirt:!::\n")
+    for name in ("shadow", "gshadow"):
+        (root / "etc" / name).chmod(0o600)
+    return root
+
+
+def test_users_are_made_with_keys_sudo_rule_and_password_then_left_alone(tmp_path: Path) -> None:
+    profile = tmp_path / "users.yaml"
+    profile.write_text(
+        "hosts:\n"
+        "  hv1:\n"
+        "    users:\n"
+        "      - name: ops\n"
+        "        ssh-authorized-keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsKey ops@site']\n"
+        "        sudo: true\n"
+        "        groups: [libvirt, wheel]\n"
+        "      - name: admin\n"
+        "        passwd: $6$saltsalt$hashhashhashhash\n"
+        "        shell: /bin/sh\n"
+    )
+    out = built(profile, tmp_path / "out")
+    root = _account_root(tmp_path / "root")
+    first = bootstrap(out, "hv1", "--root", str(root))
+    assert first.returncode == 0, first.stdout + first.stderr
+    passwd = (root / "etc/passwd").read_text().splitlines()
+    assert "ops:x:1000:1000::/home/ops:/bin/bash" in passwd
+    # gid 1001 went to wheel, made for ops (the profile's order) before admin's own group
+    assert "admin:x:1001:1002::/home/admin:/bin/sh" in passwd
+    group = (root / "etc/group").read_text().splitlines()
+    assert "libvirt:x:990:ops" in group
+    assert any(line.startswith("wheel:x:") and line.endswith(":ops") for line in group)  # made, then joined
+    shadow = {
+        line.split(":")[0]: line.split(":")[1] for line in (root / "etc/shadow").read_text().splitlines()
+    }
+    assert shadow["admin"] == "$6$saltsalt$hashhashhashhash"
+    assert shadow["root"] == "*"  # root stays as it was: not listed
+    assert shadow["ops"].startswith("!")  # no password asked for: locked
+    assert "$6$saltsalt" not in first.stdout + first.stderr  # the hash is never printed
+    keys = root / "home/ops/.ssh/authorized_keys"
+    assert keys.read_text().splitlines()[1:] == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsKey ops@site"]
+    assert (keys.stat().st_mode & 0o777, keys.stat().st_uid, keys.stat().st_gid) == (0o600, 1000, 1000)
+    assert (keys.parent.stat().st_mode & 0o777, keys.parent.stat().st_uid) == (0o700, 1000)
+    rule = root / "etc/sudoers.d/90-kvmnet-ops"
+    assert rule.read_text().splitlines()[1:] == ["ops ALL=(ALL) NOPASSWD:ALL"]
+    assert rule.stat().st_mode & 0o777 == 0o440
+    assert not (root / "etc/sudoers.d/90-kvmnet-admin").exists()
+    again = bootstrap(out, "hv1", "--root", str(root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "hv1: no changes" in again.stdout, again.stdout
+    # A key edited by hand is put back (the file is kvmnet's); nothing else is touched.
+    keys.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStranger x\n")
+    fixed = bootstrap(out, "hv1", "--root", str(root))
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "write_owned" in fixed.stdout and "useradd" not in fixed.stdout, fixed.stdout
+    assert "AAAAIOpsKey" in keys.read_text() and "Stranger" not in keys.read_text()
+
+
+def test_dry_run_says_which_users_it_would_make(tmp_path: Path) -> None:
+    out = built(REPO / "profiles" / "default.yaml", tmp_path / "out")
+    root = _account_root(tmp_path / "root")
+    dry = bootstrap(out, "hv1", "--root", str(root), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"would: useradd --root {root} --create-home --user-group --shell /bin/bash ops" in dry.stdout
+    assert "ops" not in (root / "etc/passwd").read_text()

@@ -154,6 +154,9 @@ _HV = {  # default.yaml's hv1 and hv2 are alike (a YAML anchor shares tc and ker
     "test_kernel_argument": 2,
     "test_tc_unit_enabled": 2,
     "test_tc_unit_active": 2,
+    "test_libvirt_network": 2,  # one per bridge: br-guest, br-tenant
+    # Debian 12's stack: qemu-system-x86, qemu-utils, libvirt-daemon-system, libvirt-clients
+    "test_package_installed": 4,
 }
 _WEB = {  # one NIC on br-tenant with an address and rx-ring; ipv6: disabled
     "test_nic_exists": 1,
@@ -169,7 +172,14 @@ _WEB = {  # one NIC on br-tenant with an address and rx-ring; ipv6: disabled
 #: renderers/checks.py stops selecting, or that a template drops, fails here.
 CHECK_GROUPS = {
     "default": {
-        "test_host_hv1": _HV,
+        # hv1 alone has a user, ops: an SSH key, a sudo rule (so sudo is installed too)
+        "test_host_hv1": {
+            **_HV,
+            "test_package_installed": 5,
+            "test_user_exists": 1,
+            "test_user_keys": 1,
+            "test_user_sudo": 1,
+        },
         "test_host_hv2": _HV,
         "test_guest_web1": _WEB,
         "test_guest_web2": _WEB,
@@ -195,6 +205,8 @@ CHECK_GROUPS = {
             # 4 of the profile's, 2 of ipv6: disabled, 3 bridge-nf-call-*
             "test_sysctl": 9,
             "test_module_loaded": 10,  # the 6 libvirt/vhost ones, bridge, cls_matchall, sch_fq_codel, tcp_bbr
+            "test_libvirt_network": 1,  # br-guests
+            "test_package_installed": 4,  # Debian 12's QEMU and libvirt packages
         }
     },
 }

@@ -163,10 +163,11 @@ def test_dib_lint_passes_and_checks_every_file(tmp_path: Path) -> None:
         assert expected <= seen, f"{name}: dib-lint did not check {sorted(expected - seen)}"
         assert "Skipping" not in result.stdout
         checked_total += len(seen)
-    # every file but README.rst, in every element: six, and a host's cloud.cfg; and the
+    # every file but README.rst, in every element: six, and a host's cloud.cfg and
+    # first-boot unit; and the
     # resolver hook of each host with nameservers (default.yaml's hv1 and hv2)
     hosts = sum(1 for name in ELEMENTS if name.endswith("/kvmnet-host"))
-    assert checked_total == 6 * len(ELEMENTS) + hosts + RESOLVER_HOSTS
+    assert checked_total == 6 * len(ELEMENTS) + 2 * hosts + RESOLVER_HOSTS
 
 
 @pytest.mark.consumer
@@ -200,7 +201,11 @@ def test_element_structure(name: str) -> None:
         "kvmnet-guest-files/files.tar.gz" if element == "kvmnet-guest" else "kvmnet-host-bundle/bundle.tar.gz"
     )
     hook = "install.d/60-kvmnet-guest" if element == "kvmnet-guest" else "finalise.d/60-kvmnet-host"
-    host_only = {"kvmnet-host-bundle/cloud.cfg"} if element == "kvmnet-host" else set()
+    host_only = (
+        {"kvmnet-host-bundle/cloud.cfg", "kvmnet-host-bundle/firstboot.service"}
+        if element == "kvmnet-host"
+        else set()
+    )
     if element == "kvmnet-host" and name.startswith("default:"):  # hosts with nameservers
         host_only.add("post-install.d/10-kvmnet-host-resolver")
     assert set(rel) == {

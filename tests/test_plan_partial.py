@@ -160,7 +160,7 @@ gusts:
 """
     assert errors_of(text, tmp_path) == [
         "p.yaml:6:1: gusts: unknown key 'gusts'; did you mean 'guests'? "
-        "(valid keys here: version, defaults, hosts, guests, overlays)"
+        "(valid keys here: version, defaults, hosts, guests, overlays, pxe)"
     ]
 
 

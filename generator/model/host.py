@@ -219,6 +219,22 @@ Url = Annotated[str, BeforeValidator(_url), WithJsonSchema({"type": "string", "f
 DiskName = Annotated[str, BeforeValidator(_disk), WithJsonSchema({"type": "string"})]
 TimeZone = Annotated[str, BeforeValidator(_timezone), WithJsonSchema({"type": "string"})]
 
+# Debian policy's package names (lower-case letters, digits, + - .), plus what EL's allow
+# beyond them (upper case, _): never an option (`-y`) or a shell word for the installers.
+_PACKAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]{0,127}")
+
+
+def _package(value: Any) -> str:
+    if not isinstance(value, str) or not _PACKAGE.fullmatch(value):
+        raise fail(
+            f"{value!r} is not a package name: a letter or digit, then letters, digits and + . _ - "
+            "(at most 128 characters; no versions or options)"
+        )
+    return value
+
+
+PackageName = Annotated[str, BeforeValidator(_package), WithJsonSchema({"type": "string"})]
+
 
 class Install(StrictModel):
     """How a PXE installation of the host gets its packages."""
@@ -238,3 +254,6 @@ class Install(StrictModel):
     #: The ethernet that PXE-boots (matched by `macaddress`); default: the host's first
     #: ethernet matched by MAC.
     nic: DeviceId | None = None
+    #: Packages the site adds, installed by every vehicle (the installers, the host
+    #: image, and the bootstrap on an existing host) beside the virtualization stack.
+    packages: Items[PackageName] = ()

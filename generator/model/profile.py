@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
-from generator.model.base import Entries, ReadOnly, StrictModel, no_entries
+from generator.model.base import Entries, Items, ReadOnly, StrictModel, no_entries
 from generator.model.boot import BootService
 from generator.model.guest import Guest, GuestSettings
 from generator.model.host import Bootstrap, Distro, Install, Kernel, TrafficControl
@@ -26,6 +26,7 @@ from generator.model.types import (
     fail,
     ranged,
 )
+from generator.model.users import User
 
 
 def _version(value: Any) -> str:
@@ -50,6 +51,9 @@ class Host(StrictModel):
     #: The libvirt version on the host, when it differs from the distro's (Debian 12: 9.0,
     #: Ubuntu 22.04: 8.0, Ubuntu 24.04: 10.0, EL9: 10.5).
     libvirt_version: LibvirtVersion | None = None
+    #: Login users of the host, in the guests' words; root stays locked unless a user
+    #: named `root` is listed (its keys and password are then set).
+    users: Items[User] = ()
 
 
 class HostDefaults(Host):

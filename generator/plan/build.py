@@ -26,6 +26,7 @@ from generator.plan.types import (
     BondSettings,
     BridgeSettings,
     Dhcp,
+    GuestPlan,
     HostPlan,
     InstallPlan,
     Interface,
@@ -39,6 +40,8 @@ from generator.plan.types import (
     Route,
     TunnelSettings,
 )
+from generator.plan.users import plan_users
+from generator.plan.virt import plan_virt
 
 #: netplan key -> systemd.link key, for the offloads an ethernet may switch.
 OFFLOADS = (
@@ -73,6 +76,7 @@ def make_plan(profile: Profile) -> Plan:
         name: spec.libvirt_version or DISTRO_LIBVIRT[spec.distro] for name, spec in profile.hosts.items()
     }
     guests = plan_guests(profile.guests, {h.name: h for h in hosts}, libvirt, problems, warnings)
+    hosts = tuple(_with_stack(h, profile.hosts[h.name], guests, problems) for h in hosts)
     boot = plan_boot(profile, hosts, problems, warnings)
     if problems:
         unique = list(dict.fromkeys(problems))
@@ -84,6 +88,15 @@ def make_plan(profile: Profile) -> Plan:
         warnings=tuple(dict.fromkeys(warnings)),
         boot=boot,
     )
+
+
+def _with_stack(
+    host: HostPlan, spec: Host, guests: Sequence[GuestPlan], problems: list[Diagnostic]
+) -> HostPlan:
+    """The host's users and virtualization stack (which needs its guests' firmware)."""
+    users = plan_users(spec.users, ("hosts", host.name), problems)
+    uefi = any(g.host == host.name and g.firmware == "uefi" for g in guests)
+    return replace(host, users=users, virt=plan_virt(host, spec.install.packages, users, uefi))
 
 
 def _guest_taps(profile: Profile) -> dict[str, dict[str, GuestTap]]:

@@ -18,9 +18,10 @@ from generator import layout
 from generator.errors import Diagnostic, KeyPath, format_path
 from generator.model.cloudinit import CLOUD_CONFIG_KEYS, EXTENDABLE, MANAGED
 from generator.model.frozen import FrozenData, frozen_dict
-from generator.model.guest import MAX_QUEUES, Guest, GuestInterface, _password_hash
+from generator.model.guest import MAX_QUEUES, Guest, GuestInterface
 from generator.model.guest import Bandwidth as BandwidthSpec
 from generator.model.types import interface_name_problem
+from generator.model.users import password_hash
 from generator.plan.guestfiles import guest_files
 from generator.plan.types import (
     IPV6_OFF,
@@ -32,8 +33,8 @@ from generator.plan.types import (
     Interface,
     Kind,
     Route,
-    UserPlan,
 )
+from generator.plan.users import plan_users
 
 RESERVED_TAPS = ("vnet", "vif", "macvtap", "macvlan")  # libvirt silently renames these
 #: The disk's target device, by bus.
@@ -134,7 +135,7 @@ def _guest(
                         "IPv6 addresses on a guest whose ipv6 is disabled", (*path, "interfaces", nic.index)
                     )
                 )
-    users = _users(guest, path, problems)
+    users = plan_users(guest.users or (), path, problems)
     disk = guest.disk
     disk_bus = disk.bus if disk else "virtio"
     machine = guest.machine or "q35"
@@ -164,19 +165,6 @@ def _guest(
         users=users,
         cloud_config=_cloud_config(guest.cloud_config or {}, (*path, "cloud-config"), problems),
     )
-
-
-def _users(guest: Guest, path: KeyPath, problems: list[Diagnostic]) -> tuple[UserPlan, ...]:
-    out = []
-    seen: set[str] = set()
-    for index, user in enumerate(guest.users or ()):
-        if user.name in seen:
-            problems.append(Diagnostic(f"user {user.name} is listed twice", (*path, "users", index, "name")))
-        seen.add(user.name)
-        out.append(
-            UserPlan(user.name, user.ssh_authorized_keys, user.passwd, user.sudo, user.groups, user.shell)
-        )
-    return tuple(out)
 
 
 def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Diagnostic]) -> FrozenData:
@@ -211,7 +199,7 @@ def _cloud_config(extra: Mapping[str, object], path: KeyPath, problems: list[Dia
 
 def _is_hash(value: object) -> bool:
     try:
-        _password_hash(value)
+        password_hash(value)
     except PydanticCustomError:
         return False
     return True

@@ -522,6 +522,27 @@ class FirewallPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class UserPlan:
+    name: str
+    ssh_keys: tuple[str, ...]
+    passwd: str | None
+    sudo: bool
+    groups: tuple[str, ...]
+    shell: str
+
+
+@dataclass(frozen=True, slots=True)
+class VirtPlan:
+    """What makes the host a KVM host (plan/virt.py): packages every vehicle installs,
+    units enabled, and the libvirt networks the bootstrap defines and autostarts."""
+
+    packages: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()  # one per host bridge, named as the bridge
+    uri: str = "qemu:///system"
+
+
+@dataclass(frozen=True, slots=True)
 class HostPlan:
     name: str
     interfaces: tuple[Interface, ...]  # sorted by id
@@ -535,6 +556,9 @@ class HostPlan:
     resolver: ResolverPlan | None = None
     #: EL9's firewalld: what the host's tunnels need let in; None: nothing to open.
     firewall: FirewallPlan | None = None
+    #: Login users the bootstrap creates or updates (root only when listed).
+    users: tuple[UserPlan, ...] = ()
+    virt: VirtPlan = VirtPlan()
 
     def get(self, ident: str) -> Interface:
         # Binary search: interfaces are sorted by id, and renderers look devices up once
@@ -586,16 +610,6 @@ class GuestNic:
     domains: tuple[str, ...]
     dhcp4: bool
     optional: bool  # not needed for boot: only the first NIC is waited for
-
-
-@dataclass(frozen=True, slots=True)
-class UserPlan:
-    name: str
-    ssh_keys: tuple[str, ...]
-    passwd: str | None
-    sudo: bool
-    groups: tuple[str, ...]
-    shell: str
 
 
 @dataclass(frozen=True, slots=True)

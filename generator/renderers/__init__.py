@@ -61,11 +61,11 @@ ROOTFS_RENDERERS = ("networkd", "tc", "kernel")
 
 #: Delivery vehicles, in the order they run: each carries files made before it.
 DELIVERY: dict[str, Vehicle] = {
-    "bootstrap": Vehicle(bootstrap.render, ROOTFS_RENDERERS),
+    "bootstrap": Vehicle(bootstrap.render, (*ROOTFS_RENDERERS, "libvirt")),
     # The host's bundle: bootstrap.sh and rootfs/ (renderers/bundle.py).
-    "pxe": Vehicle(pxe.render, (*ROOTFS_RENDERERS, "bootstrap")),
+    "pxe": Vehicle(pxe.render, (*ROOTFS_RENDERERS, "libvirt", "bootstrap")),
     # kvmnet-host carries the bundle; kvmnet-guest only the plan's guest files.
-    "images": Vehicle(images.render, (*ROOTFS_RENDERERS, "bootstrap")),
+    "images": Vehicle(images.render, (*ROOTFS_RENDERERS, "libvirt", "bootstrap")),
     # The fleet's boot service (output/pxe/) serves the answer files.
     "boot-service": Vehicle(bootservice.render, ("pxe",)),
 }

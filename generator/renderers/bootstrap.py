@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from generator import layout
 from generator.layout import from_root
 from generator.plan.types import HostPlan, Plan, TcEngine
+from generator.plan.users import SUDO_RULE
 from generator.renderers.artifact import MODE_SCRIPT, Artifact
 from generator.renderers.bundle import by_host
 from generator.templating import render as render_template
@@ -56,6 +57,11 @@ class Paths:
     tc_unit_suffix: str
     resolv_conf: str
     resolved_unit: str
+    networks: str  # the libvirt networks beside the script
+    network_suffix: str
+    network_state: str
+    sudoers_dir: str
+    firstboot_unit: str
 
     def patterns(self) -> tuple[str, ...]:
         """Every pattern that sorts a rootfs file into what to apply."""
@@ -101,6 +107,11 @@ PATHS = Paths(
     tc_unit_suffix=layout.TC_UNIT_SUFFIX,
     resolv_conf=from_root(layout.RESOLV_CONF),
     resolved_unit=layout.RESOLVED_UNIT,
+    networks=layout.LIBVIRT_NETWORKS,
+    network_suffix=layout.LIBVIRT_NETWORK_SUFFIX,
+    network_state=from_root(layout.NETWORK_STATE),
+    sudoers_dir=from_root(layout.SUDOERS_DIR),
+    firstboot_unit=layout.FIRSTBOOT_UNIT_NAME,
 )
 
 
@@ -117,6 +128,14 @@ def script(host: HostPlan, artifacts: Sequence[Artifact]) -> Artifact:
         if i.kind.is_netdev
     ]
     links = sorted(i.name for i in host.interfaces if i.name is not None)
+    host_prefix = f"{layout.host_dir(host.name)}/"
+    sums = {a.path: hashlib.sha256(a.content).hexdigest() for a in artifacts}
+    networks = [
+        (sums[path], name, path.removeprefix(host_prefix))
+        for name in host.virt.networks
+        if (path := layout.libvirt_network(host.name, name)) in sums
+    ]
+    users = [(u, from_root(layout.sudoers_file(u.name)) if u.sudo else "") for u in host.users]
     tc_units = [
         (from_root(layout.tc_batch(t.device)), t.unit) for t in host.tc if t.engine is TcEngine.SERVICE
     ]
@@ -127,6 +146,9 @@ def script(host: HostPlan, artifacts: Sequence[Artifact]) -> Artifact:
         netdevs=netdevs,
         links=links,
         tc_units=tc_units,
+        networks=networks,
+        users=users,
+        sudo_rule=SUDO_RULE,
         paths=PATHS,
     )
     return Artifact.text(layout.bootstrap(host.name), text, MODE_SCRIPT)

@@ -83,6 +83,10 @@ def _host_sections(state: HostState) -> set[str]:
         "dns": any("dns" in link for link in links),
         "resolver": state["resolver"] is not None,
         "firewall": bool(state["firewall"]),
+        "users": bool(state["users"]),
+        "keys": any(u["ssh_keys"] for u in state["users"]),
+        "sudo": any(u["sudoers"] for u in state["users"]),
+        "networks": bool(state["networks"]),
     }
     return {name for name, present in found.items() if present}
 

@@ -23,6 +23,7 @@ from generator.plan.types import (
     SysctlDropIn,
     UserPlan,
 )
+from generator.plan.users import SUDO_RULE
 from generator.renderers import guestfiles, yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SECRET, Artifact
 from generator.templating import GENERATED
@@ -78,7 +79,7 @@ def _user(user: UserPlan) -> dict[str, Any]:
     if user.passwd:
         entry["hashed_passwd"] = user.passwd
     if user.sudo:
-        entry["sudo"] = "ALL=(ALL) NOPASSWD:ALL"
+        entry["sudo"] = SUDO_RULE
     if user.groups:
         entry["groups"] = list(user.groups)
     if user.ssh_keys:

@@ -34,7 +34,9 @@ from generator.plan.types import (
     TcEngine,
     TcPlan,
     TunnelSettings,
+    UserPlan,
 )
+from generator.plan.users import SUDO_RULE
 
 if TYPE_CHECKING:
     from generator.checks.kvmnet_checks import (
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
         Resolver,
         Scope,
         Sysctl,
+        User,
     )
 
 NETNS: Final = "netns"
@@ -296,6 +299,24 @@ def host_state(plan: Plan, host: HostPlan, generated: str) -> HostState:
         "reboot_marker": layout.REBOOT_MARKER,
         "resolver": _resolver(host),
         "firewall": _firewall(host),
+        "users": [_user(u) for u in host.users],
+        "packages": [
+            {"name": name, "manager": "rpm" if host.install.distro == "el9" else "dpkg"}
+            for name in host.virt.packages
+        ],
+        "libvirt": {"uri": host.virt.uri, "units": list(host.virt.units)},
+        "networks": [{"name": name, "uri": host.virt.uri} for name in host.virt.networks],
+    }
+
+
+def _user(user: UserPlan) -> User:
+    return {
+        "name": user.name,
+        "shell": user.shell,
+        "groups": list(user.groups),
+        "ssh_keys": list(user.ssh_keys),
+        "sudoers": layout.sudoers_file(user.name) if user.sudo else None,
+        "sudo_rule": f"{user.name} {SUDO_RULE}" if user.sudo else None,
     }
 
 

@@ -32,6 +32,7 @@ from generator.plan.types import GuestPlan, HostPlan, NicTuningUnit, Plan
 from generator.renderers import guestfiles, yamltext
 from generator.renderers.artifact import MODE_FILE, MODE_SCRIPT, Artifact
 from generator.renderers.bundle import by_host, tar_member, tarball
+from generator.renderers.pxe import firstboot_unit
 from generator.templating import GENERATED
 from generator.templating import render as render_template
 
@@ -52,6 +53,7 @@ IN_TARGET = "/tmp/in_target.d"
 GUEST_TARBALL = "files.tar.gz"
 HOST_TARBALL = "bundle.tar.gz"
 HOST_CLOUD_CFG = "cloud.cfg"
+HOST_FIRSTBOOT = "firstboot.service"
 
 
 def host_cloud_cfg() -> str:
@@ -80,10 +82,11 @@ def guest_files(guest: GuestPlan) -> list[tuple[str, int, bytes]]:
 
 
 def host_packages(host: HostPlan) -> tuple[str, ...]:
-    """HOST_PACKAGES, and systemd-resolved when the host has nameservers (only it reads them;
-    the host's bootstrap enables it and points /etc/resolv.conf at its stub)."""
-    resolver = host.resolver.package if host.resolver is not None else None
-    return (*HOST_PACKAGES, resolver) if resolver else HOST_PACKAGES
+    """HOST_PACKAGES, systemd-resolved when the host has nameservers (only it reads them;
+    the host's bootstrap enables it and points /etc/resolv.conf at its stub), then the
+    virtualization stack and the profile's install.packages."""
+    resolver = (host.resolver.package,) if host.resolver is not None and host.resolver.package else ()
+    return tuple(dict.fromkeys((*HOST_PACKAGES, *resolver, *host.virt.packages)))
 
 
 def _tarball(files: Sequence[tuple[str, int, bytes]]) -> bytes:
@@ -146,11 +149,15 @@ def host_element(host: HostPlan, artifacts: Sequence[Artifact]) -> list[Artifact
         cloud_cfg=HOST_CLOUD_CFG,
         cloud_cfg_dir=layout.CLOUD_CFG_DIR,
         cloud_cfg_path=layout.CLOUD_HOST_IMAGE,
+        unit=HOST_FIRSTBOOT,
+        unit_path=layout.FIRSTBOOT_UNIT,
+        unit_name=layout.FIRSTBOOT_UNIT_NAME,
     )
     made = [
         *_common(base, layout.HOST_ELEMENT, host.name, "host", host_packages(host)),
         Artifact(f"{base}/{HOST_DATA}/{HOST_TARBALL}", tarball(host.name, artifacts), MODE_FILE),
         Artifact.text(f"{base}/{HOST_DATA}/{HOST_CLOUD_CFG}", host_cloud_cfg()),
+        Artifact.text(f"{base}/{HOST_DATA}/{HOST_FIRSTBOOT}", firstboot_unit(host)),
         # finalise.d 60: after the bootloader element's grub.cfg (finalise.d 50).
         Artifact.text(f"{base}/finalise.d/60-{layout.HOST_ELEMENT}", finalise, MODE_SCRIPT),
     ]

@@ -30,13 +30,13 @@ def domain(guest: GuestPlan) -> Artifact:
 def render(plan: Plan) -> list[Artifact]:
     out = [domain(guest) for guest in plan.guests]
     for host in plan.hosts:
-        for iface in host.interfaces:
-            if iface.kind is Kind.BRIDGE:
-                text = render_template(
-                    "libvirt/network.xml.j2",
-                    name=iface.netdev_name,
-                    uuid=network_uuid(host.name, iface.netdev_name),
-                    source=format_path(iface.origin),
-                )
-                out.append(Artifact.text(layout.libvirt_network(host.name, iface.netdev_name), text))
+        bridges = {i.netdev_name: i for i in host.interfaces if i.kind is Kind.BRIDGE}
+        for name in host.virt.networks:
+            text = render_template(
+                "libvirt/network.xml.j2",
+                name=name,
+                uuid=network_uuid(host.name, name),
+                source=format_path(bridges[name].origin),
+            )
+            out.append(Artifact.text(layout.libvirt_network(host.name, name), text))
     return out

@@ -132,14 +132,20 @@ def _lines(text: str) -> list[str]:
     return [text[i : i + B64_LINE] for i in range(0, len(text), B64_LINE)]
 
 
-def install_step(host: HostPlan, has_bootstrap: bool) -> str:
-    """kvmnet's install step of `host`, run in the installed system (docs/pxe.md)."""
-    unit = render_template(
+def firstboot_unit(host: HostPlan) -> str:
+    """kvmnet-firstboot.service: the bundle's bootstrap once, online, on the first boot of
+    an installed host or of its image (what an offline run leaves: libvirt networks)."""
+    return render_template(
         "pxe/firstboot.service.j2",
         host=host,
         bootstrap=layout.BUNDLED_BOOTSTRAP,
         done_file=layout.FIRSTBOOT_DONE,
     )
+
+
+def install_step(host: HostPlan, has_bootstrap: bool) -> str:
+    """kvmnet's install step of `host`, run in the installed system (docs/pxe.md)."""
+    unit = firstboot_unit(host)
     cloud_cfg = f"# {GENERATED}\n" + yaml.safe_dump({"network": {"config": "disabled"}}, sort_keys=False)
     text = render_template(
         "pxe/install.sh.j2",
@@ -242,7 +248,8 @@ def autoinstall(host: HostPlan, bundle: bytes, step: str) -> tuple[str, bool]:
         "keyboard": {"layout": "us"},
         "timezone": install.timezone,
         # No `identity`: it must name a user with a password. With `user-data` instead,
-        # Subiquity makes no user, and cloud-init sets the host name on the first boot.
+        # Subiquity makes no user, and cloud-init sets the host name on the first boot;
+        # the bootstrap in late-commands makes the profile's users (hosts.<host>.users).
         "user-data": {"hostname": host.name, "users": []},
         "ssh": {"install-server": True, "allow-pw": False},
         "storage": {
@@ -251,9 +258,10 @@ def autoinstall(host: HostPlan, bundle: bytes, step: str) -> tuple[str, bool]:
     }
     if install.mirror:
         config["apt"] = {"primary": [{"arches": ["default"], "uri": install.mirror}]}
-    if host.resolver is not None and host.resolver.package:
-        # The host has nameservers, which only systemd-resolved reads.
-        config["packages"] = [host.resolver.package]
+    # The virtualization stack and the profile's install.packages; systemd-resolved when
+    # the host has nameservers, which only it reads.
+    resolver = [host.resolver.package] if host.resolver is not None and host.resolver.package else []
+    config["packages"] = [*resolver, *host.virt.packages]
     config["late-commands"] = [
         write,
         f"curtin in-target --target=/target -- sh -c '{unpack}'",

@@ -60,6 +60,15 @@ exec sleep infinity
 """
 
 
+_PACKAGE_SHIMS = {
+    "dpkg-query": "#!/bin/sh\nprintf installed\n",  # the simulated host has its stack
+    "rpm": "#!/bin/sh\nexit 0\n",
+    "apt-get": "#!/bin/sh\necho 'simulated host: no package is installed here' >&2\nexit 1\n",
+    "dnf": "#!/bin/sh\necho 'simulated host: no package is installed here' >&2\nexit 1\n",
+    "virsh": "#!/bin/sh\necho 'simulated host: no libvirt here' >&2\nexit 1\n",
+}
+
+
 class HostSim:
     def __init__(self, ns: str, workdir: Path, seed: str) -> None:
         self.ns = ns
@@ -72,6 +81,12 @@ class HostSim:
         shims.mkdir(exist_ok=True)
         (shims / "systemctl").write_text(_SYSTEMCTL)
         (shims / "systemctl").chmod(0o755)
+        # The simulated host is a network, not a machine of its own: its packages are the
+        # real machine's, so the bootstrap must never install any (it would install them
+        # here), and it has no libvirt (its networks step warns and goes on).
+        for name, script in _PACKAGE_SHIMS.items():
+            (shims / name).write_text(script)
+            (shims / name).chmod(0o755)
         self.env = {
             "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={BUS}",
             "SYSTEMD_LOG_TARGET": "console",

@@ -21,6 +21,20 @@ EXPECTED = checks.load_host("host_hv_bond.json")
 LINKS = EXPECTED["links"]
 QDISCS = EXPECTED["qdiscs"]
 VIRTUAL = [link for link in LINKS if link["kind"] not in ("ether", "tap")]  # netdevs
+USERS = EXPECTED["users"]
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("package", EXPECTED["packages"], ids=checks.label)
+def test_package_installed(machine: checks.Machine, package: checks.Package) -> None:
+    """The virtualization stack and the profile's install.packages are installed."""
+    checks.package_installed(machine, package)
+
+
+@pytest.mark.machine
+def test_libvirt_answers(machine: checks.Machine) -> None:
+    """libvirt's daemon answers on qemu:///system (libvirtd, or EL9's virtqemud)."""
+    checks.libvirt_answers(machine, EXPECTED["libvirt"])
 
 
 @pytest.mark.netns
@@ -98,3 +112,24 @@ def test_module_loaded(machine: checks.Machine, module: checks.Module) -> None:
 def test_kernel_argument(machine: checks.Machine, argument: checks.Argument) -> None:
     """The running kernel has the argument, unless kvmnet's bootstrap is waiting for a reboot."""
     checks.kernel_argument(machine, argument, EXPECTED["reboot_marker"])
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("network", EXPECTED["networks"], ids=checks.label)
+def test_libvirt_network(machine: checks.Machine, network: checks.Network) -> None:
+    """Each generated libvirt network is defined, active and autostarted."""
+    checks.libvirt_network(machine, network)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("user", USERS, ids=checks.label)
+def test_user_exists(machine: checks.Machine, user: checks.User) -> None:
+    """The profile's user exists with its shell and groups."""
+    checks.user_exists(machine, user)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("user", [u for u in USERS if u["ssh_keys"]], ids=checks.label)
+def test_user_keys(machine: checks.Machine, user: checks.User) -> None:
+    """The user's SSH keys are in its authorized_keys (mode 0600, its own)."""
+    checks.user_keys(machine, user)

@@ -21,6 +21,20 @@ EXPECTED = checks.load_host("host_kvm3.json")
 LINKS = EXPECTED["links"]
 QDISCS = EXPECTED["qdiscs"]
 VIRTUAL = [link for link in LINKS if link["kind"] not in ("ether", "tap")]  # netdevs
+USERS = EXPECTED["users"]
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("package", EXPECTED["packages"], ids=checks.label)
+def test_package_installed(machine: checks.Machine, package: checks.Package) -> None:
+    """The virtualization stack and the profile's install.packages are installed."""
+    checks.package_installed(machine, package)
+
+
+@pytest.mark.machine
+def test_libvirt_answers(machine: checks.Machine) -> None:
+    """libvirt's daemon answers on qemu:///system (libvirtd, or EL9's virtqemud)."""
+    checks.libvirt_answers(machine, EXPECTED["libvirt"])
 
 
 @pytest.mark.netns
@@ -83,3 +97,10 @@ def test_sysctl(machine: checks.Machine, entry: checks.Sysctl) -> None:
 def test_module_loaded(machine: checks.Machine, module: checks.Module) -> None:
     """The kernel module is loaded (or built in)."""
     checks.module_loaded(machine, module)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("network", EXPECTED["networks"], ids=checks.label)
+def test_libvirt_network(machine: checks.Machine, network: checks.Network) -> None:
+    """Each generated libvirt network is defined, active and autostarted."""
+    checks.libvirt_network(machine, network)

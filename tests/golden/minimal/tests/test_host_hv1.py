@@ -21,6 +21,20 @@ EXPECTED = checks.load_host("host_hv1.json")
 LINKS = EXPECTED["links"]
 QDISCS = EXPECTED["qdiscs"]
 VIRTUAL = [link for link in LINKS if link["kind"] not in ("ether", "tap")]  # netdevs
+USERS = EXPECTED["users"]
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("package", EXPECTED["packages"], ids=checks.label)
+def test_package_installed(machine: checks.Machine, package: checks.Package) -> None:
+    """The virtualization stack and the profile's install.packages are installed."""
+    checks.package_installed(machine, package)
+
+
+@pytest.mark.machine
+def test_libvirt_answers(machine: checks.Machine) -> None:
+    """libvirt's daemon answers on qemu:///system (libvirtd, or EL9's virtqemud)."""
+    checks.libvirt_answers(machine, EXPECTED["libvirt"])
 
 
 @pytest.mark.parametrize("entry", checks.scoped(EXPECTED["sysctls"]))

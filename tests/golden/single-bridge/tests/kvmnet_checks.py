@@ -246,6 +246,30 @@ class Opening(TypedDict):
     name: str  # test id: "4789/udp"
 
 
+class User(TypedDict):
+    name: str
+    shell: str
+    groups: list[str]
+    ssh_keys: list[str]
+    sudoers: str | None  # the file of its sudo rule, None without one
+    sudo_rule: str | None
+
+
+class Package(TypedDict):
+    name: str
+    manager: Literal["dpkg", "rpm"]
+
+
+class Network(TypedDict):
+    name: str
+    uri: str
+
+
+class Libvirt(TypedDict):
+    uri: str
+    units: list[str]
+
+
 class HostState(TypedDict):
     generated: str
     machine: str
@@ -258,6 +282,10 @@ class HostState(TypedDict):
     reboot_marker: str
     resolver: Resolver | None
     firewall: list[Opening]
+    users: list[User]
+    packages: list[Package]
+    libvirt: Libvirt
+    networks: list[Network]
 
 
 class _Nic(TypedDict):
@@ -1154,6 +1182,88 @@ def unit_active(machine: Machine, qdisc: Qdisc) -> None:
         skip(unit, "systemctl is not installed: this machine has no systemd")
     state = machine.host.run("systemctl is-active %s", unit).stdout.strip()
     expect(unit, "unit", "active", state or "not found")
+
+
+# --- access and the virtualization stack -----------------------------------------------
+
+
+def passwd_entry(machine: Machine, name: str) -> list[str] | None:
+    result = machine.host.run("getent passwd %s", name)
+    return str(result.stdout).strip().split(":") if result.rc == 0 else None
+
+
+def user_exists(machine: Machine, user: User) -> None:
+    """The user exists, with its shell and (at least) its groups."""
+    entry = passwd_entry(machine, user["name"])
+    if entry is None:
+        fail(user["name"], "account", "present", "missing")
+    expect(user["name"], "shell", user["shell"], entry[6])
+    groups = set(machine.output("id -nG %s", user["name"]).split())
+    missing = [g for g in user["groups"] if g not in groups]
+    if missing:
+        fail(user["name"], "groups", ", ".join(user["groups"]), ", ".join(sorted(groups)))
+
+
+def user_keys(machine: Machine, user: User) -> None:
+    """Every key of the user is in its authorized_keys, which only it can read or change."""
+    entry = passwd_entry(machine, user["name"])
+    if entry is None:
+        skip(user["name"], "no such user (reported by test_user_exists)")
+    path = f"{entry[5].rstrip('/')}/.ssh/authorized_keys"
+    text = machine.read(path)
+    if text is None:
+        fail(user["name"], path, "present", "missing")
+    lines = {line.strip() for line in text.splitlines()}
+    missing = [key.split()[-1] for key in user["ssh_keys"] if key not in lines]
+    if missing:
+        fail(user["name"], f"keys in {path}", "all of the profile's", f"missing {', '.join(missing)}")
+    mode = machine.output("stat -c %s %s", "%a %U", path).strip()
+    expect(user["name"], f"mode and owner of {path}", f"600 {user['name']}", mode)
+
+
+def user_sudo(machine: Machine, user: User) -> None:
+    """The user's sudo rule is in place (sudoers.d, mode 0440)."""
+    path, rule = user["sudoers"], user["sudo_rule"]
+    assert path is not None and rule is not None
+    text = machine.read(path)
+    if text is None:
+        fail(user["name"], "sudo rule", path, "missing")
+    expect(
+        user["name"],
+        f"rule in {path}",
+        rule,
+        next((line for line in text.splitlines() if line.strip() and not line.startswith("#")), "none"),
+    )
+    expect(user["name"], f"mode of {path}", "440", machine.output("stat -c %s %s", "%a", path).strip())
+
+
+def package_installed(machine: Machine, package: Package) -> None:
+    name = package["name"]
+    if package["manager"] == "rpm":
+        found = machine.host.run("rpm -q %s", name).rc == 0
+    else:
+        status = machine.host.run("dpkg-query -W -f %s %s", "${db:Status-Status}", name)
+        found = status.rc == 0 and status.stdout.strip() == "installed"
+    expect(name, "package", "installed", "installed" if found else "not installed")
+
+
+def libvirt_answers(machine: Machine, libvirt: Libvirt) -> None:
+    """libvirt's daemon answers on its URI (libvirtd, or EL9's socket-activated virtqemud)."""
+    if not machine.has_command("virsh"):
+        fail(libvirt["uri"], "virsh", "installed", "missing")
+    result = machine.host.run("virsh -c %s uri", libvirt["uri"])
+    expect(libvirt["uri"], "libvirt", "answering", "answering" if result.rc == 0 else result.stderr.strip())
+
+
+def libvirt_network(machine: Machine, network: Network) -> None:
+    """The generated network is defined, active and autostarted."""
+    result = machine.host.run("virsh -c %s net-info %s", network["uri"], network["name"])
+    if result.rc != 0:
+        fail(network["name"], "libvirt network", "defined", result.stderr.strip() or "missing")
+    pairs = (line.partition(":") for line in str(result.stdout).splitlines())
+    fields = {key.strip(): value.strip() for key, _, value in pairs}
+    expect(network["name"], "active", "yes", fields.get("Active", "unknown"))
+    expect(network["name"], "autostart", "yes", fields.get("Autostart", "unknown"))
 
 
 # --- guests ----------------------------------------------------------------------------

@@ -96,6 +96,24 @@ readonly -a CMDLINE=(
   intel_iommu=on
   iommu=pt
 )
+# The virtualization stack and the profile's install.packages: installed when missing
+# (online only), its units enabled (docs/hypervisor.md, "The virtualization stack").
+readonly -a PACKAGES=(
+  qemu-system-x86
+  qemu-utils
+  libvirt-daemon-system
+  libvirt-clients
+  sudo
+)
+readonly -a VIRT_UNITS=(
+  libvirtd.service
+)
+readonly VIRT_URI=qemu:///system
+# libvirt networks kvmnet defines and autostarts: sha256, name, file beside this script.
+readonly -a NETWORKS=(
+  '65926229b779a831450c8b463104bdbc4299f95eb3c7dc8e87096e781884b089 br-guest libvirt/networks/br-guest.xml'
+  '20975037b0a49cac0fb3b294c4f185e693327d45e5cd0a0b17d747a1b98c82cd br-tenant libvirt/networks/br-tenant.xml'
+)
 # Some device has nameservers: networkd's DNS=/Domains= reach only systemd-resolved, so it
 # is installed and enabled, and etc/resolv.conf points at its stub once the network
 # change is kept (docs/hypervisor.md, "DNS").
@@ -269,6 +287,15 @@ for entry in "${FILES[@]}"; do
     problems+=("$src differs from the build (sha256)")
   fi
 done
+for entry in "${NETWORKS[@]}"; do
+  read -r sum name path <<<"$entry"
+  src=$SOURCE/$path
+  if [[ ! -f $src ]]; then
+    problems+=("missing $src")
+  elif [[ $(sha256_of "$src") != "$sum" ]]; then
+    problems+=("$src differs from the build (sha256)")
+  fi
+done
 if [[ -d $SOURCE/rootfs ]]; then
   while IFS= read -r -d '' src; do
     rel=${src#"$SOURCE"/rootfs/}
@@ -331,6 +358,209 @@ if ((RESOLVER)) && resolved_missing; then
   fi
 fi
 
+# --- 2b. the virtualization stack and the site's packages ---------------------------
+
+# Work done outside rootfs/ (packages, users, libvirt networks): a run that did some is
+# not a run with "no changes".
+OTHER_CHANGES=0
+missing_packages() {
+  local name status
+  for name in "${PACKAGES[@]}"; do
+    if [[ $DISTRO == el9 ]]; then
+      rpm --root "$ROOT" -q --quiet "$name" 2>/dev/null || printf '%s\n' "$name"
+    else
+      status=$(dpkg-query "--admindir=$(target var/lib/dpkg)" -W -f '${db:Status-Status}' "$name" 2>/dev/null || true)
+      [[ $status == installed ]] || printf '%s\n' "$name"
+    fi
+  done
+}
+mapfile -t missing < <(missing_packages)
+if ((${#missing[@]})); then
+  if [[ $MODE != online ]]; then
+    # The installers and the image install them from their own package lists; nothing
+    # here may reach the network.
+    say "note: not installed in $ROOT: ${missing[*]} (offline: the installer or image installs them)"
+  elif [[ $DISTRO == el9 ]]; then
+    act dnf install -y -q "${missing[@]}"
+    OTHER_CHANGES=1
+  else
+    if ! act env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; then
+      act apt-get update -q
+      act env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    fi
+    OTHER_CHANGES=1
+  fi
+fi
+
+# --- 2c. login users (hosts.<host>.users) ------------------------------------------
+
+ROOT_OPT=()
+[[ $ROOT == / ]] || ROOT_OPT=(--root "$ROOT")
+field() { # field FILE NAME N: the Nth field of NAME's line in a colon-separated file of the root
+  # Plain bash: an installer's chroot may lack awk (Debian's is an alternatives link).
+  local file line
+  local -a parts
+  file=$(target "$1")
+  [[ -r $file ]] || return 0
+  while IFS= read -r line; do
+    if [[ ${line%%:*} == "$2" ]]; then
+      IFS=: read -r -a parts <<<"$line"
+      printf '%s\n' "${parts[$3 - 1]:-}"
+      return 0
+    fi
+  done <"$file"
+}
+member() { # member GROUP USER
+  [[ ",$(field etc/group "$1" 4)," == *",$2,"* ]]
+}
+# shellcheck disable=SC2317 # called through act
+set_password() { # set_password USER: to $NEW_HASH, by chpasswd on stdin (never in a process list or the log)
+  printf '%s:%s\n' "$1" "$NEW_HASH" | chpasswd -e "${ROOT_OPT[@]}"
+}
+# shellcheck disable=SC2317 # called through act
+write_owned() { # write_owned FILE MODE UID:GID: stdin, atomically by rename in the same directory
+  local tmp
+  tmp=$(dirname -- "$1")/.kvmnet-$$-$(basename -- "$1")
+  cat >"$tmp"
+  chmod "$2" -- "$tmp"
+  chown "$3" -- "$tmp"
+  mv -f -- "$tmp" "$1"
+}
+keys_text() {
+  printf '%s\n' "# $HOST: kvmnet writes this file from the profile's users (the next bootstrap replaces it)." "$@"
+}
+sudo_text() {
+  printf '# %s: written by the kvmnet bootstrap from the profile (do not edit)\n%s %s\n' "$HOST" "$1" 'ALL=(ALL) NOPASSWD:ALL'
+}
+# shellcheck disable=SC2317 # called through act
+write_sudoers() { # write_sudoers USER FILE: checked by visudo before it is put in place
+  local tmp
+  tmp=$(dirname -- "$2")/.kvmnet-$$-sudoers # sudo skips names with a dot
+  sudo_text "$1" >"$tmp"
+  chmod 0440 -- "$tmp"
+  if command -v visudo >/dev/null 2>&1 && ! visudo -c -q -f "$tmp"; then
+    rm -f -- "$tmp"
+    fail "$EXIT_FAILED" "visudo refused the sudo rule of $1"
+  fi
+  mv -f -- "$tmp" "$2"
+}
+ensure_user() { # ensure_user NAME SHELL SUDOERS HASH GROUPS KEY...: create or update, idempotently
+  local name=$1 shell=$2 sudoers=$3 hash=$4 groups=$5 group home owner file want
+  local -a wanted=()
+  shift 5
+  if [[ ! -f $(target etc/passwd) ]]; then
+    say "note: $ROOT has no etc/passwd: user $name not made"
+    return 0
+  elif [[ -z $(field etc/passwd "$name" 1) ]]; then
+    [[ $name != root ]] || fail "$EXIT_FAILED" "$ROOT has no root account"
+    act useradd "${ROOT_OPT[@]}" --create-home --user-group --shell "$shell" "$name"
+    OTHER_CHANGES=1
+    ((DRY_RUN)) && return 0
+  elif [[ $(field etc/passwd "$name" 7) != "$shell" ]]; then
+    act usermod "${ROOT_OPT[@]}" --shell "$shell" "$name"
+    OTHER_CHANGES=1
+  fi
+  local -a add=()
+  IFS=, read -r -a wanted <<<"$groups"
+  for group in "${wanted[@]}"; do
+    if [[ -z $(field etc/group "$group" 1) ]]; then
+      act groupadd "${ROOT_OPT[@]}" "$group"
+      add+=("$group")
+    elif ! member "$group" "$name"; then
+      add+=("$group")
+    fi
+  done
+  if ((${#add[@]})); then
+    act usermod "${ROOT_OPT[@]}" --append --groups "$(IFS=,; printf '%s' "${add[*]}")" "$name"
+    OTHER_CHANGES=1
+  fi
+  if [[ -n $hash && $(field etc/shadow "$name" 2) != "$hash" ]]; then
+    NEW_HASH=$hash
+    act set_password "$name"
+    OTHER_CHANGES=1
+  fi
+  owner="$(field etc/passwd "$name" 3):$(field etc/passwd "$name" 4)"
+  home=$(field etc/passwd "$name" 6)
+  if (($#)) && [[ -n $home ]]; then
+    file=$(target "${home#/}/.ssh/authorized_keys")
+    want=$(keys_text "$@")
+    if [[ ! -f $file || $(cat -- "$file") != "$want" || $(stat -c '%a %u:%g' -- "$file") != "600 $owner" ]]; then
+      if ((!DRY_RUN)); then
+        mkdir -p -- "$(dirname -- "$file")"
+        chmod 0700 -- "$(dirname -- "$file")"
+        chown "$owner" -- "$(dirname -- "$file")"
+      fi
+      keys_text "$@" | act write_owned "$file" 0600 "$owner"
+      OTHER_CHANGES=1
+    fi
+  fi
+  file=$(target etc/sudoers.d)/90-kvmnet-$name
+  if [[ -n $sudoers ]]; then
+    if [[ ! -f $file || $(cat -- "$file") != "$(sudo_text "$name")" ]]; then
+      ((DRY_RUN)) || mkdir -p -- "$(dirname -- "$file")"
+      act write_sudoers "$name" "$file"
+      OTHER_CHANGES=1
+    fi
+  elif [[ -f $file ]]; then
+    act rm -f -- "$file" # no longer asked for
+    OTHER_CHANGES=1
+  fi
+}
+ensure_user ops /bin/bash etc/sudoers.d/90-kvmnet-ops '' libvirt 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7kvmnetExampleKeyDoNotUseInProductionAAAA ops@example.net'
+
+# --- 2d. libvirt networks (run after the network change, and when nothing else changed)
+
+net_field() { # net_field NAME FIELD: Active/Autostart of `virsh net-info`
+  timeout 30 virsh -c "$VIRT_URI" net-info "$1" 2>/dev/null | sed -n "s/^$2: *//p"
+}
+NET_STATE=$(target var/lib/kvmnet/libvirt-networks)
+libvirt_networks() {
+  ((${#NETWORKS[@]})) || return 0
+  local entry sum name path unit recorded
+  if [[ $MODE != online ]]; then
+    # No libvirt daemon runs in a chroot or image build: the first boot defines them.
+    say "note: libvirt networks are defined on the host's first boot (kvmnet-firstboot.service), or by running this bootstrap there"
+    return 0
+  fi
+  for unit in "${VIRT_UNITS[@]}"; do
+    if unit_file "$unit" && ! systemctl is-active --quiet "$unit" 2>/dev/null; then
+      act systemctl start "$unit" || say "warning: $unit did not start"
+    fi
+  done
+  if ! timeout 30 virsh -c "$VIRT_URI" uri >/dev/null 2>&1; then
+    if ((!DRY_RUN)); then
+      # Not fatal: the network change above is made and kept; the host suite's
+      # test_libvirt_answers and test_libvirt_network report it, and a later run defines them.
+      say "warning: libvirt does not answer at $VIRT_URI: libvirt networks not defined; run this again once it does"
+      return 0
+    fi
+    for entry in "${NETWORKS[@]}"; do
+      read -r sum name path <<<"$entry"
+      say "would: virsh -c $VIRT_URI net-define $SOURCE/$path, net-autostart $name, net-start $name"
+    done
+    return 0
+  fi
+  ((DRY_RUN)) || mkdir -p -- "$NET_STATE"
+  for entry in "${NETWORKS[@]}"; do
+    read -r sum name path <<<"$entry"
+    recorded=$(cat -- "$NET_STATE/$name" 2>/dev/null || true)
+    if [[ -z $(net_field "$name" Name) || $recorded != "$sum" ]]; then
+      # A changed definition of a running network takes effect at its next start.
+      act virsh -q -c "$VIRT_URI" net-define "$SOURCE/$path"
+      ((DRY_RUN)) || printf '%s\n' "$sum" >"$NET_STATE/$name"
+      OTHER_CHANGES=1
+    fi
+    if [[ $(net_field "$name" Autostart) != yes ]]; then
+      act virsh -q -c "$VIRT_URI" net-autostart "$name"
+      OTHER_CHANGES=1
+    fi
+    if [[ $(net_field "$name" Active) != yes ]]; then
+      act virsh -q -c "$VIRT_URI" net-start "$name"
+      OTHER_CHANGES=1
+    fi
+  done
+}
+
 # --- 3. what changed ----------------------------------------------------------------
 
 added=() changed=() removed=() remode=()
@@ -358,6 +588,7 @@ SYSTEMCTL=(systemctl)
 to_enable=()
 wanted_units=()
 for entry in "${TC_UNITS[@]}"; do wanted_units+=("${entry#* }"); done
+wanted_units+=("${VIRT_UNITS[@]}")
 if ((${#NETDEVS[@]} + ${#LINKS[@]})); then wanted_units+=(systemd-networkd.service); fi
 resolv_switch=0
 if ((RESOLVER)); then
@@ -376,7 +607,8 @@ for unit in "${wanted_units[@]}"; do
 done
 
 if ((${#added[@]} + ${#changed[@]} + ${#removed[@]} + ${#remode[@]} + ${#to_enable[@]} + resolv_switch == 0)); then
-  say "$HOST: no changes"
+  libvirt_networks
+  if ((OTHER_CHANGES)); then say "$HOST: done (no file changed)"; else say "$HOST: no changes"; fi
   exit 0
 fi
 
@@ -617,6 +849,8 @@ if ((boot_changes)); then
   fi
   say "reboot required: the kernel command line changed"
 fi
+
+libvirt_networks
 
 if ((!DRY_RUN)); then
   for entry in "${FILES[@]}"; do

@@ -80,6 +80,23 @@ readonly -a TC_UNITS=(
 # Kernel arguments kvmnet adds (EL: given to grubby; Debian/Ubuntu: in the GRUB drop-in).
 readonly -a CMDLINE=(
 )
+# The virtualization stack and the profile's install.packages: installed when missing
+# (online only), its units enabled (docs/hypervisor.md, "The virtualization stack").
+readonly -a PACKAGES=(
+  qemu-system-x86
+  qemu-utils
+  libvirt-daemon-system
+  libvirt-clients
+)
+readonly -a VIRT_UNITS=(
+  libvirtd.service
+)
+readonly VIRT_URI=qemu:///system
+# libvirt networks kvmnet defines and autostarts: sha256, name, file beside this script.
+readonly -a NETWORKS=(
+  '148dd2c171bdf4063f5edca63c1339e4e94ef5c51c07c6901be74d2f5b8f3666 br-vlans libvirt/networks/br-vlans.xml'
+  '109f698ad3136b523a94d092a6a83e0a97f69ec207c4acb99e1e2b921454affb br-web libvirt/networks/br-web.xml'
+)
 # No device has nameservers: the host keeps the resolver it has (docs/hypervisor.md, "DNS").
 readonly RESOLVER=0 RESOLVER_PACKAGE="" RESOLV_STUB=""
 
@@ -249,6 +266,15 @@ for entry in "${FILES[@]}"; do
     problems+=("$src differs from the build (sha256)")
   fi
 done
+for entry in "${NETWORKS[@]}"; do
+  read -r sum name path <<<"$entry"
+  src=$SOURCE/$path
+  if [[ ! -f $src ]]; then
+    problems+=("missing $src")
+  elif [[ $(sha256_of "$src") != "$sum" ]]; then
+    problems+=("$src differs from the build (sha256)")
+  fi
+done
 if [[ -d $SOURCE/rootfs ]]; then
   while IFS= read -r -d '' src; do
     rel=${src#"$SOURCE"/rootfs/}
@@ -311,6 +337,97 @@ if ((RESOLVER)) && resolved_missing; then
   fi
 fi
 
+# --- 2b. the virtualization stack and the site's packages ---------------------------
+
+# Work done outside rootfs/ (packages, users, libvirt networks): a run that did some is
+# not a run with "no changes".
+OTHER_CHANGES=0
+missing_packages() {
+  local name status
+  for name in "${PACKAGES[@]}"; do
+    if [[ $DISTRO == el9 ]]; then
+      rpm --root "$ROOT" -q --quiet "$name" 2>/dev/null || printf '%s\n' "$name"
+    else
+      status=$(dpkg-query "--admindir=$(target var/lib/dpkg)" -W -f '${db:Status-Status}' "$name" 2>/dev/null || true)
+      [[ $status == installed ]] || printf '%s\n' "$name"
+    fi
+  done
+}
+mapfile -t missing < <(missing_packages)
+if ((${#missing[@]})); then
+  if [[ $MODE != online ]]; then
+    # The installers and the image install them from their own package lists; nothing
+    # here may reach the network.
+    say "note: not installed in $ROOT: ${missing[*]} (offline: the installer or image installs them)"
+  elif [[ $DISTRO == el9 ]]; then
+    act dnf install -y -q "${missing[@]}"
+    OTHER_CHANGES=1
+  else
+    if ! act env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; then
+      act apt-get update -q
+      act env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    fi
+    OTHER_CHANGES=1
+  fi
+fi
+
+# --- 2c. login users (hosts.<host>.users) ------------------------------------------
+
+# The profile lists no users for this host: accounts are left as they are.
+
+# --- 2d. libvirt networks (run after the network change, and when nothing else changed)
+
+net_field() { # net_field NAME FIELD: Active/Autostart of `virsh net-info`
+  timeout 30 virsh -c "$VIRT_URI" net-info "$1" 2>/dev/null | sed -n "s/^$2: *//p"
+}
+NET_STATE=$(target var/lib/kvmnet/libvirt-networks)
+libvirt_networks() {
+  ((${#NETWORKS[@]})) || return 0
+  local entry sum name path unit recorded
+  if [[ $MODE != online ]]; then
+    # No libvirt daemon runs in a chroot or image build: the first boot defines them.
+    say "note: libvirt networks are defined on the host's first boot (kvmnet-firstboot.service), or by running this bootstrap there"
+    return 0
+  fi
+  for unit in "${VIRT_UNITS[@]}"; do
+    if unit_file "$unit" && ! systemctl is-active --quiet "$unit" 2>/dev/null; then
+      act systemctl start "$unit" || say "warning: $unit did not start"
+    fi
+  done
+  if ! timeout 30 virsh -c "$VIRT_URI" uri >/dev/null 2>&1; then
+    if ((!DRY_RUN)); then
+      # Not fatal: the network change above is made and kept; the host suite's
+      # test_libvirt_answers and test_libvirt_network report it, and a later run defines them.
+      say "warning: libvirt does not answer at $VIRT_URI: libvirt networks not defined; run this again once it does"
+      return 0
+    fi
+    for entry in "${NETWORKS[@]}"; do
+      read -r sum name path <<<"$entry"
+      say "would: virsh -c $VIRT_URI net-define $SOURCE/$path, net-autostart $name, net-start $name"
+    done
+    return 0
+  fi
+  ((DRY_RUN)) || mkdir -p -- "$NET_STATE"
+  for entry in "${NETWORKS[@]}"; do
+    read -r sum name path <<<"$entry"
+    recorded=$(cat -- "$NET_STATE/$name" 2>/dev/null || true)
+    if [[ -z $(net_field "$name" Name) || $recorded != "$sum" ]]; then
+      # A changed definition of a running network takes effect at its next start.
+      act virsh -q -c "$VIRT_URI" net-define "$SOURCE/$path"
+      ((DRY_RUN)) || printf '%s\n' "$sum" >"$NET_STATE/$name"
+      OTHER_CHANGES=1
+    fi
+    if [[ $(net_field "$name" Autostart) != yes ]]; then
+      act virsh -q -c "$VIRT_URI" net-autostart "$name"
+      OTHER_CHANGES=1
+    fi
+    if [[ $(net_field "$name" Active) != yes ]]; then
+      act virsh -q -c "$VIRT_URI" net-start "$name"
+      OTHER_CHANGES=1
+    fi
+  done
+}
+
 # --- 3. what changed ----------------------------------------------------------------
 
 added=() changed=() removed=() remode=()
@@ -338,6 +455,7 @@ SYSTEMCTL=(systemctl)
 to_enable=()
 wanted_units=()
 for entry in "${TC_UNITS[@]}"; do wanted_units+=("${entry#* }"); done
+wanted_units+=("${VIRT_UNITS[@]}")
 if ((${#NETDEVS[@]} + ${#LINKS[@]})); then wanted_units+=(systemd-networkd.service); fi
 resolv_switch=0
 if ((RESOLVER)); then
@@ -356,7 +474,8 @@ for unit in "${wanted_units[@]}"; do
 done
 
 if ((${#added[@]} + ${#changed[@]} + ${#removed[@]} + ${#remode[@]} + ${#to_enable[@]} + resolv_switch == 0)); then
-  say "$HOST: no changes"
+  libvirt_networks
+  if ((OTHER_CHANGES)); then say "$HOST: done (no file changed)"; else say "$HOST: no changes"; fi
   exit 0
 fi
 
@@ -597,6 +716,8 @@ if ((boot_changes)); then
   fi
   say "reboot required: the kernel command line changed"
 fi
+
+libvirt_networks
 
 if ((!DRY_RUN)); then
   for entry in "${FILES[@]}"; do
