@@ -265,10 +265,6 @@ PXE_SERVICE = f"{PXE}/service.json"
 PXE_HTTP = f"{PXE}/http"
 #: The script every iPXE client is handed by DHCP; it chains its MAC's script.
 BOOT_SCRIPT = "boot.ipxe"
-#: The deploy ramdisk (`kvmnet image --role deploy -o <tree>/deploy/kvmnet-deploy`).
-DEPLOY_PREFIX = "deploy/kvmnet-deploy"
-DEPLOY_KERNEL = f"{DEPLOY_PREFIX}.kernel"
-DEPLOY_INITRD = f"{DEPLOY_PREFIX}.initramfs"
 #: Each distro's installer kernel and initrd, as its netboot files name them.
 INSTALLER_FILES = {
     "debian12": ("linux", "initrd.gz"),
@@ -462,3 +458,9 @@ def vagrant_rename_link(name: str) -> str:
     """Machine path of the .link file by which the Vagrantfile names a host's NIC in its VM
     (before the host's own `10-kvmnet-` files, which then match the name)."""
     return f"{NETWORKD_DIR}/09-kvmnet-vagrant-{name}.link"
+
+
+#: The deploy ramdisk in the boot service's tree (`kvmnet image --role deploy -o
+#: <assets>/deploy/kvmnet-deploy`): URL paths.
+DEPLOY_KERNEL = deploy_kernel(f"deploy/{DEPLOY_PREFIX}")
+DEPLOY_INITRD = deploy_initramfs(f"deploy/{DEPLOY_PREFIX}")

@@ -29,13 +29,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from generator import layout
 from generator.live.libvirtd import Libvirtd, private_libvirtd
-from generator.live.vms import console_tail
+from generator.live.vms import console_tail, wait_booted
 from generator.pipeline import build, plan_profile
 from generator.plan.types import BootEntry, Plan
-from generator.vm.fleet import Fleet
+from generator.verify.runner import CheckResult, Report
+from generator.vm.fleet import Booted, Fleet, SuiteRun
 from generator.vm.hosts import WIRE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,3 +186,154 @@ def test_installer_path_boots_debian_installer_which_fetches_its_preseed(
     # and the file the installer fetched is the host's generated preseed, byte for byte
     served = output / layout.pxe_http(f"{layout.boot_host_dir('hv2')}preseed.cfg")
     assert served.read_bytes() == (output / layout.pxe_answer("hv2", "debian12")).read_bytes()
+
+
+# --- the image path ------------------------------------------------------------------
+
+#: From power-on to SSH on the deployed host: PXE, the ramdisk, the image written, and
+#: the first boot of the host (software emulation).
+DEPLOY_TIMEOUT = 1200.0
+
+
+def _profile_with_key(work: Path, public_key: str) -> Path:
+    """profiles/pxe.yaml with the test's key as admin's (the profile's is an example)."""
+    data = yaml.safe_load(PROFILE.read_text())
+    for user in data["defaults"]["host"]["users"]:
+        user["ssh-authorized-keys"] = [public_key.strip()]
+    path = work / "pxe.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def key(work: Path) -> Path:
+    if given := os.environ.get("KVMNET_PXE_KEY"):
+        return Path(given)  # a fixed key keeps the host image's cache key (docs/pxe.md)
+    path = work / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kvmnet-pxe-test", "-f", str(path)], check=True
+    )
+    return path
+
+
+@pytest.mark.pxe
+@boots_vms
+def test_image_path_deploys_a_working_hypervisor_that_passes_its_suite(work: Path, key: Path) -> None:
+    from tests.support import images
+
+    (work / "image").mkdir()
+    profile = _profile_with_key(work / "image", key.with_suffix(".pub").read_text())
+    output = work / "image-output"
+    build(profile, output)
+    plan = plan_profile(profile).plan
+    entry = _entry(plan, "hv1")
+    assert entry.method == "image"
+    began = time.monotonic()
+    image = images.host_image(profile, "hv1")
+    kernel, initramfs = images.deploy_ramdisk()
+    TIMINGS["images"] = {"host_and_ramdisk_ready": round(time.monotonic() - began, 1)}
+    assets = work / "image-assets"
+    for url_path, source in (
+        (layout.DEPLOY_KERNEL, kernel),
+        (layout.DEPLOY_INITRD, initramfs),
+        (layout.host_image("hv1"), image),
+        (layout.sha256_sidecar(layout.host_image("hv1")), Path(layout.sha256_sidecar(str(image)))),
+    ):
+        (assets / url_path).parent.mkdir(parents=True, exist_ok=True)
+        (assets / url_path).symlink_to(source)
+    assert plan.boot is not None
+    server = urlsplit(plan.boot.url).hostname
+    prefix = plan.boot.subnet.split("/")[1]
+    address = next(a for i in plan.hosts[0].interfaces if i.id == "eno1" for a in i.addresses).split("/")[0]
+    with (
+        private_libvirtd(work, label="pxeimg") as daemon,
+        Fleet(daemon, output, plan, key, work / "image-fleet") as fleet,
+    ):
+        fleet.wire(9000, (f"{server}/{prefix}",))
+        service = BootService(daemon, output, assets, work / "image-serve.log")
+        try:
+            with fleet.bare_host("hv1", entry.mac, memory_mib=2048) as (domain, started):
+                console = (daemon, "hv1")
+                lease = service.wait_for(rf"DHCPACK\({WIRE}\) [0-9.]+ {entry.mac} hv1", 180, console)
+                fetched = service.wait_for(r"GET /images/hv1\.qcow2 HTTP/1\.[01]\" 200", 300, console)
+                written = _wait_console(daemon, "hv1", "kvmnet-deploy: done, rebooting", 600)
+                ssh = fleet.ssh("hv1", "admin", address)
+                boot = wait_booted(ssh, started, domain, DEPLOY_TIMEOUT)
+                booted = Booted("hv1", ssh, boot, domain)
+                if ssh.run("test", "-e", layout.REBOOT_MARKER, check=False).returncode == 0:
+                    TIMINGS["image hv1 reboot"] = {"boot_to_ssh": booted.reboot().ssh}
+                suite = _verify(fleet, booted, output)
+                # A negative control: one value changed on the deployed host fails the
+                # suite, naming it.
+                ssh.run("sudo", "sysctl", "-q", "-w", "net.core.rmem_max=212992")
+                changed = _verify(fleet, booted, output)
+                ssh.close()
+        finally:
+            service.stop()
+    TIMINGS["image hv1"] = {
+        "power_on_to_lease": round(lease, 1),
+        "image_fetched": round(fetched, 1),
+        "image_written_and_grown": round(written, 1),
+        "power_on_to_ssh": boot.ssh,
+        "suite": suite.seconds,
+    }
+    assert suite.report is not None, suite.said
+    outcomes = {r.check: (r.outcome, r.message) for r in suite.report.results}
+    failed = {c: o for c, o in outcomes.items() if o[0] == "failed"}
+    assert suite.ok and not failed, (failed, suite.said[-3000:])
+    for check in (
+        "test_kernel_argument[intel_iommu=on]",
+        "test_kernel_argument[iommu=pt]",
+        "test_root_qdisc[eno1]",
+        "test_mtu[eno1]",
+        "test_libvirt_answers",
+        "test_libvirt_network[br-guest]",
+        "test_libvirt_network[br-tenant]",
+        "test_user_keys[admin]",
+        "test_sysctl[net.core.rmem_max]",
+    ):
+        assert outcomes.get(check, ("missing", ""))[0] == "passed", (
+            check,
+            outcomes.get(check),
+            sorted(outcomes),
+        )
+    assert changed.report is not None, changed.said
+    now_failed = [r for r in changed.report.results if r.outcome == "failed"]
+    assert len(now_failed) == 1 and now_failed[0].check.startswith("test_sysctl"), now_failed
+    assert "rmem_max" in now_failed[0].check, now_failed
+    assert "212992" in now_failed[0].message and "67108864" in now_failed[0].message, now_failed[0].message
+
+
+def _wait_console(daemon: Libvirtd, name: str, text: str, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        shown = console_tail(daemon, name, lines=100_000)
+        if text in shown:
+            return time.monotonic() - started
+        if "kvmnet-deploy: FAILED" in shown:
+            pytest.fail(f"the deploy ramdisk failed:\n{console_tail(daemon, name, lines=60)}")
+        time.sleep(2)
+    pytest.fail(f"no {text!r} on {name}'s console within {timeout:.0f} s:\n{console_tail(daemon, name, 60)}")
+
+
+def _verify(fleet: Fleet, booted: Booted, output: Path) -> SuiteRun:
+    """`kvmnet verify --sudo -t ssh://admin@...`: the login is the profile's own user."""
+    report_file = fleet.work / f"verify-{time.monotonic_ns()}.json"
+    command = fleet.daemon.command(
+        sys.executable,
+        *("-m", "generator", "verify", "--sudo", "-t", booted.ssh.target, "-o", str(output)),
+        *("--json", str(report_file), booted.name),
+    )
+    begun = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+    report = None
+    if report_file.exists():
+        data = json.loads(report_file.read_text())
+        report = Report(tuple(CheckResult(**r) for r in data["results"]))
+    return SuiteRun(
+        booted.name,
+        result.returncode,
+        round(time.monotonic() - begun, 1),
+        report,
+        result.stdout + result.stderr,
+    )

@@ -77,7 +77,7 @@ def _entry(host: HostPlan, mac: str, url: str) -> BootEntry:
                 bootif(mac),
                 *CONSOLES,
             ),
-            assets=(layout.DEPLOY_KERNEL, layout.DEPLOY_INITRD, image, f"{image}.sha256"),
+            assets=(layout.DEPLOY_KERNEL, layout.DEPLOY_INITRD, image, layout.sha256_sidecar(image)),
         )
     distro = host.install.distro
     kernel, initrd = layout.INSTALLER_FILES[distro]

@@ -230,6 +230,10 @@ def host_vm(host: HostPlan, index: int, public_key: str, *, vcpus: int = 2, memo
     return HostVm(host.name, xml, iso, address, disk, cdrom, wire_mtu, _gateways(host))
 
 
+#: udev's stable link of a virtio disk with a serial (60-persistent-storage.rules).
+VIRTIO_BY_ID = "/dev/disk/by-id/virtio-"
+
+
 @dataclass(frozen=True)
 class BareVm:
     """A server with nothing installed, set up to PXE-boot: the PXE tier's machine."""
@@ -265,6 +269,10 @@ def bare_vm(host: HostPlan, index: int, mac: str, *, vcpus: int = 2, memory_mib:
     _sub(element, "driver", name="qemu", type="qcow2")
     _sub(element, "source", file=disk)
     _sub(element, "target", dev="vda", bus="virtio")
+    if host.install.disk and host.install.disk.startswith(VIRTIO_BY_ID):
+        # The disk as the profile names it: udev links a virtio disk with a serial as
+        # /dev/disk/by-id/virtio-<serial> (a server's disk by its serial number).
+        _sub(element, "serial", host.install.disk.removeprefix(VIRTIO_BY_ID))
     _sub(element, "boot", order="1")
     for ethernet in ethernets:
         nic = _sub(devices, "interface", type="bridge")
