@@ -17,7 +17,19 @@ collect_ignore = ["golden"]
 
 #: The slow tiers, each a marker registered in pyproject.toml. A test carrying none of them
 #: is in the fast tier (marked `fast` here), the only one plain `pytest` runs.
-TIERS = ("consumer", "lint", "networkd", "netplan", "lab", "fuzz", "fuzz_deep", "limits", "crash", "vm", "pxe")
+TIERS = (
+    "consumer",
+    "lint",
+    "networkd",
+    "netplan",
+    "lab",
+    "fuzz",
+    "fuzz_deep",
+    "limits",
+    "crash",
+    "vm",
+    "pxe",
+)
 #: README's test command selects every tier but the deep fuzzing with this expression.
 EVERY_TIER = "not fuzz_deep"
 

@@ -140,7 +140,10 @@ def test_only_the_rootfs_renderers_write_rootfs(profile: Path) -> None:
 
 def test_a_vehicle_before_what_it_carries_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # pxe and images before bootstrap, which they carry
-    reordered = {**{k: v for k, v in DELIVERY.items() if k != "bootstrap"}, "bootstrap": DELIVERY["bootstrap"]}
+    reordered = {
+        **{k: v for k, v in DELIVERY.items() if k != "bootstrap"},
+        "bootstrap": DELIVERY["bootstrap"],
+    }
     monkeypatch.setattr(renderers, "DELIVERY", reordered)
     with pytest.raises(ArtifactOrderError, match="runs before bootstrap"):
         renderers.render_all(plan_profile(REPO / "profiles/minimal.yaml").plan)
