@@ -262,6 +262,16 @@ def test_image_path_deploys_a_working_hypervisor_that_passes_its_suite(work: Pat
                 booted = Booted("hv1", ssh, boot, domain)
                 if ssh.run("test", "-e", layout.REBOOT_MARKER, check=False).returncode == 0:
                     TIMINGS["image hv1 reboot"] = {"boot_to_ssh": booted.reboot().ssh}
+                # The image was written to the disk the profile names, grown to fill it,
+                # and the host has its own name.
+                said = ssh.run(
+                    "sh",
+                    "-c",
+                    "hostname; readlink -f " + str(plan.hosts[0].install.disk) + "; df -B1 --output=size /",
+                )
+                name, disk, _, size = said.stdout.split()
+                assert (name, disk) == ("hv1", "/dev/vda"), said.stdout
+                assert int(size) > 7 * 2**30, said.stdout  # an 8 GiB disk; the image is 1.9 GiB
                 suite = _verify(fleet, booted, output)
                 # A negative control: one value changed on the deployed host fails the
                 # suite, naming it.

@@ -152,6 +152,7 @@ def host_element(host: HostPlan, artifacts: Sequence[Artifact]) -> list[Artifact
         unit=HOST_FIRSTBOOT,
         unit_path=layout.FIRSTBOOT_UNIT,
         unit_name=layout.FIRSTBOOT_UNIT_NAME,
+        host_name=host.name,
     )
     made = [
         *_common(base, layout.HOST_ELEMENT, host.name, "host", host_packages(host)),

@@ -163,3 +163,24 @@ def test_tc_unit_active(machine: checks.Machine, qdisc: checks.Qdisc) -> None:
 def test_libvirt_network(machine: checks.Machine, network: checks.Network) -> None:
     """Each generated libvirt network is defined, active and autostarted."""
     checks.libvirt_network(machine, network)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("user", USERS, ids=checks.label)
+def test_user_exists(machine: checks.Machine, user: checks.User) -> None:
+    """The profile's user exists with its shell and groups."""
+    checks.user_exists(machine, user)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("user", [u for u in USERS if u["ssh_keys"]], ids=checks.label)
+def test_user_keys(machine: checks.Machine, user: checks.User) -> None:
+    """The user's SSH keys are in its authorized_keys (mode 0600, its own)."""
+    checks.user_keys(machine, user)
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("user", [u for u in USERS if u["sudoers"]], ids=checks.label)
+def test_user_sudo(machine: checks.Machine, user: checks.User) -> None:
+    """The user's sudo rule is in sudoers.d."""
+    checks.user_sudo(machine, user)

@@ -93,6 +93,7 @@ readonly -a PACKAGES=(
   qemu-utils
   libvirt-daemon-system
   libvirt-clients
+  sudo
 )
 readonly -a VIRT_UNITS=(
   libvirtd.service
@@ -379,7 +380,119 @@ fi
 
 # --- 2c. login users (hosts.<host>.users) ------------------------------------------
 
-# The profile lists no users for this host: accounts are left as they are.
+ROOT_OPT=()
+[[ $ROOT == / ]] || ROOT_OPT=(--root "$ROOT")
+field() { # field FILE NAME N: the Nth field of NAME's line in a colon-separated file of the root
+  # Plain bash: an installer's chroot may lack awk (Debian's is an alternatives link).
+  local file line
+  local -a parts
+  file=$(target "$1")
+  [[ -r $file ]] || return 0
+  while IFS= read -r line; do
+    if [[ ${line%%:*} == "$2" ]]; then
+      IFS=: read -r -a parts <<<"$line"
+      printf '%s\n' "${parts[$3 - 1]:-}"
+      return 0
+    fi
+  done <"$file"
+}
+member() { # member GROUP USER
+  [[ ",$(field etc/group "$1" 4)," == *",$2,"* ]]
+}
+# shellcheck disable=SC2317 # called through act
+set_password() { # set_password USER: to $NEW_HASH, by chpasswd on stdin (never in a process list or the log)
+  printf '%s:%s\n' "$1" "$NEW_HASH" | chpasswd -e "${ROOT_OPT[@]}"
+}
+# shellcheck disable=SC2317 # called through act
+write_owned() { # write_owned FILE MODE UID:GID: stdin, atomically by rename in the same directory
+  local tmp
+  tmp=$(dirname -- "$1")/.kvmnet-$$-$(basename -- "$1")
+  cat >"$tmp"
+  chmod "$2" -- "$tmp"
+  chown "$3" -- "$tmp"
+  mv -f -- "$tmp" "$1"
+}
+keys_text() {
+  printf '%s\n' "# $HOST: kvmnet writes this file from the profile's users (the next bootstrap replaces it)." "$@"
+}
+sudo_text() {
+  printf '# %s: written by the kvmnet bootstrap from the profile (do not edit)\n%s %s\n' "$HOST" "$1" 'ALL=(ALL) NOPASSWD:ALL'
+}
+# shellcheck disable=SC2317 # called through act
+write_sudoers() { # write_sudoers USER FILE: checked by visudo before it is put in place
+  local tmp
+  tmp=$(dirname -- "$2")/.kvmnet-$$-sudoers # sudo skips names with a dot
+  sudo_text "$1" >"$tmp"
+  chmod 0440 -- "$tmp"
+  if command -v visudo >/dev/null 2>&1 && ! visudo -c -q -f "$tmp"; then
+    rm -f -- "$tmp"
+    fail "$EXIT_FAILED" "visudo refused the sudo rule of $1"
+  fi
+  mv -f -- "$tmp" "$2"
+}
+ensure_user() { # ensure_user NAME SHELL SUDOERS HASH GROUPS KEY...: create or update, idempotently
+  local name=$1 shell=$2 sudoers=$3 hash=$4 groups=$5 group home owner file want
+  local -a wanted=()
+  shift 5
+  if [[ ! -f $(target etc/passwd) ]]; then
+    say "note: $ROOT has no etc/passwd: user $name not made"
+    return 0
+  elif [[ -z $(field etc/passwd "$name" 1) ]]; then
+    [[ $name != root ]] || fail "$EXIT_FAILED" "$ROOT has no root account"
+    act useradd "${ROOT_OPT[@]}" --create-home --user-group --shell "$shell" "$name"
+    OTHER_CHANGES=1
+    ((DRY_RUN)) && return 0
+  elif [[ $(field etc/passwd "$name" 7) != "$shell" ]]; then
+    act usermod "${ROOT_OPT[@]}" --shell "$shell" "$name"
+    OTHER_CHANGES=1
+  fi
+  local -a add=()
+  IFS=, read -r -a wanted <<<"$groups"
+  for group in "${wanted[@]}"; do
+    if [[ -z $(field etc/group "$group" 1) ]]; then
+      act groupadd "${ROOT_OPT[@]}" "$group"
+      add+=("$group")
+    elif ! member "$group" "$name"; then
+      add+=("$group")
+    fi
+  done
+  if ((${#add[@]})); then
+    act usermod "${ROOT_OPT[@]}" --append --groups "$(IFS=,; printf '%s' "${add[*]}")" "$name"
+    OTHER_CHANGES=1
+  fi
+  if [[ -n $hash && $(field etc/shadow "$name" 2) != "$hash" ]]; then
+    NEW_HASH=$hash
+    act set_password "$name"
+    OTHER_CHANGES=1
+  fi
+  owner="$(field etc/passwd "$name" 3):$(field etc/passwd "$name" 4)"
+  home=$(field etc/passwd "$name" 6)
+  if (($#)) && [[ -n $home ]]; then
+    file=$(target "${home#/}/.ssh/authorized_keys")
+    want=$(keys_text "$@")
+    if [[ ! -f $file || $(cat -- "$file") != "$want" || $(stat -c '%a %u:%g' -- "$file") != "600 $owner" ]]; then
+      if ((!DRY_RUN)); then
+        mkdir -p -- "$(dirname -- "$file")"
+        chmod 0700 -- "$(dirname -- "$file")"
+        chown "$owner" -- "$(dirname -- "$file")"
+      fi
+      keys_text "$@" | act write_owned "$file" 0600 "$owner"
+      OTHER_CHANGES=1
+    fi
+  fi
+  file=$(target etc/sudoers.d)/90-kvmnet-$name
+  if [[ -n $sudoers ]]; then
+    if [[ ! -f $file || $(cat -- "$file") != "$(sudo_text "$name")" ]]; then
+      ((DRY_RUN)) || mkdir -p -- "$(dirname -- "$file")"
+      act write_sudoers "$name" "$file"
+      OTHER_CHANGES=1
+    fi
+  elif [[ -f $file ]]; then
+    act rm -f -- "$file" # no longer asked for
+    OTHER_CHANGES=1
+  fi
+}
+ensure_user admin /bin/bash etc/sudoers.d/90-kvmnet-admin '' '' 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7kvmnetExampleKeyDoNotUseInProductionAAAA admin@example.net'
 
 # --- 2d. libvirt networks (run after the network change, and when nothing else changed)
 
